@@ -1,0 +1,28 @@
+"""Training-dataset export: annotations CSV/JSON, frames, ImageFolder, splits and manifest.
+
+- :mod:`medvid.export.annotations` — :data:`ANNOTATION_COLUMNS` and the CSV/JSON cell formats.
+- :mod:`medvid.export.splits` — :func:`split_by_patient`.
+- :mod:`medvid.export.dataset` — :class:`ExportConfig`, :func:`write_training_dataset`.
+- :mod:`medvid.export.verify` — :func:`verify_export`, the checks run before training.
+"""
+
+from medvid.export.annotations import ANNOTATION_COLUMNS, information_source_ids
+from medvid.export.dataset import (
+    ExportConfig,
+    ExportSummary,
+    label_folder_name,
+    write_training_dataset,
+)
+from medvid.export.splits import split_by_patient
+from medvid.export.verify import verify_export
+
+__all__ = [
+    "ANNOTATION_COLUMNS",
+    "ExportConfig",
+    "ExportSummary",
+    "information_source_ids",
+    "label_folder_name",
+    "split_by_patient",
+    "verify_export",
+    "write_training_dataset",
+]

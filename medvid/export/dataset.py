@@ -1,0 +1,517 @@
+"""Write a training dataset folder from frames, frame labels and videos.
+
+Layout of ``out_dir`` (written as a whole: built in a temporary folder beside it and swapped in
+with :func:`medvid.io.atomic_dir`, so readers see the old dataset or the new one, never a mix):
+
+- ``annotations.csv`` / ``annotations.json`` — one row per frame-label annotation,
+  :data:`~medvid.export.annotations.ANNOTATION_COLUMNS` exactly (seed 004's frame-annotation
+  schema); the JSON is the same table as a list of objects.
+- ``frames/video_<video_id>/frame_<frame_id>.jpg`` — every exported frame; the
+  ``frame_relative_path`` of the annotations is relative to ``frames/``.
+- ``splits.csv`` — ``video_id, patient_id, split`` then the patient attribute columns of the
+  videos table; the split is by patient (:func:`~medvid.export.splits.split_by_patient`).
+- ``imagefolder/<split>/<label>/<frame_id>.jpg`` — torchvision ``ImageFolder`` layout, the
+  "folders named by their label" export of AIGVA (seed 003): a frame appears under every label
+  it is positive for, thinned to every ``imagefolder_skip``-th positive frame per (video,
+  label) in frame order. Every label folder exists in every split so class indices agree
+  between ``train`` and ``val``; pass ``allow_empty=True`` to ``ImageFolder`` when a class has
+  no image in a split. With ``positive_only_imagefolder=False`` frames negative for all their
+  labels go to ``imagefolder/<split>/_negative/``. ``imagefolder.csv`` lists every file
+  (``path, frame_id, video_id, label_name, split``).
+- ``manifest.json`` — dataset name, medvid version, creation date, config, sampling config,
+  label schema, information sources, counts per label and split, videos/patients per split,
+  the source videos' sha256, and the frames excluded as dead/disturbed.
+
+Which frames: those with at least one annotation, minus dead frames (unless
+``include_dead``) and disturbed frames (when ``include_disturbed`` is off). Annotations whose
+frame is not in the frames table are dropped and counted. Original video file names are not
+written anywhere (they often hold patient names).
+
+Positive or not: when one (frame, label) has annotations from several sources, the
+ImageFolder and the ``positives`` counts use one of them: human sources before models, then
+the latest ``date_modified``, then source and annotator name. ``annotations.*`` keep all rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from typing import Any, Final, Literal
+
+import numpy as np
+import pandas as pd
+
+from medvid.export.annotations import (
+    ANNOTATION_COLUMNS,
+    ISO_UTC_FORMAT,
+    format_cell,
+    information_source_ids,
+    records_to_csv,
+    records_to_json,
+)
+from medvid.export.splits import Split, normalize_patient_id, split_by_patient
+from medvid.io import atomic_dir
+from medvid.labels.schema import model_id_of_source
+
+ANNOTATIONS_CSV: Final = "annotations.csv"
+ANNOTATIONS_JSON: Final = "annotations.json"
+SPLITS_CSV: Final = "splits.csv"
+MANIFEST_JSON: Final = "manifest.json"
+IMAGEFOLDER_DIR: Final = "imagefolder"
+IMAGEFOLDER_CSV: Final = "imagefolder.csv"
+FRAMES_DIR: Final = "frames"
+NEGATIVE_CLASS_DIR: Final = "_negative"
+MANIFEST_FORMAT_VERSION: Final = 1
+
+LinkMode = Literal["hardlink", "copy"]
+Progress = Callable[[int, int], None]
+
+_FRAME_COLUMNS = ("frame_id", "video_id", "frame_number", "frame_timestamp", "frame_relative_path")
+_LABEL_COLUMNS = (
+    "frame_id",
+    "label_id",
+    "label_name",
+    "value",
+    "float_value",
+    "source",
+    "annotator",
+    "date_created",
+    "date_modified",
+)
+_VIDEO_COLUMNS = ("video_id", "video_hash")
+_NOT_EXPORTED_VIDEO_COLUMNS = ("video_id", "video_hash", "original_name", "patient_id")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """How to build a training dataset.
+
+    Attributes:
+        dataset_name: name written to the manifest.
+        val_ratio: wanted fraction of exported frames in the validation split, in [0, 1];
+            reached approximately, since whole patients move together.
+        seed: seed of the patient shuffle; the same seed gives the same split.
+        imagefolder_skip: keep every k-th positive frame per (video, label) in ``imagefolder/``
+            (AIGVA's "skip factor"; 1 keeps all). ``annotations.*`` and ``frames/`` are not
+            thinned.
+        include_dead: also export frames flagged ``is_dead`` (black, frozen, blank).
+        include_disturbed: also export frames flagged ``is_disturbed`` (motion, artefacts).
+        link_mode: ``"hardlink"`` (no extra disk; falls back to a copy when the frames root is
+            on another filesystem) or ``"copy"`` (independent files).
+        positive_only_imagefolder: ``True`` puts only positive frames in ``imagefolder/``;
+            ``False`` also puts frames negative for all their labels under ``_negative/``.
+    """
+
+    dataset_name: str
+    val_ratio: float = 0.2
+    seed: int = 0
+    imagefolder_skip: int = 1
+    include_dead: bool = False
+    include_disturbed: bool = True
+    link_mode: LinkMode = "hardlink"
+    positive_only_imagefolder: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.dataset_name or not self.dataset_name.strip():
+            raise ValueError("dataset_name must be non-empty")
+        if not 0.0 <= self.val_ratio <= 1.0:
+            raise ValueError(f"val_ratio must be in [0, 1], got {self.val_ratio}")
+        if self.imagefolder_skip < 1:
+            raise ValueError(f"imagefolder_skip must be >= 1, got {self.imagefolder_skip}")
+        if self.link_mode not in ("hardlink", "copy"):
+            raise ValueError(f"link_mode must be 'hardlink' or 'copy', got {self.link_mode!r}")
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    """What :func:`write_training_dataset` wrote.
+
+    ``counts`` is the ``counts`` object of ``manifest.json``; ``splits`` maps each exported
+    ``video_id`` to ``"train"`` or ``"val"``.
+    """
+
+    path: Path
+    n_annotations: int
+    n_frames: int
+    n_videos: int
+    counts: dict[str, Any] = field(default_factory=dict)
+    splits: dict[str, Split] = field(default_factory=dict)
+
+
+def label_folder_name(label_name: str, label_id: int) -> str:
+    """A folder name for a label: characters other than ``A-Za-z0-9._-`` become ``_``, leading
+    dots are dropped; an empty result becomes ``label_<label_id>``."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", label_name.strip()).lstrip(".")
+    return name or f"label_{label_id}"
+
+
+def _require(df: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{what} table lacks column(s): {', '.join(missing)}")
+
+
+def _flag(frames: pd.DataFrame, column: str) -> pd.Series:
+    if column not in frames.columns:
+        return pd.Series(False, index=frames.index)
+    return frames[column].fillna(False).astype(bool)
+
+
+def _safe_relative(path: str) -> PurePosixPath:
+    rel = PurePosixPath(path)
+    if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+        raise ValueError(f"frame_relative_path must be relative without '..': {path!r}")
+    return rel
+
+
+def _place(src: Path, dst: Path, link_mode: LinkMode) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if link_mode == "hardlink":
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass  # other filesystem, or links not permitted: copy instead
+    shutil.copyfile(src, dst)
+
+
+def _resolve_values(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per (frame_id, label_id): human before model, newest, then by name."""
+    ranked = rows.assign(_is_model=rows["information_source_name"].str.startswith("model:"))
+    ranked = ranked.sort_values(
+        ["frame_id", "label_id", "_is_model", "_modified", "information_source_name", "annotator"],
+        ascending=[True, True, True, False, True, True],
+        kind="stable",
+    )
+    return ranked.drop_duplicates(["frame_id", "label_id"], keep="first")
+
+
+def _csv_bytes(header: list[str], rows: list[list[Any]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([format_cell(v) for v in row])
+    return buffer.getvalue().encode("utf-8")
+
+
+def write_training_dataset(
+    out_dir: Path,
+    *,
+    frames: pd.DataFrame,
+    labels: pd.DataFrame,
+    videos: pd.DataFrame,
+    frames_root: Path,
+    config: ExportConfig,
+    medvid_version: str,
+    sampling_config: Mapping[str, Any] | None = None,
+    created: datetime | None = None,
+    progress: Progress | None = None,
+) -> ExportSummary:
+    """Write the training dataset described in the module docstring to ``out_dir``.
+
+    Args:
+        out_dir: the dataset folder; replaced whole if it exists.
+        frames: frame manifest rows (``frame_id``, ``video_id``, ``frame_number`` int,
+            ``frame_timestamp`` float s, ``frame_relative_path`` relative to ``frames_root``,
+            optional ``is_dead``/``is_disturbed`` bool).
+        labels: frame-label rows with the columns of
+            :data:`~medvid.labels.schema.FRAME_LABELS_SCHEMA` (at least ``frame_id``,
+            ``label_id``, ``label_name``, ``value``, ``float_value``, ``source``,
+            ``annotator``, ``date_created``, ``date_modified``); at most one row per
+            (frame_id, label_id, source).
+        videos: ``video_id``, ``video_hash`` (sha256 hex), optional ``original_name`` (not
+            exported), ``patient_id`` (nullable) and patient attribute columns.
+        frames_root: folder that ``frame_relative_path`` is relative to.
+        config: :class:`ExportConfig`.
+        medvid_version: written to the manifest.
+        sampling_config: how the frames were sampled, written to the manifest as given.
+        created: the manifest's creation date; default the newest ``date_modified`` of the
+            exported annotations, so re-running on the same labels writes the same manifest.
+        progress: called as ``progress(done, total)`` after each frame file is placed.
+
+    Returns an :class:`ExportSummary`. Raises ``ValueError`` for missing columns, duplicate
+    annotations, unknown sources, annotated videos missing from ``videos``, unsafe relative
+    paths or two labels whose folder names collide; ``FileNotFoundError`` when a frame file is
+    missing under ``frames_root`` (the previous dataset, if any, is then left untouched).
+    """
+    out_dir = Path(out_dir)
+    frames_root = Path(frames_root)
+    _require(frames, _FRAME_COLUMNS, "frames")
+    _require(labels, _LABEL_COLUMNS, "labels")
+    _require(videos, _VIDEO_COLUMNS, "videos")
+
+    # --- which annotations and frames --------------------------------------------------------
+    frame_table = frames.loc[:, list(_FRAME_COLUMNS)].copy()
+    frame_table["is_dead"] = _flag(frames, "is_dead").to_numpy()
+    frame_table["is_disturbed"] = _flag(frames, "is_disturbed").to_numpy()
+    frame_table = frame_table.drop_duplicates("frame_id")
+
+    label_rows = labels.loc[:, list(_LABEL_COLUMNS)].copy()
+    label_rows["frame_id"] = label_rows["frame_id"].astype(str)
+    label_rows["source"] = label_rows["source"].astype(str)
+    duplicated = label_rows.duplicated(["frame_id", "label_id", "source"])
+    if duplicated.any():
+        first = label_rows[duplicated].iloc[0]
+        raise ValueError(
+            f"{int(duplicated.sum())} duplicate annotation(s), e.g. frame {first['frame_id']} "
+            f"label {first['label_id']} source {first['source']}"
+        )
+
+    joined = label_rows.merge(frame_table, on="frame_id", how="left", validate="many_to_one")
+    has_frame = joined["video_id"].notna()
+    n_without_frame = int((~has_frame).sum())
+    joined = joined[has_frame]
+
+    dead = joined["is_dead"] & (not config.include_dead)
+    disturbed = joined["is_disturbed"] & (not config.include_disturbed) & ~dead
+    excluded_frames = joined.loc[dead | disturbed, ["frame_relative_path", "is_dead"]]
+    excluded_frames = excluded_frames.drop_duplicates("frame_relative_path")
+    excluded = {
+        "dead_frames": int(excluded_frames["is_dead"].sum()),
+        "disturbed_frames": int((~excluded_frames["is_dead"]).sum()),
+        "dead_annotations": int(dead.sum()),
+        "disturbed_annotations": int(disturbed.sum()),
+        "annotations_without_frame": n_without_frame,
+        "frames": sorted(excluded_frames["frame_relative_path"].astype(str)),
+    }
+    rows = joined[~(dead | disturbed)].copy()
+
+    # --- video columns -----------------------------------------------------------------------
+    video_table = videos.drop_duplicates("video_id").copy()
+    video_table["video_id"] = video_table["video_id"].astype(str)
+    if "patient_id" not in video_table.columns:
+        video_table["patient_id"] = None
+    rows["video_id"] = rows["video_id"].astype(str)
+    unknown = sorted(set(rows["video_id"]) - set(video_table["video_id"]))
+    if unknown:
+        raise ValueError(f"annotated video(s) missing from the videos table: {', '.join(unknown)}")
+    rows = rows.merge(video_table[["video_id", "video_hash"]], on="video_id", how="left")
+
+    # --- annotation columns ------------------------------------------------------------------
+    source_ids = information_source_ids(rows["source"])
+    rows["information_source_name"] = rows["source"]
+    rows["information_source_id"] = rows["source"].map(source_ids).astype("int64")
+    rows["model_meta_id"] = [model_id_of_source(s) for s in rows["source"]]
+    rows["label_id"] = rows["label_id"].astype("int64")
+    rows["frame_number"] = rows["frame_number"].astype("int64")
+    rows["frame_timestamp"] = rows["frame_timestamp"].astype("float64")
+    rows["value"] = rows["value"].astype(bool)
+    rows["float_value"] = pd.to_numeric(rows["float_value"], errors="raise").astype("float64")
+    rows["annotator"] = rows["annotator"].astype(str)
+    rows["_modified"] = pd.to_datetime(rows["date_modified"], utc=True)
+    for column in ("date_created", "date_modified"):
+        rows[column] = pd.to_datetime(rows[column], utc=True).dt.strftime(ISO_UTC_FORMAT)
+    rows["frame_relative_path"] = [
+        _safe_relative(str(p)).as_posix() for p in rows["frame_relative_path"]
+    ]
+    rows = rows.sort_values(
+        ["video_id", "frame_number", "label_id", "information_source_name", "annotator"],
+        kind="stable",
+    ).reset_index(drop=True)
+    rows["annotation_id"] = np.arange(len(rows), dtype=np.int64)
+
+    label_ids = rows.drop_duplicates("label_id").sort_values("label_id")
+    label_schema = {
+        str(n): int(i) for n, i in zip(label_ids["label_name"], label_ids["label_id"], strict=True)
+    }
+    folders: dict[str, str] = {}
+    for name, label_id in label_schema.items():
+        folder = label_folder_name(name, label_id)
+        clash = [n for n, f in folders.items() if f == folder]
+        if clash or (folder == NEGATIVE_CLASS_DIR and not config.positive_only_imagefolder):
+            raise ValueError(f"label {name!r} maps to folder {folder!r} that is already used")
+        folders[name] = folder
+
+    # --- split -------------------------------------------------------------------------------
+    exported_frames = rows.drop_duplicates("frame_id")[
+        ["frame_id", "video_id", "frame_number", "frame_relative_path"]
+    ]
+    frame_counts = exported_frames.groupby("video_id").size().to_dict()
+    exported_videos = video_table[video_table["video_id"].isin(frame_counts)].sort_values(
+        "video_id"
+    )
+    splits = split_by_patient(
+        exported_videos[["video_id", "patient_id"]],
+        frame_counts,
+        val_ratio=config.val_ratio,
+        seed=config.seed,
+    )
+    rows["_split"] = rows["video_id"].map(splits)
+    split_names = sorted(set(splits.values()), key=["train", "val"].index)
+
+    # --- imagefolder selection ---------------------------------------------------------------
+    resolved = _resolve_values(rows)
+    positives = resolved[resolved["value"]].sort_values(["video_id", "label_id", "frame_number"])
+    positives = positives.assign(
+        _rank=positives.groupby(["video_id", "label_id"]).cumcount(),
+        _folder=positives["label_name"].map(folders),
+    )
+    picked = positives[positives["_rank"] % config.imagefolder_skip == 0]
+    if not config.positive_only_imagefolder:
+        any_positive = resolved.groupby("frame_id")["value"].any()
+        negative_frames = resolved.drop_duplicates("frame_id").set_index("frame_id")
+        negative_frames = negative_frames[~any_positive.reindex(negative_frames.index)]
+        negative_frames = negative_frames.reset_index().sort_values(["video_id", "frame_number"])
+        negative_frames = negative_frames.assign(
+            _rank=negative_frames.groupby("video_id").cumcount(),
+            _folder=NEGATIVE_CLASS_DIR,
+            label_name=None,
+        )
+        picked = pd.concat(
+            [picked, negative_frames[negative_frames["_rank"] % config.imagefolder_skip == 0]]
+        )
+    picked = picked.sort_values(["_split", "_folder", "frame_id"])
+
+    # --- counts ------------------------------------------------------------------------------
+    counts = _counts(rows, resolved, picked, exported_videos, splits, split_names, folders)
+
+    created_at = created if created is not None else rows["_modified"].max()
+    created_text = None if pd.isna(created_at) else pd.Timestamp(created_at).isoformat()
+    manifest = {
+        "format_version": MANIFEST_FORMAT_VERSION,
+        "dataset_name": config.dataset_name,
+        "medvid_version": medvid_version,
+        "created": created_text,
+        "config": asdict(config),
+        "sampling_config": dict(sampling_config) if sampling_config is not None else None,
+        "label_schema": label_schema,
+        "imagefolder_classes": {n: folders[n] for n in label_schema},
+        "information_sources": source_ids,
+        "n_annotations": len(rows),
+        "n_frames": len(exported_frames),
+        "n_videos": len(splits),
+        "counts": counts,
+        "source_video_sha256": sorted(str(h) for h in exported_videos["video_hash"]),
+        "excluded": excluded,
+        "files": {
+            "annotations_csv": ANNOTATIONS_CSV,
+            "annotations_json": ANNOTATIONS_JSON,
+            "splits_csv": SPLITS_CSV,
+            "frames_dir": FRAMES_DIR,
+            "imagefolder_dir": IMAGEFOLDER_DIR,
+            "imagefolder_csv": IMAGEFOLDER_CSV,
+        },
+    }
+
+    records = rows.loc[:, list(ANNOTATION_COLUMNS)].to_dict("records")
+    attribute_columns = [c for c in video_table.columns if c not in _NOT_EXPORTED_VIDEO_COLUMNS]
+    split_rows = [
+        [video_id, normalize_patient_id(patient), splits[video_id], *attributes]
+        for video_id, patient, *attributes in exported_videos[
+            ["video_id", "patient_id", *attribute_columns]
+        ].itertuples(index=False, name=None)
+    ]
+
+    with atomic_dir(out_dir) as tmp:
+        frames_dir = tmp / FRAMES_DIR
+        total = len(exported_frames)
+        suffix_of: dict[str, str] = {}
+        for done, (frame_id, rel) in enumerate(
+            zip(exported_frames["frame_id"], exported_frames["frame_relative_path"], strict=True),
+            start=1,
+        ):
+            src = frames_root / rel
+            if not src.is_file():
+                raise FileNotFoundError(f"frame file missing: {src}")
+            _place(src, frames_dir / rel, config.link_mode)
+            suffix_of[frame_id] = PurePosixPath(rel).suffix
+            if progress is not None:
+                progress(done, total)
+
+        image_rows = []
+        folder_root = tmp / IMAGEFOLDER_DIR
+        for split in split_names:
+            for folder in [*folders.values()] + (
+                [] if config.positive_only_imagefolder else [NEGATIVE_CLASS_DIR]
+            ):
+                (folder_root / split / folder).mkdir(parents=True, exist_ok=True)
+        frame_path = dict(
+            zip(exported_frames["frame_id"], exported_frames["frame_relative_path"], strict=True)
+        )
+        for frame_id, video_id, label_name, folder, split in picked[
+            ["frame_id", "video_id", "label_name", "_folder", "_split"]
+        ].itertuples(index=False, name=None):
+            rel = PurePosixPath(split) / folder / f"{frame_id}{suffix_of[frame_id]}"
+            _place(frames_dir / frame_path[frame_id], folder_root / rel, config.link_mode)
+            image_rows.append([rel.as_posix(), frame_id, video_id, label_name, split])
+
+        (tmp / ANNOTATIONS_CSV).write_bytes(records_to_csv(records))
+        (tmp / ANNOTATIONS_JSON).write_bytes(records_to_json(records))
+        (tmp / SPLITS_CSV).write_bytes(
+            _csv_bytes(["video_id", "patient_id", "split", *attribute_columns], split_rows)
+        )
+        (tmp / IMAGEFOLDER_CSV).write_bytes(
+            _csv_bytes(["path", "frame_id", "video_id", "label_name", "split"], image_rows)
+        )
+        (tmp / MANIFEST_JSON).write_bytes(
+            (json.dumps(manifest, indent=2, default=str) + "\n").encode("utf-8")
+        )
+
+    return ExportSummary(
+        path=out_dir,
+        n_annotations=len(rows),
+        n_frames=len(exported_frames),
+        n_videos=len(splits),
+        counts=counts,
+        splits=splits,
+    )
+
+
+def _counts(
+    rows: pd.DataFrame,
+    resolved: pd.DataFrame,
+    picked: pd.DataFrame,
+    exported_videos: pd.DataFrame,
+    splits: Mapping[str, Split],
+    split_names: list[str],
+    folders: Mapping[str, str],
+) -> dict[str, Any]:
+    """The manifest's ``counts``: per label and split, per split, and ImageFolder files."""
+    per_label: dict[str, dict[str, dict[str, int]]] = {}
+    for name in folders:
+        per_label[name] = {}
+        mine = rows[rows["label_name"] == name]
+        mine_resolved = resolved[resolved["label_name"] == name]
+        for split in [*split_names, "total"]:
+            in_split = mine if split == "total" else mine[mine["_split"] == split]
+            resolved_split = mine_resolved
+            if split != "total":
+                resolved_split = mine_resolved[mine_resolved["_split"] == split]
+            per_label[name][split] = {
+                "frames": int(in_split["frame_id"].nunique()),
+                "annotations": len(in_split),
+                "positives": int(resolved_split["value"].sum()),
+            }
+    per_split: dict[str, dict[str, int]] = {}
+    patients = exported_videos.assign(_split=exported_videos["video_id"].map(splits))
+    patients["_patient"] = pd.Series(
+        [normalize_patient_id(p) for p in patients["patient_id"]],
+        index=patients.index,
+        dtype=object,
+    )
+    for split in split_names:
+        in_split = rows[rows["_split"] == split]
+        videos_in = patients[patients["_split"] == split]
+        per_split[split] = {
+            "videos": len(videos_in),
+            "patients": int(videos_in["_patient"].dropna().nunique()),
+            "videos_without_patient": int(videos_in["_patient"].isna().sum()),
+            "frames": int(in_split["frame_id"].nunique()),
+            "annotations": len(in_split),
+        }
+    imagefolder: dict[str, dict[str, int]] = {}
+    for split in split_names:
+        in_split = picked[picked["_split"] == split]
+        imagefolder[split] = {
+            str(folder): int(n) for folder, n in in_split.groupby("_folder").size().items()
+        }
+    return {"labels": per_label, "splits": per_split, "imagefolder": imagefolder}

@@ -1,0 +1,106 @@
+"""Train/validation split by patient: no patient's frames end up on both sides.
+
+Frames of one patient are strongly correlated (same anatomy, same scanner, often the same
+session), so a split by frame or by video leaks information from training into validation.
+medvid therefore splits *groups*: all videos of one patient form one group, and a video with no
+known patient is a group of its own.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from typing import Literal
+
+import pandas as pd
+
+Split = Literal["train", "val"]
+TRAIN: Split = "train"
+VAL: Split = "val"
+
+
+def normalize_patient_id(value: object) -> str | None:
+    """A patient id as trimmed text; ``None`` for a missing one (None, NaN, NA, blank)."""
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def split_by_patient(
+    videos: pd.DataFrame,
+    frame_counts: Mapping[str, int],
+    *,
+    val_ratio: float,
+    seed: int,
+) -> dict[str, Split]:
+    """Assign every video to ``"train"`` or ``"val"`` so that no patient is in both.
+
+    ``videos`` has columns ``video_id`` (str) and ``patient_id`` (str, null/empty when unknown);
+    ``frame_counts`` maps ``video_id`` to the number of frames it contributes (videos missing
+    from it count 0; videos only in it are groups of their own). Returns ``{video_id: split}``
+    for the union of both.
+
+    Groups are patients; a video without a patient is its own group. The group keys are sorted,
+    then shuffled with ``random.Random(seed)``, then walked greedily: a group goes to validation
+    when that brings the validation frame count closer to ``val_ratio * total_frames``,
+    otherwise to training. When all counts are zero every video weighs 1. With at least two
+    groups and ``0 < val_ratio < 1`` both splits are made non-empty (the smallest group of the
+    larger side moves over). The result depends only on the inputs and ``seed``.
+
+    Raises ``ValueError`` when ``val_ratio`` is outside ``[0, 1]``, a frame count is negative, or
+    one video is listed with two different patients.
+    """
+    if not 0.0 <= val_ratio <= 1.0:
+        raise ValueError(f"val_ratio must be in [0, 1], got {val_ratio}")
+    if any(int(count) < 0 for count in frame_counts.values()):
+        raise ValueError("frame counts must be >= 0")
+    for column in ("video_id", "patient_id"):
+        if column not in videos.columns:
+            raise ValueError(f"videos table lacks column {column!r}")
+
+    patient_of_video: dict[str, str | None] = {}
+    for video_id, patient in zip(videos["video_id"], videos["patient_id"], strict=True):
+        video_id, patient = str(video_id), normalize_patient_id(patient)
+        if video_id in patient_of_video and patient_of_video[video_id] != patient:
+            raise ValueError(
+                f"video {video_id} listed with patients {patient_of_video[video_id]!r} "
+                f"and {patient!r}"
+            )
+        patient_of_video[video_id] = patient
+    for video_id in frame_counts:
+        patient_of_video.setdefault(str(video_id), None)
+
+    # Patients and lone videos live in separate key spaces so a patient id that happens to look
+    # like a video id never merges with it.
+    groups: dict[tuple[int, str], list[str]] = {}
+    for video_id, patient in patient_of_video.items():
+        key = (0, patient) if patient is not None else (1, video_id)
+        groups.setdefault(key, []).append(video_id)
+
+    counts = {video_id: int(frame_counts.get(video_id, 0)) for video_id in patient_of_video}
+    if sum(counts.values()) == 0:
+        counts = dict.fromkeys(counts, 1)
+    weight = {key: sum(counts[v] for v in members) for key, members in groups.items()}
+
+    keys: list[tuple[int, str]] = sorted(groups)
+    random.Random(seed).shuffle(keys)
+    target = val_ratio * sum(weight.values())
+    side: dict[tuple[int, str], Split] = {}
+    val_total = 0
+    for key in keys:
+        if abs(val_total + weight[key] - target) < abs(val_total - target):
+            side[key] = VAL
+            val_total += weight[key]
+        else:
+            side[key] = TRAIN
+
+    if len(keys) >= 2 and 0.0 < val_ratio < 1.0:
+        for empty, full in ((VAL, TRAIN), (TRAIN, VAL)):
+            if not any(s == empty for s in side.values()):
+                # Smallest group of the full side; ties go to the earliest in shuffled order.
+                donor = min((k for k in keys if side[k] == full), key=lambda k: weight[k])
+                side[donor] = empty
+
+    assignment = {video_id: side[key] for key, members in groups.items() for video_id in members}
+    return dict(sorted(assignment.items()))
