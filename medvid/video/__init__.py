@@ -1,0 +1,16 @@
+"""Video stage: probe a file, decode it, normalize it into H.264/MP4 clips."""
+
+from medvid.video.decode import iter_video_frames, open_video
+from medvid.video.normalize import Clip, normalize_video, plan_clips
+from medvid.video.probe import VideoInfo, needs_transcode, probe_video
+
+__all__ = [
+    "Clip",
+    "VideoInfo",
+    "iter_video_frames",
+    "needs_transcode",
+    "normalize_video",
+    "open_video",
+    "plan_clips",
+    "probe_video",
+]
