@@ -4,8 +4,8 @@ Usage::
 
     python benchmarks/frames.py [VIDEO ...] [--repeats N] [--no-memory]
 
-Without arguments it reads every video in the repo's ``samples/landing/`` folder, or, when that has none,
-in ``../shared/data/videos``. For each video, in the same run and interleaved (best of
+Without arguments it reads every video in the repo's ``samples/landing/`` folder, or, when that
+has none, in ``../shared/data/videos``. For each video, in the same run and interleaved (best of
 ``--repeats``, because the machine is shared):
 
 - medvid ``extract_frames`` with strategy ``all`` to JPEG (quality 90), and with ``unique``;
