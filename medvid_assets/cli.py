@@ -1,0 +1,215 @@
+"""The ``medvid`` command line: headless runs on the same storage as ``dagster dev``.
+
+``medvid run LANDING_DIR --home HOME_DIR [--config FILE]`` registers everything in LANDING_DIR,
+materializes every asset it needs in-process on the Dagster instance in HOME_DIR (the same one
+``dagster dev`` shows when ``DAGSTER_HOME=HOME_DIR``), shows progress and prints a summary.
+Inputs already processed are skipped, so adding one file and running again processes only it.
+Exit status: 0 when every run succeeded (quarantined inputs are not failures), 1 otherwise.
+
+``medvid demo`` runs the same on the sample clips and sheets bundled with medvid.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+REPO_SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+INSTANCE_TEMPLATE = Path(__file__).with_name("instance_template.yaml")
+CLI_CURSOR = "cli_cursor.json"
+
+
+@dataclass
+class RunSummary:
+    videos_new: list[str] = field(default_factory=list)
+    videos_total: int = 0
+    frames: int = 0
+    annotations: int = 0
+    failed_runs: list[str] = field(default_factory=list)
+    quarantined: list[tuple[str, str, str]] = field(default_factory=list)
+    export_path: str | None = None
+    export_checks: dict[str, bool] = field(default_factory=dict)
+
+
+def prepare_home(home: Path) -> Path:
+    """Create HOME_DIR with a ``dagster.yaml`` (SQLite storage, gpu pool) unless it has one, and
+    point ``DAGSTER_HOME`` at it."""
+    home = home.expanduser().resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        shutil.copyfile(INSTANCE_TEMPLATE, home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+    os.environ["MEDVID_HOME"] = str(home)
+    return home
+
+
+def load_config(path: Path | None) -> dict:
+    """The ``--config`` YAML: optional sections ``normalize``, ``frames`` and ``export`` whose
+    keys are those of NormalizeConfig, FrameSamplingConfig and TrainingDatasetConfig."""
+    if path is None:
+        return {}
+    config = yaml.safe_load(path.read_text()) or {}
+    unknown = set(config) - {"normalize", "frames", "export"}
+    if unknown:
+        raise SystemExit(f"unknown section(s) in {path}: {', '.join(sorted(unknown))}")
+    return config
+
+
+def _quiet(run_config: dict) -> dict:
+    return {**run_config, "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def run(landing_dir: Path, home: Path, config: dict, *, progress: bool = True) -> RunSummary:
+    """Register, process and export everything in ``landing_dir``; see the module docstring."""
+    import dagster as dg
+    from tqdm import tqdm
+
+    home = prepare_home(home)
+    os.environ["MEDVID_LANDING_DIR"] = str(landing_dir.expanduser().resolve())
+    from medvid_assets.definitions import build_definitions
+    from medvid_assets.landing import ledger_entries, scan_landing
+    from medvid_assets.quarantine import quarantine_records
+    from medvid_assets.storage import read_table, table_key
+
+    defs = build_definitions(home)
+    resources = defs.resources
+    zone, store = resources["landing_zone"], resources["media_store"]
+    instance = dg.DagsterInstance.get()
+    summary = RunSummary()
+
+    cursor_path = home / CLI_CURSOR
+    cursor = json.loads(cursor_path.read_text()) if cursor_path.exists() else None
+    outcome = scan_landing(zone, store, cursor, now=time.time(), require_stable=False)
+    cursor_path.write_text(json.dumps(outcome.cursor))
+
+    video_ids = [e.content_id for e in ledger_entries(store, kind="video")]
+    known = set(instance.get_dynamic_partitions("videos"))
+    if missing := [v for v in video_ids if v not in known]:
+        instance.add_dynamic_partitions("videos", missing)
+    done = instance.get_materialized_partitions(dg.AssetKey("frame_labels"))
+    pending = [v for v in video_ids if v not in done]
+    summary.videos_total = len(video_ids)
+    summary.videos_new = pending
+
+    def execute(job_name: str, run_config: dict, **kwargs) -> bool:
+        result = defs.resolve_job_def(job_name).execute_in_process(
+            instance=instance, run_config=_quiet(run_config), raise_on_error=False, **kwargs
+        )
+        if not result.success:
+            summary.failed_runs.append(f"{job_name} {kwargs.get('partition_key', '')}".strip())
+        return result.success
+
+    new_sheets = outcome.new_of_kind("sheet")
+    if new_sheets or not instance.get_latest_materialization_event(dg.AssetKey("label_sheets")):
+        execute("labels_job", {})
+    video_config = {
+        "ops": {
+            "normalized_videos": {"config": config.get("normalize", {})},
+            "video_frames": {"config": config.get("frames", {})},
+        }
+    }
+    bar = tqdm(pending, desc="videos", unit="video", disable=not progress)
+    for video_id in bar:
+        bar.set_postfix_str(
+            next(
+                e.original_name for e in ledger_entries(store, "video") if e.content_id == video_id
+            )[:40]
+        )
+        execute("video_pipeline", video_config, partition_key=video_id)
+    if new_sheets:  # labels of videos processed earlier follow the new sheets
+        for video_id in tqdm(
+            [v for v in video_ids if v in done], desc="relabel", disable=not progress
+        ):
+            execute(
+                "video_pipeline",
+                {},
+                partition_key=video_id,
+                asset_selection=[dg.AssetKey("frame_labels")],
+            )
+    export_config = {"ops": {"training_dataset": {"config": config.get("export", {})}}}
+    execute("export_job", export_config)
+
+    for video_id in video_ids:
+        key = table_key("video_frames", video_id)
+        if store.exists(key):
+            summary.frames += read_table(store, key).num_rows
+        key = table_key("frame_labels", video_id)
+        if store.exists(key):
+            summary.annotations += read_table(store, key).num_rows
+    summary.quarantined = sorted((r.file, r.stage, r.reason) for r in quarantine_records(store))
+    event = instance.get_latest_materialization_event(dg.AssetKey("training_dataset"))
+    if event and event.asset_materialization:
+        path = event.asset_materialization.metadata.get("path")
+        summary.export_path = path.value if path is not None else None
+    for check in (
+        "has_annotations",
+        "frame_paths_resolve",
+        "no_patient_in_two_splits",
+        "frame_counts_match_sampling",
+        "export_is_sound",
+    ):
+        record = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [dg.AssetCheckKey(dg.AssetKey("training_dataset"), check)]
+        ).get(dg.AssetCheckKey(dg.AssetKey("training_dataset"), check))
+        if record is not None and record.evaluation is not None:
+            summary.export_checks[check] = record.evaluation.passed
+    return summary
+
+
+def print_summary(summary: RunSummary, home: Path) -> None:
+    print()
+    print(f"videos:       {summary.videos_total} ({len(summary.videos_new)} processed this run)")
+    print(f"frames:       {summary.frames}")
+    print(f"annotations:  {summary.annotations}")
+    print(f"quarantined:  {len(summary.quarantined)}")
+    for file, stage, reason in summary.quarantined:
+        print(f"  - {file} [{stage}]: {reason}")
+    print(f"export:       {summary.export_path or '(none)'}")
+    if summary.export_checks:
+        checks = ", ".join(
+            f"{k} {'ok' if v else 'FAILED'}" for k, v in summary.export_checks.items()
+        )
+        print(f"checks:       {checks}")
+    if summary.failed_runs:
+        print(f"FAILED runs:  {', '.join(summary.failed_runs)}")
+    print(f"UI:           DAGSTER_HOME={home} dagster dev -w workspace.yaml")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="medvid", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_p = sub.add_parser("run", help="process everything in a landing folder")
+    run_p.add_argument("landing_dir", type=Path)
+    run_p.add_argument("--home", type=Path, required=True, help="medvid/Dagster home folder")
+    run_p.add_argument("--config", type=Path, help="YAML with normalize/frames/export sections")
+    run_p.add_argument("--no-progress", action="store_true")
+    demo_p = sub.add_parser("demo", help="run on the sample clips bundled with medvid")
+    demo_p.add_argument("--home", type=Path, default=Path("demo_home"))
+    demo_p.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+
+    if args.command == "demo":
+        landing = args.home.expanduser().resolve() / "landing"
+        landing.mkdir(parents=True, exist_ok=True)
+        for sample in sorted((REPO_SAMPLES / "landing").iterdir()):
+            if not (landing / sample.name).exists():
+                shutil.copyfile(sample, landing / sample.name)
+        config = load_config(REPO_SAMPLES / "demo_config.yaml")
+    else:
+        landing = args.landing_dir
+        if not landing.is_dir():
+            parser.error(f"landing folder not found: {landing}")
+        config = load_config(args.config)
+    summary = run(landing, args.home, config, progress=not args.no_progress)
+    print_summary(summary, args.home.expanduser().resolve())
+    return 1 if summary.failed_runs else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""The one Definitions of medvid: every asset, check, job, sensor, schedule and resource."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from medvid_assets import export, frames, labels, landing, quarantine, videos
+from medvid_assets.jobs import export_job, labels_job, video_pipeline
+from medvid_assets.schedules import daily_drive_sync
+from medvid_assets.sensors import drive_landing_sensor
+from medvid_assets.settings import landing_zone_from_env, media_store_from_env, medvid_home
+
+STAGES = [landing, videos, frames, labels, export, quarantine]
+
+
+def build_definitions(home: Path | None = None) -> dg.Definitions:
+    """All of medvid, with resources rooted at ``home`` (default :func:`medvid_home`)."""
+    home = home or medvid_home()
+    return dg.Definitions(
+        assets=dg.load_assets_from_modules(STAGES),
+        asset_checks=dg.load_asset_checks_from_modules(STAGES),
+        jobs=[video_pipeline, labels_job, export_job],
+        sensors=[
+            drive_landing_sensor,
+            dg.AutomationConditionSensorDefinition(
+                "medvid_automation",
+                target=dg.AssetSelection.all(),
+                default_status=dg.DefaultSensorStatus.RUNNING,
+                minimum_interval_seconds=30,
+            ),
+        ],
+        schedules=[daily_drive_sync],
+        resources={
+            "landing_zone": landing_zone_from_env(home),
+            "media_store": media_store_from_env(home),
+        },
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,209 @@
+"""The export stage: a training dataset folder under ``<home>/exports/<dataset_name>/``, built
+only from de-identified sources (normalized media, never raw), with asset checks that block a
+dataset a loader would choke on."""
+
+import base64
+import io
+import json
+
+import dagster as dg
+import matplotlib
+import pandas as pd
+from dagster import AssetExecutionContext
+
+import medvid
+from medvid.export.dataset import ExportConfig, write_training_dataset
+from medvid.export.verify import verify_export
+from medvid_assets.frames import SAMPLING_METADATA_KEY, frame_count_check, read_frame_manifest
+from medvid_assets.labels import frame_labels, read_patients, video_names
+from medvid_assets.partitions import video_partitions
+from medvid_assets.quarantine import quarantined_record
+from medvid_assets.storage import EXPORTS_PREFIX, read_table, table_key
+from medvid_assets.videos import read_video_metadata
+from medvid_resources import MediaStore
+
+matplotlib.use("Agg")
+
+EXPORT_CHECKS = (
+    "has_annotations",
+    "frame_paths_resolve",
+    "no_patient_in_two_splits",
+    "frame_counts_match_sampling",
+    "export_is_sound",
+)
+
+
+class TrainingDatasetConfig(dg.Config):
+    """What goes into the exported training dataset.
+
+    dataset_name: folder under ``<home>/exports/``. val_ratio: fraction of frames (0..1) in the
+    validation split, which is drawn by patient (no patient in two splits; a video without a
+    patient is its own group) with ``seed``. imagefolder_skip: keep every k-th positive frame
+    per video and label in ``imagefolder/``. include_dead / include_disturbed: export frames
+    flagged dead (black, blank, uniform, frozen) / disturbed (blurred). link_mode: ``hardlink``
+    frames from the media store (falls back to copy across file systems) or ``copy``.
+    """
+
+    dataset_name: str = "default"
+    val_ratio: float = 0.2
+    seed: int = 0
+    imagefolder_skip: int = 1
+    include_dead: bool = False
+    include_disturbed: bool = True
+    link_mode: str = "hardlink"
+
+    def export_config(self) -> ExportConfig:
+        return ExportConfig(
+            dataset_name=self.dataset_name,
+            val_ratio=self.val_ratio,
+            seed=self.seed,
+            imagefolder_skip=self.imagefolder_skip,
+            include_dead=self.include_dead,
+            include_disturbed=self.include_disturbed,
+            link_mode=self.link_mode,  # type: ignore[arg-type]
+        )
+
+
+def exportable_video_ids(context: AssetExecutionContext, store: MediaStore) -> list[str]:
+    """Videos whose frames and labels were materialized from de-identified (normalized) media
+    and whose input is not quarantined, in partition order."""
+    keys = context.instance.get_dynamic_partitions(video_partitions.name)
+    return [
+        vid
+        for vid in sorted(keys)
+        if quarantined_record(store, vid) is None
+        and store.exists(table_key("video_frames", vid))
+        and store.exists(table_key("frame_labels", vid))
+    ]
+
+
+def label_distribution_plot(counts: dict[str, dict[str, int]]) -> str:
+    """A bar chart (PNG, base64 markdown) of positive frames per label and split."""
+    import matplotlib.pyplot as plt
+
+    frame = pd.DataFrame(counts).fillna(0).T
+    fig, ax = plt.subplots(figsize=(6, 3), dpi=80)
+    frame.plot.bar(ax=ax)
+    ax.set_ylabel("positive frames")
+    ax.set_title("label distribution by split")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return f"![labels](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})"
+
+
+@dg.asset(
+    group_name="export",
+    kinds={"csv", "json", "jpeg"},
+    deps=[frame_labels],
+    automation_condition=dg.AutomationCondition.eager(),
+    check_specs=[
+        dg.AssetCheckSpec(name, asset="training_dataset", blocking=True) for name in EXPORT_CHECKS
+    ],
+    description="Training dataset folder: annotations.csv/.json (one row per frame-label),"
+    " frames/video_<id>/frame_<frame_id>.jpg, imagefolder/<split>/<label>/, splits.csv (by"
+    " patient), manifest.json. Built only from normalized (de-identified) media.",
+)
+def training_dataset(
+    context: AssetExecutionContext, config: TrainingDatasetConfig, media_store: MediaStore
+):
+    video_ids = exportable_video_ids(context, media_store)
+    patients = read_patients(media_store)
+    frames, labels, videos, sampling = [], [], [], {}
+    for vid in video_ids:
+        meta = read_video_metadata(media_store, vid)
+        manifest = read_frame_manifest(media_store, vid)
+        frames.append(manifest.to_pandas())
+        labels.append(read_table(media_store, table_key("frame_labels", vid)).to_pandas())
+        match = patients[patients["video"].isin(video_names(meta))]
+        attributes = match.drop(columns=["video"]).iloc[0].to_dict() if len(match) else {}
+        videos.append({"video_id": vid, "video_hash": meta["sha256"], **attributes})
+        sampling[vid] = json.loads(
+            (manifest.schema.metadata or {}).get(SAMPLING_METADATA_KEY, b"{}")
+        )
+    frames_df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    labels_df = pd.concat(labels, ignore_index=True) if labels else pd.DataFrame()
+    videos_df = pd.DataFrame(videos, columns=None if videos else ["video_id", "video_hash"])
+    if "patient_id" not in videos_df.columns:
+        videos_df["patient_id"] = None
+    out_dir = media_store.local_path(f"{EXPORTS_PREFIX}/{config.dataset_name}/.keep").parent
+    context.log.info(f"exporting {len(video_ids)} videos to {out_dir}")
+    if labels_df.empty:
+        yield dg.MaterializeResult(metadata={"status": "empty", "videos": len(video_ids)})
+        for name in EXPORT_CHECKS:
+            yield dg.AssetCheckResult(
+                check_name=name,
+                passed=name != "has_annotations",
+                description="no labelled frames to export yet",
+            )
+        return
+    summary = write_training_dataset(
+        out_dir,
+        frames=frames_df,
+        labels=labels_df,
+        videos=videos_df,
+        frames_root=media_store.fetch_prefix("media/frames"),
+        config=config.export_config(),
+        medvid_version=medvid.__version__,
+        sampling_config=sampling,
+    )
+    media_store.publish_prefix(f"{EXPORTS_PREFIX}/{config.dataset_name}")
+    per_split = summary.counts.get("positives_per_label_and_split", {})
+    yield dg.MaterializeResult(
+        metadata={
+            "status": "ok",
+            "path": dg.MetadataValue.path(str(out_dir)),
+            "videos": summary.n_videos,
+            "frames": summary.n_frames,
+            "annotations": summary.n_annotations,
+            "splits": dg.MetadataValue.json({k: str(v) for k, v in summary.splits.items()}),
+            "counts": dg.MetadataValue.json(summary.counts),
+            **(
+                {"label_distribution": dg.MetadataValue.md(label_distribution_plot(per_split))}
+                if per_split
+                else {}
+            ),
+        }
+    )
+    yield from export_checks(out_dir, media_store, video_ids)
+
+
+def export_checks(out_dir, store: MediaStore, video_ids: list[str]):
+    """The asset checks of ``training_dataset``, computed on the folder as written."""
+    annotations = pd.read_csv(out_dir / "annotations.csv", dtype=str)
+    yield dg.AssetCheckResult(
+        check_name="has_annotations",
+        passed=len(annotations) > 0,
+        metadata={"annotation_rows": len(annotations)},
+    )
+    paths = annotations["frame_relative_path"].drop_duplicates()
+    missing = [p for p in paths if not (out_dir / "frames" / p).is_file()]
+    yield dg.AssetCheckResult(
+        check_name="frame_paths_resolve",
+        passed=not missing,
+        metadata={"frames": len(paths), "missing": len(missing)},
+        description=f"missing: {missing[:5]}" if missing else "every frame_relative_path resolves",
+    )
+    splits = pd.read_csv(out_dir / "splits.csv", dtype=str).dropna(subset=["patient_id"])
+    leaking = splits.groupby("patient_id")["split"].nunique()
+    leaking = sorted(leaking[leaking > 1].index)
+    yield dg.AssetCheckResult(
+        check_name="no_patient_in_two_splits",
+        passed=not leaking,
+        metadata={"patients": int(splits["patient_id"].nunique()), "in_two_splits": len(leaking)},
+    )
+    results = [frame_count_check(store, vid) for vid in video_ids]
+    failed = [vid for vid, r in zip(video_ids, results, strict=True) if not r.passed]
+    yield dg.AssetCheckResult(
+        check_name="frame_counts_match_sampling",
+        passed=not failed,
+        metadata={"videos": len(results), "mismatched": len(failed)},
+        description=f"mismatched videos: {failed}" if failed else "all videos agree",
+    )
+    problems = verify_export(out_dir)
+    yield dg.AssetCheckResult(
+        check_name="export_is_sound",
+        passed=not problems,
+        metadata={"problems": dg.MetadataValue.json(problems)},
+    )
