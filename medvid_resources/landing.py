@@ -6,8 +6,6 @@ folder) and :class:`S3LandingZone` (a bucket prefix). Sensors and schedules take
 files are listed, hashed and copied out, never modified or deleted.
 """
 
-from __future__ import annotations
-
 import os
 import shutil
 from abc import ABC, abstractmethod
@@ -147,7 +145,7 @@ class S3LandingZone(LandingZone):
 
     bucket: str
     prefix: str = ""
-    s3: dg.ResourceDependency[S3Resource]
+    s3: S3Resource
 
     def _client(self):
         return self.s3.get_client()

@@ -7,8 +7,6 @@ wrote". :class:`LocalMediaStore` is a folder (publishing is a no-op); :class:`S3
 a local cache folder and uploads on publish, downloads on fetch.
 """
 
-from __future__ import annotations
-
 import os
 import shutil
 from abc import ABC, abstractmethod
@@ -123,7 +121,7 @@ class S3MediaStore(MediaStore):
     cache_dir: str = Field(
         default="/tmp/medvid-s3-cache", description="Local cache for objects in flight."
     )
-    s3: dg.ResourceDependency[S3Resource]
+    s3: S3Resource
 
     def _client(self):
         return self.s3.get_client()
