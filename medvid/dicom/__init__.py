@@ -1,0 +1,51 @@
+"""DICOM studies: finding files, safe unzip, header rows, pixel decoding and export.
+
+Public API (all framework-free):
+
+- files: :func:`is_dicom`, :func:`find_dicom_files`, :func:`safe_unzip`
+- header: :func:`read_header`, :func:`read_instance`, :class:`InstanceRecord`,
+  :func:`instance_record`, :func:`cine_fps`, :func:`primary_ultrasound_region`
+- pixels: :func:`read_frames`, :func:`read_frame`, :func:`write_png`, :func:`write_cine_mp4`
+"""
+
+from medvid.dicom.files import find_dicom_files, is_dicom, safe_unzip
+from medvid.dicom.header import (
+    DicomHeader,
+    InstanceRecord,
+    UltrasoundRegion,
+    cine_fps,
+    instance_record,
+    primary_ultrasound_region,
+    read_header,
+    read_instance,
+    ultrasound_regions,
+)
+from medvid.dicom.pixels import (
+    CineExport,
+    number_of_frames,
+    read_frame,
+    read_frames,
+    write_cine_mp4,
+    write_png,
+)
+
+__all__ = [
+    "CineExport",
+    "DicomHeader",
+    "InstanceRecord",
+    "UltrasoundRegion",
+    "cine_fps",
+    "find_dicom_files",
+    "instance_record",
+    "is_dicom",
+    "number_of_frames",
+    "primary_ultrasound_region",
+    "read_frame",
+    "read_frames",
+    "read_header",
+    "read_instance",
+    "safe_unzip",
+    "ultrasound_regions",
+    "write_cine_mp4",
+    "write_png",
+]
