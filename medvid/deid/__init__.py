@@ -1,0 +1,45 @@
+"""De-identification: DICOM headers, burned-in pixel text, and the residual check.
+
+- header: :class:`PseudonymMap`, :func:`deidentify_dataset`, :func:`study_key`,
+  :func:`patient_key`, :func:`mark_pixels_cleaned`
+- phi: :class:`PhiValues`, :func:`phi_hits`
+- pixels: :func:`redact_pixels`, :func:`detect_field_of_view`, :func:`residual_phi`,
+  :func:`replace_pixels`, :class:`RedactionBox`
+
+The pseudonym map, :class:`PhiValues` and OCR text are PHI: they stay in the protected zone.
+"""
+
+from medvid.deid.header import (
+    PatientPseudonym,
+    PseudonymMap,
+    deidentify_dataset,
+    mark_pixels_cleaned,
+    patient_key,
+    study_key,
+)
+from medvid.deid.phi import PhiValues, header_phi_hits, pattern_phi_hits, phi_hits
+from medvid.deid.pixels import (
+    RedactionBox,
+    detect_field_of_view,
+    redact_pixels,
+    replace_pixels,
+    residual_phi,
+)
+
+__all__ = [
+    "PatientPseudonym",
+    "PhiValues",
+    "PseudonymMap",
+    "RedactionBox",
+    "deidentify_dataset",
+    "detect_field_of_view",
+    "header_phi_hits",
+    "mark_pixels_cleaned",
+    "pattern_phi_hits",
+    "patient_key",
+    "phi_hits",
+    "redact_pixels",
+    "replace_pixels",
+    "residual_phi",
+    "study_key",
+]

@@ -1,0 +1,252 @@
+"""What counts as PHI in burned-in text: the header's own values and generic patterns.
+
+:class:`PhiValues` holds the identifying values read from a DICOM header *before*
+de-identification (patient name parts, ids, birth date, institution, physician names). They are
+PHI themselves and stay in the protected zone; they exist so that pixel redaction and the
+residual check can look for exactly these values in the image.
+
+Generic patterns catch what the header does not know: calendar dates (dd/mm/yyyy, yyyy-mm-dd,
+'15 FEB 2024'), times with seconds or AM/PM, a "Name:" or "ID:" field followed by a value, and
+id-like tokens with 6 or more digits. Bare clock positions ("2:00") and measurements ("3.3 cm")
+do not match, so breast and echo annotations survive. Sources: HIPAA Safe Harbor identifiers
+(45 CFR 164.514(b)(2): names, all date elements but the year, record numbers) and the DICOM
+PS3.15 Annex E note that burned-in text must be cleaned separately from the header.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pydicom.dataset import Dataset
+
+#: Words that do not identify an institution on their own ("Springfield General" is flagged
+#: through "SPRINGFIELD", not through "GENERAL").
+GENERIC_INSTITUTION_WORDS = frozenset(
+    [
+        "HOSPITAL",
+        "GENERAL",
+        "MEDICAL",
+        "CENTER",
+        "CENTRE",
+        "CLINIC",
+        "CLINICS",
+        "HEALTH",
+        "HEALTHCARE",
+        "UNIVERSITY",
+        "SYSTEMS",
+        "SYSTEM",
+        "INSTITUTE",
+        "REGIONAL",
+        "COUNTY",
+        "SAINT",
+        "MEMORIAL",
+        "CTR",
+        "MED",
+        "HOSP",
+        "UNIV",
+        "DEPT",
+        "DEPARTMENT",
+        "RADIOLOGY",
+        "IMAGING",
+        "CARE",
+        "COMMUNITY",
+        "CHILDREN",
+        "CHILDRENS",
+        "NATIONAL",
+        "STATE",
+        "CITY",
+        "THE",
+        "AND",
+        "OF",
+        "FOR",
+    ]
+)
+
+#: Header values that mean "no value" and must not become search tokens.
+PLACEHOLDERS = frozenset({"", "--", "-", "NONE", "UNKNOWN", "ANONYMOUS", "ANONYMIZED", "NA", "N/A"})
+
+_MONTHS = "JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|SEPT|OCT|NOV|DEC|MRZ|MAI|OKT|DEZ"
+_DATE_PATTERNS = (
+    re.compile(r"(?<!\d)\d{1,2}\s?[/.\-]\s?\d{1,2}\s?[/.\-]\s?(?:19|20)\d{2}"),
+    re.compile(r"(?<![\d.])\d{1,2}[/\-]\d{1,2}[/\-]\d{2}(?![\d.])"),
+    re.compile(r"(?<!\d)(?:19|20)\d{2}\s?[/.\-]\s?\d{1,2}\s?[/.\-]\s?\d{1,2}(?!\d)"),
+    re.compile(rf"\b\d{{1,2}}[\s.\-]?(?:{_MONTHS})[A-Z]*[\s.,\-]*(?:19|20)?\d{{2}}\b"),
+    re.compile(rf"\b(?:{_MONTHS})[A-Z]*[\s.\-]+\d{{1,2}}[\s,]+(?:19|20)\d{{2}}\b"),
+)
+_TIME_PATTERNS = (
+    re.compile(r"(?<!\d)\d{1,2}:\d{2}:\d{2}(?!\d)"),
+    re.compile(r"(?<!\d)\d{1,2}:\d{2}\s?(?:AM|PM)\b"),
+)
+_NAME_FIELD = re.compile(
+    r"\b(?:PATIENT\s*NAME|PAT\.?\s*NAME|PATIENT|NAME|NAAM|NOM|VORNAME|NACHNAME)\s*[:=]\s*"
+    r"(?P<value>[A-Z][A-Z'\-]*(?:[ ,^]+[A-Z][A-Z'\-]*)*)"
+)
+_ID_FIELD = re.compile(
+    r"\b(?:MRN|PATIENT\s*ID|PAT\.?\s*ID|PID|ID|ACC(?:ESSION)?\s*(?:NO|#)?)\s*[:#=]\s*"
+    r"(?P<value>[A-Z0-9][A-Z0-9\-/]*)"
+)
+_ID_TOKEN = re.compile(r"(?<![\w.])[A-Z0-9]+(?:-[A-Z0-9]+)*(?![\w.])")
+
+
+def _compact(text: str) -> str:
+    return re.sub(r"[^A-Z0-9]", "", text.upper())
+
+
+def _name_parts(value: Any) -> list[str]:
+    if value is None:
+        return []
+    parts = re.split(r"[\^=\s,]+", str(value).upper())
+    return [p for p in parts if len(p) >= 2 and p not in PLACEHOLDERS and not p.isdigit()]
+
+
+def _clean_value(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return None if text.upper() in PLACEHOLDERS else text
+
+
+@dataclass(frozen=True)
+class PhiValues:
+    """Identifying header values captured before de-identification (protected zone only).
+
+    ``patient_birth_date`` is the DICOM DA string (YYYYMMDD); ``name_parts`` are upper-case
+    components of PatientName, OtherPatientNames and PatientBirthName; ``physician_name_parts``
+    come from ReferringPhysicianName, PerformingPhysicianName, OperatorsName.
+    """
+
+    name_parts: tuple[str, ...] = ()
+    patient_id: str | None = None
+    other_ids: tuple[str, ...] = ()
+    patient_birth_date: str | None = None
+    institution_name: str | None = None
+    institution_address: str | None = None
+    physician_name_parts: tuple[str, ...] = ()
+    accession_number: str | None = None
+
+    @classmethod
+    def from_dataset(cls, ds: Dataset) -> PhiValues:
+        """Capture the identifying values of ``ds`` (call before de-identifying it)."""
+        names: list[str] = []
+        for keyword in ("PatientName", "OtherPatientNames", "PatientBirthName"):
+            names += _name_parts(ds.get(keyword))
+        physicians: list[str] = []
+        for keyword in ("ReferringPhysicianName", "PerformingPhysicianName", "OperatorsName"):
+            value = ds.get(keyword)
+            values = value if isinstance(value, list | tuple) else [value]
+            for item in values or []:
+                physicians += _name_parts(item)
+        other_ids = [
+            v
+            for item in ds.get("OtherPatientIDsSequence", None) or []
+            if (v := _clean_value(item.get("PatientID")))
+        ]
+        raw_other = ds.get("OtherPatientIDs")
+        if raw_other:
+            for v in raw_other if isinstance(raw_other, list | tuple) else [raw_other]:
+                if cleaned := _clean_value(v):
+                    other_ids.append(cleaned)
+        birth = _clean_value(ds.get("PatientBirthDate"))
+        birth_digits = re.sub(r"\D", "", birth) if birth else ""
+        return cls(
+            name_parts=tuple(dict.fromkeys(names)),
+            patient_id=_clean_value(ds.get("PatientID")),
+            other_ids=tuple(dict.fromkeys(other_ids)),
+            patient_birth_date=birth_digits if len(birth_digits) == 8 else None,
+            institution_name=_clean_value(ds.get("InstitutionName")),
+            institution_address=_clean_value(ds.get("InstitutionAddress")),
+            physician_name_parts=tuple(dict.fromkeys(physicians)),
+            accession_number=_clean_value(ds.get("AccessionNumber")),
+        )
+
+    def ids(self) -> list[str]:
+        """Compact (alphanumeric, upper-case) ids of 3+ characters."""
+        values = [self.patient_id, self.accession_number, *self.other_ids]
+        return [c for v in values if v and len(c := _compact(v)) >= 3]
+
+    def institution_words(self) -> list[str]:
+        words: list[str] = []
+        for value in (self.institution_name, self.institution_address):
+            for word in re.split(r"[^A-Z0-9]+", (value or "").upper()):
+                if len(word) >= 4 and word not in GENERIC_INSTITUTION_WORDS:
+                    words.append(word)
+        return words
+
+    def birth_date_regex(self) -> re.Pattern[str] | None:
+        """Regex matching the birth date as dd/mm/yyyy, mm/dd/yyyy, yyyy-mm-dd, yyyymmdd,
+        ddmmyyyy, with or without zero padding, separators / . - or space, 2- or 4-digit
+        years."""
+        if not self.patient_birth_date:
+            return None
+        y, m, d = (
+            self.patient_birth_date[:4],
+            self.patient_birth_date[4:6],
+            self.patient_birth_date[6:],
+        )
+
+        def num(v: str) -> str:
+            return rf"0?{int(v)}"
+
+        sep = r"\s?[/.\-\s]?\s?"
+        year = rf"(?:{y}|{y[2:]})"
+        options = [
+            rf"{num(d)}{sep}{num(m)}{sep}{year}",
+            rf"{num(m)}{sep}{num(d)}{sep}{year}",
+            rf"{y}{sep}{num(m)}{sep}{num(d)}",
+            rf"{d}{m}{y}|{m}{d}{y}|{y}{m}{d}",
+        ]
+        return re.compile(r"(?<!\d)(?:" + "|".join(options) + r")(?!\d)")
+
+
+def header_phi_hits(text: str, phi: PhiValues) -> list[str]:
+    """Reasons ``text`` contains a value of the header's PHI (empty list: none found)."""
+    upper = text.upper()
+    tokens = set(re.findall(r"[A-Z0-9]+", upper))
+    compact = _compact(upper)
+    reasons: list[str] = []
+    if any(part in tokens for part in phi.name_parts):
+        reasons.append("patient name")
+    if any(part in tokens for part in phi.physician_name_parts):
+        reasons.append("physician or operator name")
+    if any(value in compact for value in phi.ids()):
+        reasons.append("patient or accession id")
+    regex = phi.birth_date_regex()
+    if regex is not None and (regex.search(upper) or regex.search(compact)):
+        reasons.append("birth date")
+    institution = _compact(phi.institution_name or "")
+    if (len(institution) >= 4 and institution in compact) or any(
+        w in tokens for w in phi.institution_words()
+    ):
+        reasons.append("institution")
+    return reasons
+
+
+def pattern_phi_hits(text: str) -> list[str]:
+    """Reasons ``text`` looks like PHI whatever the header says (dates, times, name/id
+    fields, id-like numbers)."""
+    upper = text.upper()
+    reasons: list[str] = []
+    if any(p.search(upper) for p in _DATE_PATTERNS):
+        reasons.append("date")
+    if any(p.search(upper) for p in _TIME_PATTERNS):
+        reasons.append("time")
+    if (m := _NAME_FIELD.search(upper)) and m.group("value").strip("-' ") not in PLACEHOLDERS:
+        reasons.append("name field")
+    if (m := _ID_FIELD.search(upper)) and m.group("value").strip("-/ ") not in PLACEHOLDERS:
+        reasons.append("id field")
+    if any(sum(c.isdigit() for c in tok) >= 6 for tok in _ID_TOKEN.findall(upper)):
+        reasons.append("id-like number")
+    return reasons
+
+
+def phi_hits(text: str, phi: PhiValues | None) -> list[str]:
+    """Header-value and pattern reasons together (``phi`` None: patterns only)."""
+    reasons = header_phi_hits(text, phi) if phi is not None else []
+    return reasons + pattern_phi_hits(text)
+
+
+def unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
