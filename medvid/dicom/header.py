@@ -19,6 +19,7 @@ import io
 import os
 import struct
 import warnings as _warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from functools import lru_cache
@@ -43,6 +44,8 @@ _PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}  # Pixel Data, Float, Double 
 _LONG_LENGTH_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"}
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 _DEFLATED = "1.2.840.10008.1.2.1.99"
+#: Bytes read to parse a header from memory; a longer header is parsed from the file instead.
+HEADER_READ_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -93,9 +96,11 @@ def _raw(ds: Dataset, keyword: str, encoding: str = "latin-1") -> Any:
     multi-valued), sequences and anything unusual through pydicom's own conversion.
     """
     tag = tag_for_keyword(keyword)
-    if tag is None or tag not in ds:
+    if tag is None:
         return None
     raw = ds.get_item(tag)
+    if raw is None:
+        return None
     if not isinstance(raw, RawDataElement) or raw.value is None:
         return ds[tag].value
     vr = raw.VR or dictionary_VR(tag)
@@ -268,6 +273,7 @@ def read_header(
     sha256: str | None = None,
     compute_sha256: bool = True,
     require_pixels: bool = True,
+    keywords: Sequence[str] | None = None,
 ) -> DicomHeader:
     """Parse the header of a DICOM file without reading its pixel data.
 
@@ -277,6 +283,9 @@ def read_header(
             every file); otherwise it is computed from the same single read of the file when
             ``compute_sha256`` is true.
         require_pixels: raise when there is no pixel data or it cannot be decoded here.
+        keywords: parse only these top-level elements (pydicom ``specific_tags``: the values of
+            other elements are skipped over, not read); ``None`` parses the whole header. A
+            header parsed this way is for reading, not for de-identification.
 
     Raises:
         EmptyFileError: zero bytes.
@@ -292,20 +301,36 @@ def read_header(
         raise UnsupportedMediaError(f"cannot read {path.name}: {exc.strerror}") from exc
     if size == 0:
         raise EmptyFileError(f"{path.name} has zero bytes")
+    tags = _tags_for(keywords)
+    warnings: list[str] = []
     with open(path, "rb") as raw, _warnings.catch_warnings():
         # pydicom warns once per malformed charset; it is recorded in ``warnings`` instead.
         _warnings.filterwarnings("ignore", message="Unknown encoding", category=UserWarning)
-        stream: BinaryIO = raw
         if sha256 is None and compute_sha256:
             data = raw.read()
             sha256 = hashlib.sha256(data).hexdigest()
-            stream = io.BytesIO(data)
-        ds = _parse(stream, path)
-        warnings: list[str] = []
-        tsyntax = UID(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2"))
-        has_pixels, length, end = (
-            (True, None, 0) if tsyntax == _DEFLATED else _probe_pixel_element(stream, tsyntax, size)
-        )
+            parsed = _parse_and_probe(io.BytesIO(data), path, tags, size)
+        else:
+            # Headers are small: parse from memory, which is faster than pydicom's many small
+            # reads on a file. The result counts only if the Pixel Data element was reached
+            # inside the buffer; otherwise the header is longer and the file is parsed whole.
+            head = raw.read(HEADER_READ_BYTES)
+            parsed = None
+            if len(head) < size:
+                try:
+                    parsed = _parse_and_probe(io.BytesIO(head), path, tags, size)
+                except (CorruptMediaError, UnsupportedMediaError):
+                    parsed = None
+                if parsed is not None and not parsed[1]:
+                    parsed = None
+                raw.seek(0)
+            if parsed is None:
+                parsed = _parse_and_probe(
+                    raw if len(head) < size else io.BytesIO(head), path, tags, size
+                )
+        ds, has_pixels, length, end = parsed
+        _fix_character_set(ds, warnings)
+    tsyntax = UID(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2"))
     if length is not None and end > size:
         raise CorruptMediaError(
             f"{path.name} is truncated: pixel data needs {end} bytes, file has {size}"
@@ -320,16 +345,40 @@ def read_header(
         reason = _decoder_status(str(tsyntax))
         if reason:
             raise UnsupportedMediaError(reason)
-    with _warnings.catch_warnings():
-        _warnings.filterwarnings("ignore", message="Unknown encoding", category=UserWarning)
-        _fix_character_set(ds, warnings)
     return DicomHeader(path, ds, sha256, size, has_pixels, warnings)
 
 
-def _parse(stream: BinaryIO, path: Path) -> Dataset:
+def _parse_and_probe(
+    stream: BinaryIO, path: Path, tags: list[int] | None, size: int
+) -> tuple[Dataset, bool, int | None, int]:
+    """Parse the header from ``stream`` and look at the element where parsing stopped:
+    ``(dataset, pixel element present, its value length or None, end offset of its value)``."""
+    ds = _parse(stream, path, tags)
+    tsyntax = UID(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2"))
+    if tsyntax == _DEFLATED:  # the stream is inflated by pydicom: offsets mean nothing here
+        return ds, True, None, 0
+    return (ds, *_probe_pixel_element(stream, tsyntax, size))
+
+
+@lru_cache(maxsize=16)
+def _tags_for_tuple(keywords: tuple[str, ...]) -> tuple[int, ...]:
+    tags = []
+    for keyword in keywords:
+        tag = tag_for_keyword(keyword)
+        if tag is None:
+            raise ValueError(f"not a DICOM keyword: {keyword!r}")
+        tags.append(tag)
+    return tuple(sorted(set(tags)))
+
+
+def _tags_for(keywords: Sequence[str] | None) -> list[int] | None:
+    return None if keywords is None else list(_tags_for_tuple(tuple(keywords)))
+
+
+def _parse(stream: BinaryIO, path: Path, specific_tags: list[int] | None = None) -> Dataset:
     start = stream.tell()
     try:
-        return pydicom.dcmread(stream, stop_before_pixels=True)
+        return pydicom.dcmread(stream, stop_before_pixels=True, specific_tags=specific_tags)
     except InvalidDicomError:
         pass  # no preamble: may still be a bare dataset
     except (
@@ -344,7 +393,9 @@ def _parse(stream: BinaryIO, path: Path) -> Dataset:
         raise CorruptMediaError(f"damaged or truncated DICOM header: {exc}") from exc
     stream.seek(start)
     try:
-        ds = pydicom.dcmread(stream, stop_before_pixels=True, force=True)
+        ds = pydicom.dcmread(
+            stream, stop_before_pixels=True, force=True, specific_tags=specific_tags
+        )
         has_class = bool(ds.get("SOPClassUID"))
     except Exception as exc:  # force=True on arbitrary bytes raises anything; it is not DICOM
         raise UnsupportedMediaError(f"{path.name} is not a DICOM file") from exc
@@ -435,6 +486,35 @@ class InstanceRecord:
         return row
 
 
+#: Top-level elements :func:`instance_record` reads (SequenceOfUltrasoundRegions brings the
+#: region items with it).
+INSTANCE_KEYWORDS: tuple[str, ...] = (
+    "SpecificCharacterSet",
+    "ImageType",
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "Modality",
+    "Manufacturer",
+    "ManufacturerModelName",
+    "BodyPartExamined",
+    "FrameTime",
+    "CineRate",
+    "RecommendedDisplayFrameRate",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "Laterality",
+    "ImageLaterality",
+    "SamplesPerPixel",
+    "PhotometricInterpretation",
+    "NumberOfFrames",
+    "Rows",
+    "Columns",
+    "BitsAllocated",
+    "BurnedInAnnotation",
+    "SequenceOfUltrasoundRegions",
+)
+
+
 def _text(ds: Dataset, keyword: str, encoding: str = "latin-1") -> str | None:
     value = _raw(ds, keyword, encoding)
     if value is None or value == "":
@@ -498,6 +578,7 @@ def read_instance(path: str | Path, *, sha256: str | None = None) -> InstanceRec
     """Header of one DICOM file as an :class:`InstanceRecord` (pixels not read).
 
     Pass ``sha256`` when already known to skip hashing; otherwise the file is read once and
-    hashed. Raises the errors of :func:`read_header`.
+    hashed. Only the elements the record needs are parsed (:data:`INSTANCE_KEYWORDS`). Raises
+    the errors of :func:`read_header`.
     """
-    return instance_record(read_header(path, sha256=sha256))
+    return instance_record(read_header(path, sha256=sha256, keywords=INSTANCE_KEYWORDS))
