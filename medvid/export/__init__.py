@@ -3,6 +3,11 @@
 - :mod:`medvid.export.annotations` — :data:`ANNOTATION_COLUMNS` and the CSV/JSON cell formats.
 - :mod:`medvid.export.splits` — :func:`split_by_patient`.
 - :mod:`medvid.export.dataset` — :class:`ExportConfig`, :func:`write_training_dataset`.
+- :mod:`medvid.export.labelsets` — :func:`export_labels`: which label sets go into an export.
+- :mod:`medvid.export.multilabel` — ``multilabel.json``: image path, label vector, label mask.
+- :mod:`medvid.export.dataset_file` — ``dataset.json``: the dataset as one JSON document.
+- :mod:`medvid.export.torch_dataset` — :class:`MultilabelFrameDataset` (imports torch; import
+  it from its module).
 - :mod:`medvid.export.verify` — :func:`verify_export`, the checks run before training.
 """
 
@@ -13,13 +18,16 @@ from medvid.export.dataset import (
     label_folder_name,
     write_training_dataset,
 )
+from medvid.export.labelsets import ExportLabels, export_labels
 from medvid.export.splits import split_by_patient
 from medvid.export.verify import verify_export
 
 __all__ = [
     "ANNOTATION_COLUMNS",
     "ExportConfig",
+    "ExportLabels",
     "ExportSummary",
+    "export_labels",
     "information_source_ids",
     "label_folder_name",
     "split_by_patient",

@@ -21,6 +21,12 @@ with :func:`medvid.io.atomic_dir`, so readers see the old dataset or the new one
 - ``manifest.json`` — dataset name, medvid version, creation date, config, sampling config,
   label schema, information sources, counts per label and split, videos/patients per split,
   the source videos' sha256, and the frames excluded as dead/disturbed.
+- ``multilabel.json`` — per frame: image path, label vector, label mask
+  (:mod:`medvid.export.multilabel`; read by
+  :class:`medvid.export.torch_dataset.MultilabelFrameDataset`).
+- ``dataset.json`` — the whole dataset as one typed JSON document (``schema_version``,
+  ``dataset_id``, ``dataset_type``, ``summary``, ``frame_annotations``, ``videos``;
+  :mod:`medvid.export.dataset_file`).
 
 Which frames: those with at least one annotation, minus dead frames (unless
 ``include_dead``) and disturbed frames (when ``include_disturbed`` is off). Annotations whose
@@ -57,6 +63,8 @@ from medvid.export.annotations import (
     records_to_csv,
     records_to_json,
 )
+from medvid.export.dataset_file import DATASET_JSON, dataset_document
+from medvid.export.multilabel import MULTILABEL_JSON, multilabel_document
 from medvid.export.splits import Split, normalize_patient_id, split_by_patient
 from medvid.io import atomic_dir
 from medvid.labels.schema import model_id_of_source
@@ -203,6 +211,10 @@ def _csv_bytes(header: list[str], rows: list[list[Any]]) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
+def _json_bytes(document: Any) -> bytes:
+    return (json.dumps(document, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+
+
 def write_training_dataset(
     out_dir: Path,
     *,
@@ -215,6 +227,7 @@ def write_training_dataset(
     sampling_config: Mapping[str, Any] | None = None,
     created: datetime | None = None,
     progress: Progress | None = None,
+    label_schema: Mapping[str, int] | None = None,
 ) -> ExportSummary:
     """Write the training dataset described in the module docstring to ``out_dir``.
 
@@ -237,6 +250,9 @@ def write_training_dataset(
         created: the manifest's creation date; default the newest ``date_modified`` of the
             exported annotations, so re-running on the same labels writes the same manifest.
         progress: called as ``progress(done, total)`` after each frame file is placed.
+        label_schema: the project's ``{label_name: label_id}``, which fixes the positions of
+            the multilabel vectors (labels without annotations keep a position, masked out);
+            default: the labels of the exported annotations.
 
     Returns an :class:`ExportSummary`. Raises ``ValueError`` for missing columns, duplicate
     annotations, unknown sources, annotated videos missing from ``videos``, unsafe relative
@@ -320,11 +336,11 @@ def write_training_dataset(
     rows["annotation_id"] = np.arange(len(rows), dtype=np.int64)
 
     label_ids = rows.drop_duplicates("label_id").sort_values("label_id")
-    label_schema = {
+    export_labels = {
         str(n): int(i) for n, i in zip(label_ids["label_name"], label_ids["label_id"], strict=True)
     }
     folders: dict[str, str] = {}
-    for name, label_id in label_schema.items():
+    for name, label_id in export_labels.items():
         folder = label_folder_name(name, label_id)
         clash = [n for n, f in folders.items() if f == folder]
         if clash or (folder == NEGATIVE_CLASS_DIR and not config.positive_only_imagefolder):
@@ -373,6 +389,9 @@ def write_training_dataset(
 
     # --- counts ------------------------------------------------------------------------------
     counts = _counts(rows, resolved, picked, exported_videos, splits, split_names, folders)
+    multilabel = multilabel_document(
+        resolved, export_labels if label_schema is None else dict(label_schema)
+    )
 
     created_at = created if created is not None else rows["_modified"].max()
     created_text = None if pd.isna(created_at) else pd.Timestamp(created_at).isoformat()
@@ -383,8 +402,8 @@ def write_training_dataset(
         "created": created_text,
         "config": asdict(config),
         "sampling_config": dict(sampling_config) if sampling_config is not None else None,
-        "label_schema": label_schema,
-        "imagefolder_classes": {n: folders[n] for n in label_schema},
+        "label_schema": export_labels,
+        "imagefolder_classes": {n: folders[n] for n in export_labels},
         "information_sources": source_ids,
         "n_annotations": len(rows),
         "n_frames": len(exported_frames),
@@ -399,6 +418,8 @@ def write_training_dataset(
             "frames_dir": FRAMES_DIR,
             "imagefolder_dir": IMAGEFOLDER_DIR,
             "imagefolder_csv": IMAGEFOLDER_CSV,
+            "multilabel_json": MULTILABEL_JSON,
+            "dataset_json": DATASET_JSON,
         },
     }
 
@@ -410,6 +431,47 @@ def write_training_dataset(
             ["video_id", "patient_id", *attribute_columns]
         ].itertuples(index=False, name=None)
     ]
+    positives_per_video = (
+        resolved[resolved["value"]].groupby(["video_id", "label_name"]).size()
+        if len(resolved)
+        else pd.Series(dtype=int)
+    )
+    document = dataset_document(
+        dataset_name=config.dataset_name,
+        records=records,
+        videos=[
+            {
+                "video_id": video_id,
+                "video_hash": str(video_hash),
+                "patient_id": normalize_patient_id(patient),
+                "split": splits[video_id],
+                "frames": int(frame_counts[video_id]),
+                "positive_frames": {
+                    str(label): int(n)
+                    for (vid, label), n in positives_per_video.items()
+                    if vid == video_id
+                },
+                "attributes": {
+                    name: format_cell(value)
+                    for name, value in zip(attribute_columns, attributes, strict=True)
+                },
+            }
+            for video_id, video_hash, patient, *attributes in exported_videos[
+                ["video_id", "video_hash", "patient_id", *attribute_columns]
+            ].itertuples(index=False, name=None)
+        ],
+        labels=multilabel["labels"],
+        summary={
+            "n_videos": len(splits),
+            "n_frames": len(exported_frames),
+            "n_annotations": len(rows),
+            "splits": counts["splits"],
+            "labels": {name: c["total"] for name, c in counts["labels"].items()},
+            "information_sources": source_ids,
+        },
+        created=created_text,
+        medvid_version=medvid_version,
+    )
 
     with atomic_dir(out_dir) as tmp:
         frames_dir = tmp / FRAMES_DIR
@@ -452,6 +514,8 @@ def write_training_dataset(
         (tmp / IMAGEFOLDER_CSV).write_bytes(
             _csv_bytes(["path", "frame_id", "video_id", "label_name", "split"], image_rows)
         )
+        (tmp / MULTILABEL_JSON).write_bytes(_json_bytes(multilabel))
+        (tmp / DATASET_JSON).write_bytes(_json_bytes(document))
         (tmp / MANIFEST_JSON).write_bytes(
             (json.dumps(manifest, indent=2, default=str) + "\n").encode("utf-8")
         )

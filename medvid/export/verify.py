@@ -22,6 +22,8 @@ from medvid.export.dataset import (
     MANIFEST_JSON,
     SPLITS_CSV,
 )
+from medvid.export.dataset_file import DATASET_JSON, dataset_problems
+from medvid.export.multilabel import MULTILABEL_JSON, multilabel_problems
 
 _SHOWN = 5
 
@@ -57,7 +59,10 @@ def verify_export(out_dir: str | Path) -> list[str]:
     ``ANNOTATION_COLUMNS``, zero annotation rows, a ``frame_relative_path`` that does not
     resolve to a file inside ``frames/``, CSV and JSON rows that differ, a video without a
     split, a patient in two splits, a listed ImageFolder file that is missing, and an
-    annotation count that differs from the manifest's. Never raises for a bad folder.
+    annotation count that differs from the manifest's, a ``multilabel.json`` whose vectors or
+    masks are malformed or whose frames are not those of the annotations, and a
+    ``dataset.json`` whose ``frame_annotations`` differ from ``annotations.csv``. Never raises
+    for a bad folder.
     """
     root = Path(out_dir)
     if not root.is_dir():
@@ -97,6 +102,20 @@ def verify_export(out_dir: str | Path) -> list[str]:
             f"{len(unresolved)} frame_relative_path(s) do not resolve under {FRAMES_DIR}/: "
             f"{_examples(unresolved)}"
         )
+
+    try:
+        multilabel = json.loads((root / MULTILABEL_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        problems.append(f"{MULTILABEL_JSON} cannot be read: {exc}")
+    else:
+        problems.extend(multilabel_problems(multilabel, set(paths)))
+
+    try:
+        document = json.loads((root / DATASET_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        problems.append(f"{DATASET_JSON} cannot be read: {exc}")
+    else:
+        problems.extend(dataset_problems(document, rows))
 
     try:
         objects = json.loads((root / ANNOTATIONS_JSON).read_text(encoding="utf-8"))

@@ -1,6 +1,6 @@
 """Labels and patients sheets: the CSV files that clinicians fill in, and frame labels from them.
 
-Three kinds of sheet are recognised by their header (names are matched case-insensitively with
+Four kinds of sheet are recognised by their header (names are matched case-insensitively with
 surrounding whitespace ignored; the delimiter is ``,``, or ``;``/tab when the header has no comma,
 as spreadsheet programs in some locales write):
 
@@ -12,6 +12,8 @@ as spreadsheet programs in some locales write):
 - **segments** ``video,start_frame|start_s,end_frame|end_s,label[,value]``: frame or time ranges
   with an explicit value; parsed by :mod:`medvid.labels.segments`. A header with time columns and
   no ``value`` column is a labels sheet.
+- **reviews** ``video,reviewer[,source]``: a person reviewed the labels of a video (of one
+  source, or all); parsed by :mod:`medvid.labels.reviews`.
 
 ``video`` is whatever the clinician knows the video by (the uploaded file name or the video id);
 matching it to a ``video_id`` is the caller's job. Row numbers in error messages are spreadsheet
@@ -35,7 +37,7 @@ import pyarrow as pa
 from medvid.errors import SheetError
 from medvid.labels.schema import FRAME_LABELS_SCHEMA, SOURCE_SHEET, LabelSchema
 
-SheetKind = Literal["labels", "patients", "segments"]
+SheetKind = Literal["labels", "patients", "segments", "reviews"]
 
 LABELS_COLUMNS = ("video", "start_s", "end_s", "label")
 PATIENTS_COLUMNS = ("video", "patient_id")
@@ -118,6 +120,8 @@ def _kind_of_header(header: Sequence[str]) -> SheetKind | None:
         return None
     if "patient_id" in columns:
         return "patients"
+    if "reviewer" in columns and "label" not in columns:
+        return "reviews"
     if "label" in columns:
         has_start = bool({"start_frame", "start_s"} & columns)
         has_end = bool({"end_frame", "end_s"} & columns)
@@ -135,7 +139,8 @@ def sheet_kind(path: str | Path) -> SheetKind | None:
     ``"patients"`` when the header has ``video`` and ``patient_id``; ``"segments"`` when it has
     ``video``, ``label``, a start and an end column and either frame columns
     (``start_frame``/``end_frame``) or a ``value`` column; ``"labels"`` when it has
-    ``video,start_s,end_s,label``. Unreadable, empty or non-UTF-8 files give ``None``.
+    ``video,start_s,end_s,label``; ``"reviews"`` when it has ``video`` and ``reviewer`` and no
+    ``label``. Unreadable, empty or non-UTF-8 files give ``None``.
     """
     try:
         header, _ = _read_rows(path)
