@@ -5,6 +5,7 @@ Every interface has a local twin (a folder) beside the remote one (S3), so senso
 run unchanged on a laptop and at a site with buckets.
 """
 
+from medvid_resources.deid import DeidentificationResource, DeidentificationSecretError
 from medvid_resources.landing import (
     DriveFolderLandingZone,
     LandingFile,
@@ -14,6 +15,8 @@ from medvid_resources.landing import (
 from medvid_resources.media_store import LocalMediaStore, MediaStore, S3MediaStore
 
 __all__ = [
+    "DeidentificationResource",
+    "DeidentificationSecretError",
     "DriveFolderLandingZone",
     "LandingFile",
     "LandingZone",

@@ -1,7 +1,7 @@
 """De-identification: DICOM headers, burned-in pixel text, and the residual check.
 
 - header: :class:`PseudonymMap`, :func:`deidentify_dataset`, :func:`study_key`,
-  :func:`patient_key`, :func:`mark_pixels_cleaned`
+  :func:`patient_key`, :func:`mark_pixels_cleaned`, :func:`residual_header_phi`
 - phi: :class:`PhiValues`, :func:`phi_hits`
 - pixels: :func:`redact_pixels`, :func:`detect_field_of_view`, :func:`residual_phi`,
   :func:`replace_pixels`, :class:`RedactionBox`
@@ -12,9 +12,12 @@ The pseudonym map, :class:`PhiValues` and OCR text are PHI: they stay in the pro
 from medvid.deid.header import (
     PatientPseudonym,
     PseudonymMap,
+    cine_video_id,
     deidentify_dataset,
+    instance_key,
     mark_pixels_cleaned,
     patient_key,
+    residual_header_phi,
     study_key,
 )
 from medvid.deid.phi import PhiValues, header_phi_hits, pattern_phi_hits, phi_hits
@@ -31,15 +34,18 @@ __all__ = [
     "PhiValues",
     "PseudonymMap",
     "RedactionBox",
+    "cine_video_id",
     "deidentify_dataset",
     "detect_field_of_view",
     "header_phi_hits",
+    "instance_key",
     "mark_pixels_cleaned",
     "pattern_phi_hits",
     "patient_key",
     "phi_hits",
     "redact_pixels",
     "replace_pixels",
+    "residual_header_phi",
     "residual_phi",
     "study_key",
 ]

@@ -46,7 +46,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
-from medvid.deid.phi import PLACEHOLDERS, PhiValues
+from medvid.deid.phi import PLACEHOLDERS, PhiValues, header_phi_hits
 from medvid.errors import CorruptMediaError
 from medvid.io import write_json_atomic
 
@@ -206,6 +206,9 @@ PATIENT_CHARACTERISTICS = [
     "PatientSexNeutered",
 ]
 
+#: Kept under the Retain Device Identity Option (113109): what made the image, not who is in it.
+DEVICE_IDENTITY = ("Manufacturer", "ManufacturerModelName", "SoftwareVersions")
+
 #: Type 2 attributes that must stay present but empty (Annex E action Z).
 _EMPTY_KEEP = ("PatientBirthDate", "ReferringPhysicianName", "StudyID", "AccessionNumber")
 
@@ -230,6 +233,23 @@ def study_key(study_instance_uid: str, salt: str | bytes) -> str:
     if not salt:
         raise ValueError("salt must not be empty")
     return "s" + _hmac_hex(salt, "study:" + str(study_instance_uid).strip())[:15]
+
+
+def instance_key(sha256: str, salt: str | bytes) -> str:
+    """Pseudonymous id of one DICOM file: ``"i"`` + 15 hex digits of HMAC-SHA256(salt, file
+    sha256). Unlike the plain sha256 it cannot be matched against a copy of the original file
+    by someone without the salt."""
+    if not salt:
+        raise ValueError("salt must not be empty")
+    return "i" + _hmac_hex(salt, "instance:" + sha256)[:15]
+
+
+def cine_video_id(sha256: str, salt: str | bytes) -> str:
+    """Video id (16 hex digits, like every video partition key) of the cine loop of the DICOM
+    file with this sha256: salted, and stable however the MP4 bytes come out of the encoder."""
+    if not salt:
+        raise ValueError("salt must not be empty")
+    return _hmac_hex(salt, "cine:" + sha256)[:16]
 
 
 def patient_key(ds: Dataset) -> str:
@@ -439,7 +459,7 @@ def deidentify_dataset(
     if retain_device_identity:
         codes.append(_CODE_DEVICE_IDENTITY)
     else:
-        for keyword in ("Manufacturer", "ManufacturerModelName", "SoftwareVersions"):
+        for keyword in DEVICE_IDENTITY:
             if keyword in ds:
                 delattr(ds, keyword)
     ds.DeidentificationMethodCodeSequence = Sequence([_code_item(c) for c in codes])
@@ -454,6 +474,56 @@ def mark_pixels_cleaned(ds: Dataset) -> None:
     if not any(item.get("CodeValue") == _CODE_CLEAN_PIXELS[0] for item in codes):
         codes.append(_code_item(_CODE_CLEAN_PIXELS))
     ds.DeidentificationMethodCodeSequence = codes
+
+
+_PSEUDONYM = re.compile(r"^P[0-9A-F]{11}$")
+
+
+def residual_header_phi(ds: Dataset, phi: PhiValues) -> list[str]:
+    """What of a de-identified header still identifies the patient (empty list: it passes).
+
+    Checks that PatientIdentityRemoved is YES, that no private tag is left, and that no text
+    element anywhere in the dataset (sequences included, file meta too) holds a value of the
+    original header's PHI (:func:`medvid.deid.phi.header_phi_hits`: name parts of 3+ letters,
+    ids, birth date, institution, physicians). The device identity elements kept under Annex E
+    option 113109 (:data:`DEVICE_IDENTITY`) are not searched: a vendor that also fills
+    InstitutionName with its own name ("Philips Healthcare") is not a patient's hospital.
+    Findings name the element keyword and the reason, never the value, so they can go into
+    check metadata.
+    """
+    findings: list[str] = []
+    if str(ds.get("PatientIdentityRemoved", "")).upper() != "YES":
+        findings.append("PatientIdentityRemoved is not YES")
+
+    def visit(dataset: Dataset, where: str) -> None:
+        for element in dataset:
+            name = element.keyword or str(element.tag)
+            if element.tag.is_private:
+                findings.append(f"{where}{name}: private tag left")
+                continue
+            if element.VR == "SQ":
+                for index, item in enumerate(element.value or []):
+                    visit(item, f"{where}{name}[{index}].")
+                continue
+            if element.VR in ("OB", "OW", "OF", "OD", "OL", "OV", "UN") or element.value is None:
+                continue
+            values = (
+                element.value if isinstance(element.value, list | MultiValue) else [element.value]
+            )
+            text = " ".join(str(v) for v in values)
+            if element.keyword in ("PatientName", "PatientID") and _PSEUDONYM.match(text):
+                continue  # the pseudonym itself (random hex may contain a short id by chance)
+            if element.keyword in DEVICE_IDENTITY:
+                continue
+            reasons = header_phi_hits(text, phi, min_name_part=3)
+            if reasons:
+                findings.append(f"{where}{name}: {', '.join(reasons)}")
+
+    visit(ds, "")
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None:
+        visit(meta, "file_meta.")
+    return findings
 
 
 def shift_date(value: str, offset_days: int) -> str:

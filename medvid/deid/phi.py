@@ -201,15 +201,21 @@ class PhiValues:
         return re.compile(r"(?<!\d)(?:" + "|".join(options) + r")(?!\d)")
 
 
-def header_phi_hits(text: str, phi: PhiValues) -> list[str]:
-    """Reasons ``text`` contains a value of the header's PHI (empty list: none found)."""
+def header_phi_hits(text: str, phi: PhiValues, *, min_name_part: int = 2) -> list[str]:
+    """Reasons ``text`` contains a value of the header's PHI (empty list: none found).
+
+    ``min_name_part``: shortest name component (letters) that counts as a hit; 2 catches
+    surnames like "Li" in burned-in text, where masking a stray "OB" costs little; checks of
+    coded header values use 3 (a PatientName of "OB" must not flag ProcessingFunction
+    "OB_GENERAL").
+    """
     upper = text.upper()
     tokens = set(re.findall(r"[A-Z0-9]+", upper))
     compact = _compact(upper)
     reasons: list[str] = []
-    if any(part in tokens for part in phi.name_parts):
+    if any(part in tokens for part in phi.name_parts if len(part) >= min_name_part):
         reasons.append("patient name")
-    if any(part in tokens for part in phi.physician_name_parts):
+    if any(part in tokens for part in phi.physician_name_parts if len(part) >= min_name_part):
         reasons.append("physician or operator name")
     if any(value in compact for value in phi.ids()):
         reasons.append("patient or accession id")

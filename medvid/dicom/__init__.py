@@ -8,7 +8,7 @@ Public API (all framework-free):
 - pixels: :func:`read_frames`, :func:`read_frame`, :func:`write_png`, :func:`write_cine_mp4`
 """
 
-from medvid.dicom.files import find_dicom_files, is_dicom, safe_unzip
+from medvid.dicom.files import find_dicom_files, is_dicom, is_dicomdir, safe_unzip
 from medvid.dicom.header import (
     DicomHeader,
     InstanceRecord,
@@ -38,6 +38,7 @@ __all__ = [
     "find_dicom_files",
     "instance_record",
     "is_dicom",
+    "is_dicomdir",
     "number_of_frames",
     "primary_ultrasound_region",
     "read_frame",

@@ -72,7 +72,8 @@ def is_dicom(path: str | Path) -> bool:
 _DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 
 
-def _is_dicomdir(path: Path) -> bool:
+def is_dicomdir(path: Path) -> bool:
+    """True for a DICOMDIR (by name, or MediaStorageSOPClassUID 1.2.840.10008.1.3.10)."""
     if path.name.upper() == "DICOMDIR":
         return True
     try:
@@ -123,7 +124,7 @@ def find_dicom_files(folder: str | Path) -> list[Path]:
             path = Path(dirpath) / name
             if path.is_symlink() or not is_dicom(path):
                 continue
-            if _is_dicomdir(path):
+            if is_dicomdir(path):
                 found.update(_dicomdir_references(path))
             else:
                 found.add(path.resolve())

@@ -25,14 +25,14 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import cv2
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, iter_pixels
 
 from medvid.dicom.header import DicomHeader, cine_fps, read_header
 from medvid.errors import CorruptMediaError, UnsupportedMediaError
-from medvid.io import atomic_path, write_bytes_atomic
+from medvid.images import write_png  # noqa: F401 (re-exported: medvid.dicom.write_png)
+from medvid.io import atomic_path
 
 #: Photometric interpretations that pydicom hands back as RGB after decoding (see module doc).
 _RGB_AFTER_DECODE = {"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT"}
@@ -179,17 +179,6 @@ def read_frame(path: str | Path, index: int = 0) -> np.ndarray:
     """One decoded frame, ``(H, W, 3) uint8 RGB`` (``index`` 0-based). Errors as
     :func:`read_frames`."""
     return next(iter(read_frames(path, indices=[index])))
-
-
-def write_png(frame: np.ndarray, out: str | Path) -> Path:
-    """Write an ``(H, W, 3) uint8 RGB`` (or ``(H, W)`` gray) frame as lossless PNG, atomically."""
-    if frame.dtype != np.uint8 or frame.ndim not in (2, 3):
-        raise ValueError(f"expected (H, W[, 3]) uint8, got {frame.shape} {frame.dtype}")
-    bgr = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
-    ok, encoded = cv2.imencode(".png", bgr)
-    if not ok:
-        raise ValueError("PNG encoding failed")
-    return write_bytes_atomic(out, encoded.tobytes())
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
@@ -76,6 +77,33 @@ _ENCODE_WORKERS = 2
 _MAX_IN_FLIGHT = 2 * _ENCODE_WORKERS + 2
 
 
+@dataclass(frozen=True)
+class Redaction:
+    """Pixels to black out in every frame of a video: burned-in text found by OCR.
+
+    ``boxes`` are ``(x0, y0, x1, y1)`` rectangles in pixels of the original frame (x1/y1
+    exclusive); with ``blank_outside`` every pixel outside ``keep_region`` (the imaging field of
+    view, same convention) is blacked out as well.
+    """
+
+    boxes: tuple[tuple[int, int, int, int], ...] = ()
+    keep_region: tuple[int, int, int, int] | None = None
+    blank_outside: bool = False
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """Black out the boxes (and the outside) of an ``(H, W, C)`` image in place; returns it."""
+        height, width = image.shape[:2]
+        for x0, y0, x1, y1 in self.boxes:
+            image[max(y0, 0) : min(y1, height), max(x0, 0) : min(x1, width)] = 0
+        if self.blank_outside and self.keep_region is not None:
+            x0, y0, x1, y1 = self.keep_region
+            image[: max(y0, 0)] = 0
+            image[min(y1, height) :] = 0
+            image[:, : max(x0, 0)] = 0
+            image[:, min(x1, width) :] = 0
+        return image
+
+
 def frame_relative_path(video_id: str, frame_number: int, image_format: ImageFormat = "jpg") -> str:
     """``video_<video_id>/frame_<frame_id>.<ext>``, relative to the ``frames/`` root."""
     return f"video_{video_id}/frame_{frame_id(video_id, frame_number)}.{image_format}"
@@ -108,6 +136,7 @@ def extract_frames(
     jpeg_quality: int = 90,
     total_frames: int,
     progress: ProgressCallback | None = None,
+    redaction: Redaction | None = None,
 ) -> pa.Table:
     """Decode ``clips`` (one video, in order), write the sampled frames, return their manifest.
 
@@ -121,6 +150,8 @@ def extract_frames(
         jpeg_quality: libjpeg quality 1..100.
         total_frames: frames in the original video (the sum of the clips' frame counts).
         progress: called with ``(frames_decoded, total_frames)`` after each decoded frame.
+        redaction: burned-in text to black out in every written image (de-identification);
+            measurements (pHash, quality flags) are taken before it, on the decoded frame.
 
     Returns:
         A table with :data:`FRAME_MANIFEST_SCHEMA`, one row per kept frame, by ``frame_number``.
@@ -207,6 +238,7 @@ def extract_frames(
                                     height,
                                     ext,
                                     params,
+                                    redaction,
                                 )
                             )
                             while len(pending) > _MAX_IN_FLIGHT:
@@ -277,12 +309,21 @@ def frame_to_bgr(frame: VideoFrame) -> np.ndarray:
 
 
 def _write_image(
-    frame: VideoFrame, path: Path, width: int, height: int, ext: str, params: list[int]
+    frame: VideoFrame,
+    path: Path,
+    width: int,
+    height: int,
+    ext: str,
+    params: list[int],
+    redaction: Redaction | None = None,
 ) -> None:
-    """Convert a decoded frame to BGR, crop normalization padding, encode and write atomically."""
+    """Convert a decoded frame to BGR, crop normalization padding, redact, encode and write
+    atomically."""
     bgr = frame_to_bgr(frame)
     if bgr.shape[0] != height or bgr.shape[1] != width:
         bgr = bgr[:height, :width]
+    if redaction is not None:
+        bgr = redaction.apply(bgr)
     ok, encoded = cv2.imencode(ext, bgr, params)
     if not ok:
         raise RuntimeError(f"OpenCV could not encode {path.name}")
