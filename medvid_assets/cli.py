@@ -31,6 +31,9 @@ class RunSummary:
     videos_total: int = 0
     frames: int = 0
     annotations: int = 0
+    studies: list[dict] = field(default_factory=list)
+    studies_new: list[str] = field(default_factory=list)
+    not_deidentified: list[str] = field(default_factory=list)
     failed_runs: list[str] = field(default_factory=list)
     quarantined: list[tuple[str, str, str]] = field(default_factory=list)
     export_path: str | None = None
@@ -73,20 +76,42 @@ def run(landing_dir: Path, home: Path, config: dict, *, progress: bool = True) -
     home = prepare_home(home)
     os.environ["MEDVID_LANDING_DIR"] = str(landing_dir.expanduser().resolve())
     from medvid_assets.definitions import build_definitions
-    from medvid_assets.landing import ledger_entries, scan_landing
+    from medvid_assets.deid import study_deidentified, video_deidentified
+    from medvid_assets.dicom import registered_studies
+    from medvid_assets.landing import ledger_entries
+    from medvid_assets.partitions import study_partitions
     from medvid_assets.quarantine import quarantine_records
+    from medvid_assets.schedules import unprocessed
+    from medvid_assets.sensors import scan_and_register
     from medvid_assets.storage import read_table, table_key
 
     defs = build_definitions(home)
     resources = defs.resources
-    zone, store = resources["landing_zone"], resources["media_store"]
+    zone, store, deid = resources["landing_zone"], resources["media_store"], resources["deid"]
     instance = dg.DagsterInstance.get()
     summary = RunSummary()
 
     cursor_path = home / CLI_CURSOR
     cursor = json.loads(cursor_path.read_text()) if cursor_path.exists() else None
-    outcome = scan_landing(zone, store, cursor, now=time.time(), require_stable=False)
+    outcome, _ = scan_and_register(zone, store, deid, cursor, now=time.time(), require_stable=False)
     cursor_path.write_text(json.dumps(outcome.cursor))
+
+    def execute(job_name: str, run_config: dict, **kwargs) -> bool:
+        result = defs.resolve_job_def(job_name).execute_in_process(
+            instance=instance, run_config=_quiet(run_config), raise_on_error=False, **kwargs
+        )
+        if not result.success:
+            summary.failed_runs.append(f"{job_name} {kwargs.get('partition_key', '')}".strip())
+        return result.success
+
+    # DICOM studies first: their cine loops join the videos below.
+    studies = registered_studies(store)
+    known_studies = set(instance.get_dynamic_partitions(study_partitions.name))
+    if missing := [s for s in studies if s not in known_studies]:
+        instance.add_dynamic_partitions(study_partitions.name, missing)
+    summary.studies_new = unprocessed(instance, study_partitions.name, "dicom_images")
+    for study in tqdm(summary.studies_new, desc="studies", unit="study", disable=not progress):
+        execute("dicom_pipeline", {}, partition_key=study)
 
     video_ids = [e.content_id for e in ledger_entries(store, kind="video")]
     known = set(instance.get_dynamic_partitions("videos"))
@@ -96,14 +121,6 @@ def run(landing_dir: Path, home: Path, config: dict, *, progress: bool = True) -
     pending = [v for v in video_ids if v not in done]
     summary.videos_total = len(video_ids)
     summary.videos_new = pending
-
-    def execute(job_name: str, run_config: dict, **kwargs) -> bool:
-        result = defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance, run_config=_quiet(run_config), raise_on_error=False, **kwargs
-        )
-        if not result.success:
-            summary.failed_runs.append(f"{job_name} {kwargs.get('partition_key', '')}".strip())
-        return result.success
 
     new_sheets = outcome.new_of_kind("sheet")
     if new_sheets or not instance.get_latest_materialization_event(dg.AssetKey("label_sheets")):
@@ -143,6 +160,12 @@ def run(landing_dir: Path, home: Path, config: dict, *, progress: bool = True) -
         if store.exists(key):
             summary.annotations += read_table(store, key).num_rows
     summary.quarantined = sorted((r.file, r.stage, r.reason) for r in quarantine_records(store))
+    if store.exists(table_key("dicom_studies")):
+        summary.studies = read_table(store, table_key("dicom_studies")).to_pylist()
+    processed = instance.get_materialized_partitions(dg.AssetKey("video_frames"))
+    summary.not_deidentified = [
+        v for v in video_ids if v in processed and not video_deidentified(store, v)
+    ] + [s["study_key"] for s in summary.studies if not study_deidentified(store, s["study_key"])]
     event = instance.get_latest_materialization_event(dg.AssetKey("training_dataset"))
     if event and event.asset_materialization:
         path = event.asset_materialization.metadata.get("path")
@@ -167,6 +190,18 @@ def print_summary(summary: RunSummary, home: Path) -> None:
     print(f"videos:       {summary.videos_total} ({len(summary.videos_new)} processed this run)")
     print(f"frames:       {summary.frames}")
     print(f"annotations:  {summary.annotations}")
+    print(f"studies:      {len(summary.studies)} ({len(summary.studies_new)} processed this run)")
+    for study in summary.studies:
+        ok = study["header_deidentified"] and study["pixels_deidentified"]
+        print(
+            f"  - {study['study_key']} patient {study['patient_pseudonym']}"
+            f" {study['Modality'] or '?'}: {study['images']} images, {study['cine_loops']} cine"
+            f" loops, {study['frames']} frames, de-identified: {'yes' if ok else 'NO'}"
+        )
+    if summary.not_deidentified:
+        print(
+            f"NOT EXPORTED (de-identification check failed): {', '.join(summary.not_deidentified)}"
+        )
     print(f"quarantined:  {len(summary.quarantined)}")
     for file, stage, reason in summary.quarantined:
         print(f"  - {file} [{stage}]: {reason}")

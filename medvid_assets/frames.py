@@ -15,11 +15,13 @@ from medvid.frames.quality import QualityThresholds
 from medvid.frames.sampling import SamplingConfig, expected_frame_count
 from medvid.io import write_bytes_atomic
 from medvid.previews import contact_sheet, encode_jpeg
+from medvid_assets.deid import read_redaction, residual_check_video, video_redaction_plan
 from medvid_assets.partitions import video_partitions
 from medvid_assets.quarantine import skip_if_quarantined
 from medvid_assets.storage import FRAMES_PREFIX, read_table, table_key, write_table
 from medvid_assets.videos import normalized_videos, read_clips, read_video_metadata
 from medvid_resources import MediaStore
+from medvid_resources.ocr import OcrEngineResource
 
 SAMPLING_METADATA_KEY = b"medvid.sampling"
 
@@ -35,7 +37,9 @@ class FrameSamplingConfig(dg.Config):
     ``uniform_std``, frozen when each frame differs from the previous by less than
     ``frozen_mean_abs_diff`` for ``frozen_min_duration_s`` seconds or more; 0..255 levels)
     and disturbed frames (Laplacian variance below ``blur_laplacian_var``) are flagged, not dropped.
-    Images are ``jpg`` (``jpeg_quality`` 1..100) or lossless ``png``.
+    Images are ``jpg`` (``jpeg_quality`` 1..100) or lossless ``png``, with the burned-in text of
+    the video's redaction plan blacked out; ``residual_check_frames`` written frames are read
+    again by OCR in the blocking ``no_residual_phi`` check.
     """
 
     strategy: Literal["all", "every_n", "fps", "uniform_k", "unique"] = "every_n"
@@ -51,6 +55,7 @@ class FrameSamplingConfig(dg.Config):
     frozen_mean_abs_diff: float = 0.5
     frozen_min_duration_s: float = 0.5
     blur_laplacian_var: float = 15.0
+    residual_check_frames: int = 3
 
     def sampling(self) -> SamplingConfig:
         return SamplingConfig(
@@ -103,20 +108,28 @@ def frame_count_check(store: MediaStore, video_id: str) -> dg.AssetCheckResult:
     partitions_def=video_partitions,
     group_name="frames",
     kinds={"parquet", "jpeg"},
-    deps=[normalized_videos],
-    check_specs=[dg.AssetCheckSpec("frame_count_matches_sampling", asset="video_frames")],
-    description="Sampled frames of the video as images (media/frames/video_<id>/frame_<frame_id>)"
+    deps=[normalized_videos, video_redaction_plan],
+    check_specs=[
+        dg.AssetCheckSpec("frame_count_matches_sampling", asset="video_frames"),
+        dg.AssetCheckSpec("no_residual_phi", asset="video_frames", blocking=True),
+    ],
+    description="Sampled frames of the video, burned-in text redacted, as images"
+    " (media/frames/video_<id>/frame_<frame_id>)"
     " and a frame manifest: frame_id, frame_number in the original video, pts, time_base,"
     " frame_timestamp (s), path, size, 64-bit pHash, mean intensity, is_dead, is_disturbed.",
 )
 def video_frames(
-    context: AssetExecutionContext, config: FrameSamplingConfig, media_store: MediaStore
+    context: AssetExecutionContext,
+    config: FrameSamplingConfig,
+    media_store: MediaStore,
+    ocr_engine: OcrEngineResource,
 ):
     if skipped := skip_if_quarantined(context, media_store):
         yield skipped
-        yield dg.AssetCheckResult(
-            check_name="frame_count_matches_sampling", passed=True, description="input quarantined"
-        )
+        for check in ("frame_count_matches_sampling", "no_residual_phi"):
+            yield dg.AssetCheckResult(
+                check_name=check, passed=True, description="input quarantined: nothing written"
+            )
         return
     video_id = context.partition_key
     meta = read_video_metadata(media_store, video_id)
@@ -139,6 +152,7 @@ def video_frames(
         jpeg_quality=config.jpeg_quality,
         total_frames=total,
         progress=progress,
+        redaction=read_redaction(media_store, video_id),
     )
     sampling_record = {
         **config.sampling().__dict__,
@@ -171,3 +185,11 @@ def video_frames(
         }
     )
     yield frame_count_check(media_store, video_id)
+    yield residual_check_video(
+        media_store,
+        ocr_engine.engine(),
+        video_id,
+        table.to_pandas(),
+        frames_root,
+        config.residual_check_frames,
+    )

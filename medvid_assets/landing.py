@@ -30,12 +30,16 @@ SHEET_SUFFIXES = frozenset({".csv"})
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".zip"})
 
 
-def classify(file: LandingFile, head: bytes = b"") -> str | None:
+def classify(
+    file: LandingFile, head: bytes = b"", *, in_dicomdir_folder: bool = False
+) -> str | None:
     """Kind of a landing file: ``"video"``, ``"sheet"``, ``"dicom"`` or None (unsupported).
 
     Classification is by suffix, plus the DICOM preamble (``DICM`` at byte 128, PS3.10 §7.1) for
-    files without a suffix and for ``DICOMDIR``. A text file named ``.mp4`` is classified as a
-    video here and rejected with its reason when it fails to decode.
+    files without a suffix and for ``DICOMDIR``. Files without a suffix below a folder that holds
+    a DICOMDIR (``IMAGES/IM0001``) are DICOM too: media written for a DICOMDIR may lack the
+    preamble, and the DICOM reader decides. A text file named ``.mp4`` is classified as a video
+    here and rejected with its reason when it fails to decode.
     """
     if file.suffix in VIDEO_SUFFIXES:
         return "video"
@@ -45,7 +49,18 @@ def classify(file: LandingFile, head: bytes = b"") -> str | None:
         return "dicom"
     if head[128:132] == b"DICM":
         return "dicom"
+    if in_dicomdir_folder and not file.suffix:
+        return "dicom"
     return None
+
+
+def dicomdir_folders(files: list[LandingFile]) -> set[PurePosixPath]:
+    """Folders (landing keys) that hold a DICOMDIR file."""
+    return {PurePosixPath(f.key).parent for f in files if f.name.upper() == "DICOMDIR"}
+
+
+def _below(key: str, folders: set[PurePosixPath]) -> bool:
+    return any(folder in PurePosixPath(key).parents for folder in folders)
 
 
 @dataclass
@@ -62,6 +77,10 @@ class LedgerEntry:
     size: int
     arrived_at: str
     aliases: list[str] = field(default_factory=list)
+    origin: dict | None = None
+    """Where a video that did not arrive in the landing zone came from, e.g. a DICOM cine loop:
+    ``{"kind": "dicom_cine", "study_key", "instance_id", "keep_region", "phi_key"}``; its
+    ``landing_key`` is then a media store key. None for landing-zone arrivals."""
 
     @property
     def names(self) -> list[str]:
@@ -74,6 +93,10 @@ class LedgerEntry:
 
 def ledger_key(cid: str) -> str:
     return f"{LEDGER_PREFIX}/{cid}.json"
+
+
+def write_ledger_entry(store: MediaStore, entry: LedgerEntry) -> None:
+    write_json(store, ledger_key(entry.content_id), asdict(entry))
 
 
 def read_ledger_entry(store: MediaStore, cid: str) -> LedgerEntry:
@@ -132,7 +155,9 @@ def scan_landing(
     previous_pending: dict[str, list] = cursor.get("pending", {})
     pending: dict[str, list] = {}
     outcome = ScanOutcome()
-    for file in zone.list_files():
+    files = zone.list_files()
+    dicomdirs = dicomdir_folders(files)
+    for file in files:
         if file.is_temporary:
             continue
         state = [file.size, file.mtime]
@@ -146,13 +171,19 @@ def scan_landing(
             outcome.pending.append(file.key)
             continue
         handled[file.key] = state
-        _register(zone, store, file, now, outcome)
+        _register(zone, store, file, now, outcome, in_dicomdir_folder=_below(file.key, dicomdirs))
     outcome.cursor = {"handled": handled, "pending": pending}
     return outcome
 
 
 def _register(
-    zone: LandingZone, store: MediaStore, file: LandingFile, now: float, outcome: ScanOutcome
+    zone: LandingZone,
+    store: MediaStore,
+    file: LandingFile,
+    now: float,
+    outcome: ScanOutcome,
+    *,
+    in_dicomdir_folder: bool = False,
 ) -> None:
     if file.size == 0:
         outcome.quarantined.append(
@@ -169,7 +200,7 @@ def _register(
         return
     with zone.open(file.key) as stream:
         head = stream.read(132)
-    kind = classify(file, head)
+    kind = classify(file, head, in_dicomdir_folder=in_dicomdir_folder)
     sha = zone.sha256(file.key)
     cid = content_id(sha)
     if kind is None:
@@ -188,7 +219,7 @@ def _register(
         entry = read_ledger_entry(store, cid)
         if file.name not in entry.names:
             entry.aliases.append(file.name)
-            write_json(store, ledger_key(cid), asdict(entry))
+            write_ledger_entry(store, entry)
             outcome.new_aliases.append(entry)
         return
     entry = LedgerEntry(
@@ -201,7 +232,7 @@ def _register(
         size=file.size,
         arrived_at=_utc(now),
     )
-    write_json(store, ledger_key(cid), asdict(entry))
+    write_ledger_entry(store, entry)
     outcome.new_entries.append(entry)
 
 

@@ -4,7 +4,9 @@
 default drive folder), ``media/``, ``tables/``, ``ledger/``, ``quarantine/`` and ``exports/``.
 ``MEDVID_LANDING_DIR`` overrides the landing folder. A site on S3 sets ``MEDVID_LANDING_BUCKET``
 and/or ``MEDVID_MEDIA_BUCKET`` (credentials through the usual AWS variables, read by
-``dagster_aws.s3.S3Resource``).
+``dagster_aws.s3.S3Resource``). ``MEDVID_DEID_SALT`` is the de-identification secret (without
+it a random salt is kept in ``<home>/protected/deid_salt``). ``MEDVID_OCR_ENGINE`` picks the OCR
+engine (rapidocr, tesseract, easyocr with ``MEDVID_EASYOCR_MODEL_DIR``).
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from medvid_resources import (
+    DeidentificationResource,
     DriveFolderLandingZone,
     LandingZone,
     LocalMediaStore,
@@ -22,6 +26,7 @@ from medvid_resources import (
     S3LandingZone,
     S3MediaStore,
 )
+from medvid_resources.ocr import OcrEngineResource
 
 
 def medvid_home() -> Path:
@@ -55,3 +60,18 @@ def media_store_from_env(home: Path) -> MediaStore:
             s3=_s3(),
         )
     return LocalMediaStore(root=str(home))
+
+
+def deid_from_env(home: Path) -> DeidentificationResource:
+    """The salt from ``MEDVID_DEID_SALT`` (as an ``EnvVar``: resolved at run time, never shown),
+    else a salt file in the protected part of the home folder."""
+    if os.environ.get("MEDVID_DEID_SALT"):
+        return DeidentificationResource(salt=dg.EnvVar("MEDVID_DEID_SALT"))
+    return DeidentificationResource(salt_file=str(home / "protected" / "deid_salt"))
+
+
+def ocr_engine_from_env() -> OcrEngineResource:
+    return OcrEngineResource(
+        engine_name=os.environ.get("MEDVID_OCR_ENGINE", "rapidocr"),
+        easyocr_model_dir=os.environ.get("MEDVID_EASYOCR_MODEL_DIR") or None,
+    )

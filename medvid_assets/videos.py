@@ -9,6 +9,7 @@ from dagster import AssetExecutionContext
 
 from medvid.errors import CorruptMediaError, MedvidInputError
 from medvid.ids import sha256_file
+from medvid.io import copy_file_atomic
 from medvid.video.normalize import Clip, normalize_video
 from medvid.video.probe import VideoInfo, probe_video
 from medvid_assets.landing import read_ledger_entry
@@ -76,8 +77,9 @@ def read_clips(store: MediaStore, video_id: str) -> list[Clip]:
     partitions_def=video_partitions,
     group_name="videos",
     kinds={"video"},
-    description="The raw video copied from the landing zone into the content-addressed media store"
-    " (media/raw/<video_id>.<ext>), verified by sha256. The landing file is never modified.",
+    description="The raw video copied from the landing zone (or, for a DICOM cine loop, from the"
+    " protected store) into the content-addressed media store (media/raw/<video_id>.<ext>),"
+    " verified by sha256. The landing file is never modified.",
 )
 def raw_videos(
     context: AssetExecutionContext, landing_zone: LandingZone, media_store: MediaStore
@@ -88,7 +90,10 @@ def raw_videos(
         return dg.MaterializeResult(
             metadata={"status": "cached", "path": media_store.uri(key), "bytes": entry.size}
         )
-    local = landing_zone.download(entry.landing_key, media_store.local_path(key))
+    if entry.origin is not None:  # made by medvid (a DICOM cine loop): already in the store
+        local = copy_file_atomic(media_store.fetch(entry.landing_key), media_store.local_path(key))
+    else:
+        local = landing_zone.download(entry.landing_key, media_store.local_path(key))
     if sha256_file(local) != entry.sha256:
         local.unlink()
         return quarantine_result(

@@ -4,7 +4,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from medvid_resources import DriveFolderLandingZone, LocalMediaStore
+from medvid_resources import DeidentificationResource, DriveFolderLandingZone, LocalMediaStore
+from medvid_resources.ocr import OcrEngineResource
 
 AVI = "covid19us_Reg_northumbria_1009_vid1.avi"  # MPEG-4 part 2 in AVI, 92 frames
 MP4 = "covid19us_Vir_whitelung_h1n1.mp4"  # H.264 MP4, 123 frames at 25 fps
@@ -30,6 +31,8 @@ def resources(home: Path, landing: Path) -> dict:
     return {
         "landing_zone": DriveFolderLandingZone(path=str(landing)),
         "media_store": LocalMediaStore(root=str(home)),
+        "deid": DeidentificationResource(salt="test-salt-not-a-secret"),
+        "ocr_engine": OcrEngineResource(),
     }
 
 

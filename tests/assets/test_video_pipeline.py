@@ -9,7 +9,7 @@ import pytest
 
 from medvid.ids import content_id, sha256_file
 from medvid.video.probe import probe_video
-from medvid_assets import export, frames, labels, quarantine, videos
+from medvid_assets import deid, export, frames, labels, ocr, quarantine, videos
 from medvid_assets.landing import scan_landing
 from medvid_assets.quarantine import quarantine_records
 from medvid_assets.storage import table_key
@@ -19,6 +19,8 @@ PIPELINE = [
     videos.raw_videos,
     videos.video_metadata,
     videos.normalized_videos,
+    ocr.video_ocr_text,
+    deid.video_redaction_plan,
     frames.video_frames,
     labels.label_sheets,
     labels.frame_labels,
@@ -81,7 +83,10 @@ def test_avi_is_copied_verified_normalized_and_sampled(
     for path in manifest["frame_relative_path"]:
         assert (home / "media" / "frames" / path).is_file()
     checks = result.get_asset_check_evaluations()
-    assert [(c.check_name, c.passed) for c in checks] == [("frame_count_matches_sampling", True)]
+    assert [(c.check_name, c.passed) for c in checks] == [
+        ("frame_count_matches_sampling", True),
+        ("no_residual_phi", True),
+    ]
 
 
 def test_rerunning_a_partition_gives_the_same_result(
