@@ -7,12 +7,25 @@ from pathlib import Path
 import dagster as dg
 
 from medvid_assets import export, frames, labels, landing, quarantine, videos
-from medvid_assets.jobs import export_job, labels_job, video_pipeline
+from medvid_assets import labelbox as labelbox_stage
+from medvid_assets import predict as predict_stage
+from medvid_assets.jobs import LABEL_JOBS, export_job, labels_job, video_pipeline
+from medvid_assets.labelbox import labelbox_from_env
 from medvid_assets.schedules import daily_drive_sync
 from medvid_assets.sensors import drive_landing_sensor
 from medvid_assets.settings import landing_zone_from_env, media_store_from_env, medvid_home
+from medvid_resources.torch_device import TorchDeviceResource
 
-STAGES = [landing, videos, frames, labels, export, quarantine]
+STAGES = [
+    landing,
+    videos,
+    frames,
+    labels,
+    labelbox_stage,
+    predict_stage,
+    export,
+    quarantine,
+]
 
 
 def build_definitions(home: Path | None = None) -> dg.Definitions:
@@ -21,7 +34,7 @@ def build_definitions(home: Path | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=dg.load_assets_from_modules(STAGES),
         asset_checks=dg.load_asset_checks_from_modules(STAGES),
-        jobs=[video_pipeline, labels_job, export_job],
+        jobs=[video_pipeline, labels_job, export_job, *LABEL_JOBS],
         sensors=[
             drive_landing_sensor,
             dg.AutomationConditionSensorDefinition(
@@ -35,6 +48,8 @@ def build_definitions(home: Path | None = None) -> dg.Definitions:
         resources={
             "landing_zone": landing_zone_from_env(home),
             "media_store": media_store_from_env(home),
+            "labelbox": labelbox_from_env(),
+            "torch_device": TorchDeviceResource(),
         },
     )
 

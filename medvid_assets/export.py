@@ -1,6 +1,9 @@
 """The export stage: a training dataset folder under ``<home>/exports/<dataset_name>/``, built
 only from de-identified sources (normalized media, never raw), with asset checks that block a
-dataset a loader would choke on."""
+dataset a loader would choke on.
+
+:func:`exportable_video_ids` is the one gate for anything that leaves medvid: the export and
+the Labelbox upload both take their videos from it."""
 
 import base64
 import io
@@ -13,12 +16,20 @@ from dagster import AssetExecutionContext
 
 import medvid
 from medvid.export.dataset import ExportConfig, write_training_dataset
+from medvid.export.labelsets import export_labels
 from medvid.export.verify import verify_export
 from medvid_assets.frames import SAMPLING_METADATA_KEY, frame_count_check, read_frame_manifest
-from medvid_assets.labels import frame_labels, read_patients, video_names
+from medvid_assets.labels import (
+    frame_labels,
+    label_sets_of_videos,
+    read_label_schema,
+    read_patients,
+    segment_labels,
+    video_names,
+)
 from medvid_assets.partitions import video_partitions
 from medvid_assets.quarantine import quarantined_record
-from medvid_assets.storage import EXPORTS_PREFIX, read_table, table_key
+from medvid_assets.storage import EXPORTS_PREFIX, table_key
 from medvid_assets.videos import read_video_metadata
 from medvid_resources import MediaStore
 
@@ -51,6 +62,8 @@ class TrainingDatasetConfig(dg.Config):
     include_dead: bool = False
     include_disturbed: bool = True
     link_mode: str = "hardlink"
+    include_predictions: bool = False
+    prediction_model_ids: list[str] = []
 
     def export_config(self) -> ExportConfig:
         return ExportConfig(
@@ -93,29 +106,52 @@ def label_distribution_plot(counts: dict[str, dict[str, int]]) -> str:
     return f"![labels](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})"
 
 
+#: Optional label sets: the export reads them when present; their absence or their updates do
+#: not hold back or trigger the automatic export (only reviewed predictions are exported, and
+#: reviews arrive with the label sheets).
+OPTIONAL_LABEL_SETS = (
+    "labelbox_labels",
+    "cold_label_answers",
+    "predicted_labels",
+    "custom_model_labels",
+)
+
+
 @dg.asset(
     group_name="export",
     kinds={"csv", "json", "jpeg"},
-    deps=[frame_labels],
-    automation_condition=dg.AutomationCondition.eager(),
+    deps=[frame_labels, segment_labels, *OPTIONAL_LABEL_SETS],
+    automation_condition=dg.AutomationCondition.eager().ignore(
+        dg.AssetSelection.assets(*OPTIONAL_LABEL_SETS)
+    ),
     check_specs=[
         dg.AssetCheckSpec(name, asset="training_dataset", blocking=True) for name in EXPORT_CHECKS
     ],
-    description="Training dataset folder: annotations.csv/.json (one row per frame-label),"
-    " frames/video_<id>/frame_<frame_id>.jpg, imagefolder/<split>/<label>/, splits.csv (by"
-    " patient), manifest.json. Built only from normalized (de-identified) media.",
+    description="Training dataset folder: annotations.csv/.json (one row per frame-label,"
+    " label sets of every source merged), frames/video_<id>/frame_<frame_id>.jpg,"
+    " imagefolder/<split>/<label>/, multilabel.json (image path, label vector, label mask),"
+    " dataset.json (the dataset as one JSON document), splits.csv (by patient), manifest.json."
+    " Built only from normalized (de-identified) media; predictions only when reviewed or"
+    " asked for.",
 )
 def training_dataset(
     context: AssetExecutionContext, config: TrainingDatasetConfig, media_store: MediaStore
 ):
     video_ids = exportable_video_ids(context, media_store)
     patients = read_patients(media_store)
-    frames, labels, videos, sampling = [], [], [], {}
+    label_sets = label_sets_of_videos(media_store, video_ids)
+    frames, labels, videos, sampling, dropped = [], [], [], {}, 0
     for vid in video_ids:
         meta = read_video_metadata(media_store, vid)
         manifest = read_frame_manifest(media_store, vid)
         frames.append(manifest.to_pandas())
-        labels.append(read_table(media_store, table_key("frame_labels", vid)).to_pandas())
+        chosen = export_labels(
+            label_sets[vid].values(),
+            include_predictions=config.include_predictions,
+            model_ids=config.prediction_model_ids,
+        )
+        labels.append(chosen.labels.to_pandas())
+        dropped += chosen.unreviewed_predictions_dropped
         match = patients[patients["video"].isin(video_names(meta))]
         attributes = match.drop(columns=["video"]).iloc[0].to_dict() if len(match) else {}
         videos.append({"video_id": vid, "video_hash": meta["sha256"], **attributes})
@@ -147,6 +183,7 @@ def training_dataset(
         config=config.export_config(),
         medvid_version=medvid.__version__,
         sampling_config=sampling,
+        label_schema=read_label_schema(media_store).to_dict(),
     )
     media_store.publish_prefix(f"{EXPORTS_PREFIX}/{config.dataset_name}")
     per_split = summary.counts.get("positives_per_label_and_split", {})
@@ -157,6 +194,11 @@ def training_dataset(
             "videos": summary.n_videos,
             "frames": summary.n_frames,
             "annotations": summary.n_annotations,
+            "annotations_per_source": dg.MetadataValue.json(
+                {str(k): int(v) for k, v in labels_df.groupby("source").size().items()}
+            ),
+            "unreviewed_predictions_left_out": dropped,
+            "dataset_id": json.loads((out_dir / "dataset.json").read_text())["dataset_id"],
             "splits": dg.MetadataValue.json({k: str(v) for k, v in summary.splits.items()}),
             "counts": dg.MetadataValue.json(summary.counts),
             **(

@@ -12,6 +12,7 @@ VIDEO_PIPELINE_ASSETS = [
     "normalized_videos",
     "video_frames",
     "frame_labels",
+    "segment_labels",
 ]
 
 video_pipeline = dg.define_asset_job(
@@ -32,3 +33,59 @@ export_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets("training_dataset", "quarantine"),
     description="Write the training dataset and the quarantine table.",
 )
+
+cold_label_queue_job = dg.define_asset_job(
+    "cold_label_queue_job",
+    selection=dg.AssetSelection.assets("cold_label_queue"),
+    description="Pick K frames per video for a person to label (cold label).",
+)
+
+label_model_job = dg.define_asset_job(
+    "label_model_job",
+    selection=dg.AssetSelection.assets("cold_label_answers", "label_model"),
+    description="Read the cold-label answers and train the label model (cold or blitz).",
+)
+
+predict_job = dg.define_asset_job(
+    "predict_job",
+    selection=dg.AssetSelection.assets("predicted_labels"),
+    partitions_def=video_partitions,
+    description="Predict the labels of one video with the current label model (gpu pool).",
+)
+
+custom_model_job = dg.define_asset_job(
+    "custom_model_job",
+    selection=dg.AssetSelection.assets("custom_model_labels"),
+    partitions_def=video_partitions,
+    description="Label one video with a custom model callable (gpu pool).",
+)
+
+labelbox_upload_job = dg.define_asset_job(
+    "labelbox_upload_job",
+    selection=dg.AssetSelection.assets("labelbox_uploads"),
+    partitions_def=video_partitions,
+    description="Upload one video's frames to the Labelbox project.",
+)
+
+labelbox_retrieve_job = dg.define_asset_job(
+    "labelbox_retrieve_job",
+    selection=dg.AssetSelection.assets("labelbox_labels"),
+    description="Export the Labelbox project, archive the export, parse labels and masks.",
+)
+
+evaluation_job = dg.define_asset_job(
+    "label_prediction_evaluation_job",
+    selection=dg.AssetSelection.assets("label_prediction_evaluation"),
+    description="Evaluate cold and blitz label on the lung-ultrasound clips (gpu pool).",
+)
+
+#: The jobs of labels, Labelbox and prediction.
+LABEL_JOBS = [
+    cold_label_queue_job,
+    label_model_job,
+    predict_job,
+    custom_model_job,
+    labelbox_upload_job,
+    labelbox_retrieve_job,
+    evaluation_job,
+]

@@ -22,7 +22,7 @@ import datetime as dt
 import importlib
 import io
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,15 +104,21 @@ def select_frames_for_labelling(
 
 
 def write_labelling_queue(
-    selected: pd.DataFrame, path: str | Path, labels: Sequence[str]
+    selected: pd.DataFrame,
+    path: str | Path,
+    labels: Sequence[str],
+    answers: Mapping[str, str] | None = None,
 ) -> tuple[Path, Path]:
     """Write the frames to label as ``<path>.csv`` and ``<path>.json`` (atomic); return both.
 
     The CSV has :data:`QUEUE_COLUMNS` with an empty ``label`` column for a person to fill in
     (any spreadsheet opens it). The JSON holds ``format``, the allowed ``labels`` and the same
     ``frames`` with ``"label": null``, for a labelling UI. ``frame_relative_path`` is relative
-    to the frames root.
+    to the frames root. ``answers`` (``{frame_id: label}``, e.g. :func:`queue_answers` of the
+    previous queue) pre-fills the frames already answered, so re-writing a queue never loses a
+    person's work.
     """
+    answers = answers or {}
     check_manifest(selected)
     base = Path(path)
     rows = selected.sort_values(["video_id", "frame_number"], kind="stable")
@@ -123,7 +129,7 @@ def write_labelling_queue(
             "frame_number": int(r.frame_number),
             "frame_timestamp": float(r.frame_timestamp),
             "frame_relative_path": str(r.frame_relative_path),
-            "label": None,
+            "label": answers.get(str(r.frame_id)),
         }
         for r in rows.itertuples(index=False)
     ]
@@ -131,7 +137,13 @@ def write_labelling_queue(
     writer = csv.DictWriter(buffer, fieldnames=QUEUE_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for frame in frames:
-        writer.writerow({**frame, "label": "", "frame_timestamp": repr(frame["frame_timestamp"])})
+        writer.writerow(
+            {
+                **frame,
+                "label": frame["label"] or "",
+                "frame_timestamp": repr(frame["frame_timestamp"]),
+            }
+        )
     csv_path = write_bytes_atomic(base.with_suffix(".csv"), buffer.getvalue().encode())
     json_path = write_json_atomic(
         base.with_suffix(".json"),
@@ -155,6 +167,32 @@ def _read_queue(path: Path) -> pd.DataFrame:
     if missing:
         raise LabellingQueueError(f"labelling queue {path} lacks column(s): {', '.join(missing)}")
     return frame
+
+
+def queue_answers(path: str | Path) -> dict[str, str]:
+    """``{frame_id: label}`` of the answered frames of a queue, read from ``<path>.csv`` and
+    ``<path>.json`` (whichever exist; a person fills in one of them, a labelling UI the other).
+
+    Raises :class:`LabellingQueueError` when a file is malformed or the two files answer one
+    frame differently.
+    """
+    base = Path(path)
+    found: dict[str, str] = {}
+    for file in (base.with_suffix(".csv"), base.with_suffix(".json")):
+        if not file.is_file():
+            continue
+        queue = _read_queue(file)
+        for frame, label in zip(queue["frame_id"], queue["label"], strict=True):
+            label = "" if label is None or pd.isna(label) else str(label).strip()
+            if not label:
+                continue
+            if found.get(str(frame), label) != label:
+                raise LabellingQueueError(
+                    f"frame {frame} is answered {found[str(frame)]!r} and {label!r} in the CSV "
+                    f"and JSON queues of {base.name}"
+                )
+            found[str(frame)] = label
+    return found
 
 
 def read_labelling_answers(

@@ -163,7 +163,12 @@ def _targets(items: pd.DataFrame, spec: ModelSpec) -> np.ndarray:
 
 def _loader(dataset: FrameDataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
+    # BatchNorm cannot train on a batch of one frame: drop a lone last frame of a shuffled
+    # epoch (another frame is left over next epoch, so none is excluded for good)
+    drop_last = shuffle and len(dataset) > batch_size and len(dataset) % batch_size == 1
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last
+    )
 
 
 def _evaluate(
@@ -213,12 +218,17 @@ def train_classifier(
         config: :class:`TrainConfig`; defaults when ``None``.
         progress: called after each epoch with ``(epoch, epochs, history_row)``.
 
-    Raises :class:`TrainingDataError` when there are no training frames or a label is not one
-    of ``spec.classes``; :class:`~medvid.predict.errors.FrameReadError` for an unreadable frame.
+    Raises :class:`TrainingDataError` when there are fewer than 2 training frames or a label is
+    not one of ``spec.classes``; :class:`~medvid.predict.errors.FrameReadError` for an unreadable
+    frame. A shuffled epoch whose last batch would hold a single frame drops it (BatchNorm
+    cannot train on one frame); the order is reshuffled each epoch, so no frame is left out for
+    good.
     """
     config = config or TrainConfig()
-    if len(train_items) == 0:
-        raise TrainingDataError("no labelled frames to train on")
+    if len(train_items) < 2:
+        raise TrainingDataError(
+            f"{len(train_items)} labelled frame(s) to train on; at least 2 are needed"
+        )
     val_items = val_items if val_items is not None else train_items.iloc[0:0]
     device = select_device(config.device)
     previous_threads = torch.get_num_threads()
