@@ -97,11 +97,16 @@ class RapidOcrEngine:
         text_score: minimum recognition score (0..1) for a box to be returned; rapidocr's
             default is 0.5.
         threads: onnxruntime intra-op threads (-1: onnxruntime decides).
+        angle_classifier: run the text-angle classifier on every box. Screen overlays are
+            always upright, so it is off by default (it costs time and, on short clinical
+            tokens, sometimes flips a box the wrong way).
     """
 
     name = "rapidocr"
 
-    def __init__(self, *, text_score: float = 0.5, threads: int = -1) -> None:
+    def __init__(
+        self, *, text_score: float = 0.5, threads: int = -1, angle_classifier: bool = False
+    ) -> None:
         try:
             import rapidocr
             from rapidocr import RapidOCR
@@ -120,6 +125,7 @@ class RapidOcrEngine:
         params = {
             "Global.log_level": "error",
             "Global.text_score": text_score,
+            "Global.use_cls": angle_classifier,
             "Global.model_root_dir": str(model_dir),
             "Det.model_path": str(model_dir / sorted(det)[0]),
             "Rec.model_path": str(model_dir / sorted(rec)[0]),

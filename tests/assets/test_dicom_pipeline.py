@@ -308,3 +308,21 @@ def test_header_phi_values_stay_in_the_protected_zone(
         data = path.read_bytes().upper()
         for value in FAKE_PATIENT.values():
             assert value.upper().encode() not in data, path
+
+
+def test_dicomdir_folder_is_registered_file_by_file(instance, resources, landing, shared_data):
+    from pydicom.fileset import FileSet
+
+    fileset = FileSet()
+    for name in ("OBXXXX1A.dcm", "US1_J2KR.dcm"):
+        fileset.add(pydicom.dcmread(shared_data / "dicom" / name))
+    fileset.write(landing / "CD")  # DICOMDIR + PT000000/ST000000/SE000000/IM000000 ...
+    studies = register(instance, resources)
+    assert len(studies) == 2
+    assert quarantine_records(resources["media_store"]) == []  # the DICOMDIR is not an image
+    names = {
+        item["name"]
+        for study in studies
+        for item in read_study_index(resources["media_store"], study).values()
+    }
+    assert names == {"IM000000"}
