@@ -18,6 +18,7 @@ import medvid
 from medvid.export.dataset import ExportConfig, write_training_dataset
 from medvid.export.labelsets import export_labels
 from medvid.export.verify import verify_export
+from medvid_assets.deid import video_deidentified
 from medvid_assets.frames import SAMPLING_METADATA_KEY, frame_count_check, read_frame_manifest
 from medvid_assets.labels import (
     frame_labels,
@@ -78,8 +79,10 @@ class TrainingDatasetConfig(dg.Config):
 
 
 def exportable_video_ids(context: AssetExecutionContext, store: MediaStore) -> list[str]:
-    """Videos whose frames and labels were materialized from de-identified (normalized) media
-    and whose input is not quarantined, in partition order."""
+    """The one gate for anything that leaves medvid (exports, Labelbox uploads): videos whose
+    input is not quarantined, whose frames and labels exist, and whose de-identification passed
+    (redacted frames with no residual PHI; for a DICOM cine loop, its study's header check
+    too, :func:`medvid_assets.deid.video_deidentified`), in partition order."""
     keys = context.instance.get_dynamic_partitions(video_partitions.name)
     return [
         vid
@@ -87,6 +90,7 @@ def exportable_video_ids(context: AssetExecutionContext, store: MediaStore) -> l
         if quarantined_record(store, vid) is None
         and store.exists(table_key("video_frames", vid))
         and store.exists(table_key("frame_labels", vid))
+        and video_deidentified(store, vid)
     ]
 
 

@@ -1,15 +1,17 @@
-"""Jobs: the per-video pipeline, label sheets, and the export."""
+"""Jobs: the per-video pipeline, the per-study DICOM pipeline, label sheets, and the export."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from medvid_assets.partitions import video_partitions
+from medvid_assets.partitions import study_partitions, video_partitions
 
 VIDEO_PIPELINE_ASSETS = [
     "raw_videos",
     "video_metadata",
     "normalized_videos",
+    "video_ocr_text",
+    "video_redaction_plan",
     "video_frames",
     "frame_labels",
     "segment_labels",
@@ -19,7 +21,18 @@ video_pipeline = dg.define_asset_job(
     "video_pipeline",
     selection=dg.AssetSelection.assets(*VIDEO_PIPELINE_ASSETS),
     partitions_def=video_partitions,
-    description="Everything for one video: raw copy, metadata, normalized clips, frames, labels.",
+    description="Everything for one video: raw copy, metadata, normalized clips, OCR of burned-in"
+    " text and its redaction plan, de-identified frames, labels.",
+)
+
+DICOM_PIPELINE_ASSETS = ["dicom_instances", "dicom_pixels", "dicom_ocr_text", "dicom_images"]
+
+dicom_pipeline = dg.define_asset_job(
+    "dicom_pipeline",
+    selection=dg.AssetSelection.assets(*DICOM_PIPELINE_ASSETS),
+    partitions_def=study_partitions,
+    description="Everything for one DICOM study: de-identified header table, decoded pixels"
+    " (cine loops go on to the video pipeline), OCR, de-identified images.",
 )
 
 labels_job = dg.define_asset_job(
@@ -30,8 +43,10 @@ labels_job = dg.define_asset_job(
 
 export_job = dg.define_asset_job(
     "export_job",
-    selection=dg.AssetSelection.assets("training_dataset", "quarantine"),
-    description="Write the training dataset and the quarantine table.",
+    selection=dg.AssetSelection.assets(
+        "training_dataset", "quarantine", "dicom_studies", "pseudonym_map"
+    ),
+    description="Write the training dataset, the quarantine table and the study table.",
 )
 
 cold_label_queue_job = dg.define_asset_job(
