@@ -55,10 +55,16 @@ cold_label_queue_job = dg.define_asset_job(
     description="Pick K frames per video for a person to label (cold label).",
 )
 
+cold_label_answers_job = dg.define_asset_job(
+    "cold_label_answers_job",
+    selection=dg.AssetSelection.assets("cold_label_answers"),
+    description="Read the answers a person wrote in the cold-label queue (and Labelbox).",
+)
+
 label_model_job = dg.define_asset_job(
     "label_model_job",
-    selection=dg.AssetSelection.assets("cold_label_answers", "label_model"),
-    description="Read the cold-label answers and train the label model (cold or blitz).",
+    selection=dg.AssetSelection.assets("label_model"),
+    description="Train the label model: cold (on the answers) or blitz (on reviewed labels).",
 )
 
 predict_job = dg.define_asset_job(
@@ -97,6 +103,7 @@ evaluation_job = dg.define_asset_job(
 #: The jobs of labels, Labelbox and prediction.
 LABEL_JOBS = [
     cold_label_queue_job,
+    cold_label_answers_job,
     label_model_job,
     predict_job,
     custom_model_job,

@@ -16,18 +16,32 @@ Temporal smoothing averages each frame's probability vector with its neighbours 
 video: a centred window of ``smoothing_window`` manifest rows ordered by ``frame_number``
 (truncated at the ends). It removes isolated one-frame flips, which are almost never real in
 clinical video sampled at 10-30 frames per second.
+
+Speed: inference runs on a copy of the network prepared for it (:func:`inference_model`):
+BatchNorm folded into the preceding convolutions (exact up to float rounding), channels-last
+memory layout (oneDNN's fast path on CPUs), and with ``precision="auto"`` bfloat16 autocast
+where the hardware computes bfloat16 natively (CPUs with AVX512-BF16 or AMX, CUDA GPUs with
+bf16), which about doubles CPU throughput and moves probabilities by ~1e-3. JPEG decoding of
+the next batch overlaps the forward pass of the current one (a reader thread: libjpeg and
+OpenCV release the GIL).
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import functools
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch.utils.data import DataLoader
 
 from medvid.labels.schema import FRAME_LABELS_SCHEMA, LabelSchema, model_source
@@ -43,6 +57,7 @@ MANIFEST_COLUMNS = (
     "frame_relative_path",
 )
 MULTILABEL_THRESHOLD = 0.5
+Precision = Literal["auto", "fp32", "bf16"]
 
 
 def select_device(preference: str = "auto") -> torch.device:
@@ -89,6 +104,78 @@ def smooth_probabilities(
     return out
 
 
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX, read from
+    ``/proc/cpuinfo``; False where that file does not exist)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def resolve_precision(precision: Precision, device: torch.device) -> str:
+    """``"bf16"`` or ``"fp32"``: ``auto`` is bf16 on a CUDA GPU with bf16 or a CPU with native
+    bf16, else fp32."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` (eval mode) whose ``Conv2d -> BatchNorm2d`` pairs are fused into one
+    convolution, the BatchNorm replaced by ``Identity``. Pairs are those of torchvision ResNets
+    (stem, every block, downsample paths); a model of another shape is copied unchanged."""
+    model = copy.deepcopy(model).eval()
+    if not all(hasattr(model, name) for name in ("conv1", "bn1", "layer1", "layer4")):
+        return model
+
+    def pairs():
+        yield model, "conv1", "bn1"
+        for layer in (model.layer1, model.layer2, model.layer3, model.layer4):
+            for block in layer:
+                for index in (1, 2, 3):
+                    if hasattr(block, f"conv{index}") and hasattr(block, f"bn{index}"):
+                        yield block, f"conv{index}", f"bn{index}"
+                if block.downsample is not None:
+                    yield block.downsample, "0", "1"
+
+    for parent, conv, bn in pairs():
+        conv_layer, bn_layer = getattr(parent, conv), getattr(parent, bn)
+        if isinstance(conv_layer, nn.Conv2d) and isinstance(bn_layer, nn.BatchNorm2d):
+            setattr(parent, conv, fuse_conv_bn_eval(conv_layer, bn_layer))
+            setattr(parent, bn, nn.Identity())
+    return model
+
+
+def inference_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` prepared for inference on ``device``: BatchNorm folded, channels-last, eval
+    mode. The original is not modified."""
+    return fold_batchnorm(model).to(device).to(memory_format=torch.channels_last).eval()
+
+
+def _batches(dataset: FrameDataset, batch_size: int):
+    """Batches ``(B, 3, S, S) float32`` of ``dataset`` in order, the next read while the
+    caller computes on the current one (one reader thread)."""
+    starts = range(0, len(dataset), batch_size)
+
+    def read(start: int) -> torch.Tensor:
+        stop = min(start + batch_size, len(dataset))
+        return torch.stack([dataset[i][0] for i in range(start, stop)])
+
+    if not len(starts):
+        return
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        pending = reader.submit(read, starts[0])
+        for following in [*starts[1:], None]:
+            batch = pending.result()
+            pending = reader.submit(read, following) if following is not None else None
+            yield batch
+
+
 def predict_probabilities(
     model: nn.Module,
     spec: ModelSpec,
@@ -98,28 +185,45 @@ def predict_probabilities(
     batch_size: int = 64,
     device: str = "auto",
     num_workers: int = 0,
+    precision: Precision = "auto",
 ) -> np.ndarray:
     """Class probabilities ``(N, C) float32`` for the frames at ``relative_paths``.
 
     Softmax over classes, or sigmoid per class for a multilabel spec. Runs batched under
-    ``torch.inference_mode()`` on :func:`select_device`'s device; the model is moved there.
+    ``torch.inference_mode()`` on :func:`select_device`'s device, on a copy of the model
+    prepared by :func:`inference_model`, in ``precision`` (:func:`resolve_precision`; the
+    softmax is always computed in float32). ``num_workers`` > 0 reads frames in that many
+    DataLoader processes instead of the reader thread.
     """
     torch_device = select_device(device)
-    model = model.to(torch_device).eval()
+    ready = inference_model(model, torch_device)
+    dtype = resolve_precision(precision, torch_device)
     dataset = FrameDataset(frames_root, relative_paths, input_size=spec.input_size, cache=False)
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        pin_memory=torch_device.type == "cuda",
+    if num_workers > 0:
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=False,
+            num_workers=num_workers,
+            pin_memory=torch_device.type == "cuda",
+        )
+        batches = (images for images, _ in loader)
+    else:
+        batches = _batches(dataset, batch_size)
+    autocast = (
+        torch.autocast(torch_device.type, dtype=torch.bfloat16)
+        if dtype == "bf16"
+        else nullcontext()
     )
     chunks: list[np.ndarray] = []
     with torch.inference_mode():
-        for images, _ in loader:
-            logits = model(images.to(torch_device, non_blocking=True))
+        for images in batches:
+            images = images.to(torch_device, non_blocking=True)
+            with autocast:
+                logits = ready(images.contiguous(memory_format=torch.channels_last))
+            logits = logits.float()
             probs = torch.sigmoid(logits) if spec.multilabel else torch.softmax(logits, dim=1)
-            chunks.append(probs.float().cpu().numpy())
+            chunks.append(probs.cpu().numpy())
     if not chunks:
         return np.zeros((0, len(spec.classes)), dtype=np.float32)
     return np.concatenate(chunks)
@@ -193,6 +297,7 @@ def predict_frames(
     label_schema: LabelSchema | None = None,
     num_workers: int = 0,
     now: dt.datetime | None = None,
+    precision: Precision = "auto",
 ) -> pa.Table:
     """Predict every frame of ``manifest``: ``len(manifest) * len(spec.classes)`` label rows.
 
@@ -207,7 +312,8 @@ def predict_frames(
             (0 = off; see module docstring).
         model_id: id written in ``source``; default :func:`model_fingerprint` of ``model``.
         label_schema: the project's label ids (default: from ``spec.classes``).
-        num_workers: DataLoader worker processes for JPEG decoding (0 = in process).
+        num_workers: DataLoader worker processes for JPEG decoding (0 = a reader thread).
+        precision: ``auto`` (bf16 where native, see the module docstring), ``fp32`` or ``bf16``.
         now: ``date_created``/``date_modified`` (UTC); default the current time.
 
     Returns a table with :data:`FRAME_LABELS_SCHEMA`, ordered by ``(video_id, frame_number)``
@@ -226,6 +332,7 @@ def predict_frames(
         batch_size=batch_size,
         device=device,
         num_workers=num_workers,
+        precision=precision,
     )
     probs = smooth_probabilities(probs, frames["video_id"].to_numpy(), smoothing_window)
     return probabilities_to_labels(
