@@ -71,11 +71,24 @@ def _quiet(run_config: dict) -> dict:
 def run(landing_dir: Path, home: Path, config: dict, *, progress: bool = True) -> RunSummary:
     """Register, process and export everything in ``landing_dir``; see the module docstring."""
     import dagster as dg
-    from tqdm import tqdm
 
     home = prepare_home(home)
     os.environ["MEDVID_LANDING_DIR"] = str(landing_dir.expanduser().resolve())
     from medvid_assets.definitions import build_definitions
+
+    defs = build_definitions(home)
+    # Resolved as in a run: EnvVar values read (the salt), nested resources built.
+    with dg.build_resources(
+        {key: defs.resources[key] for key in ("landing_zone", "media_store", "deid")},
+        instance=dg.DagsterInstance.get(),
+    ) as resources:
+        return _run(defs, resources, home, config, progress)
+
+
+def _run(defs, resources, home: Path, config: dict, progress: bool) -> RunSummary:
+    import dagster as dg
+    from tqdm import tqdm
+
     from medvid_assets.deid import study_deidentified, video_deidentified
     from medvid_assets.dicom import registered_studies
     from medvid_assets.landing import ledger_entries
@@ -85,9 +98,7 @@ def run(landing_dir: Path, home: Path, config: dict, *, progress: bool = True) -
     from medvid_assets.sensors import scan_and_register
     from medvid_assets.storage import read_table, table_key
 
-    defs = build_definitions(home)
-    resources = defs.resources
-    zone, store, deid = resources["landing_zone"], resources["media_store"], resources["deid"]
+    zone, store, deid = resources.landing_zone, resources.media_store, resources.deid
     instance = dg.DagsterInstance.get()
     summary = RunSummary()
 

@@ -18,7 +18,9 @@ import medvid
 from medvid.export.dataset import ExportConfig, write_training_dataset
 from medvid.export.labelsets import export_labels
 from medvid.export.verify import verify_export
-from medvid_assets.deid import video_deidentified
+from medvid.frames.extract import FRAME_MANIFEST_SCHEMA
+from medvid.labels.schema import FRAME_LABELS_SCHEMA
+from medvid_assets.deid import DICOM_IMAGES_PREFIX, study_deidentified, video_deidentified
 from medvid_assets.frames import SAMPLING_METADATA_KEY, frame_count_check, read_frame_manifest
 from medvid_assets.labels import (
     frame_labels,
@@ -28,9 +30,10 @@ from medvid_assets.labels import (
     segment_labels,
     video_names,
 )
-from medvid_assets.partitions import video_partitions
+from medvid_assets.landing import read_ledger_entry
+from medvid_assets.partitions import study_partitions, video_partitions
 from medvid_assets.quarantine import quarantined_record
-from medvid_assets.storage import EXPORTS_PREFIX, table_key
+from medvid_assets.storage import EXPORTS_PREFIX, read_table, table_key
 from medvid_assets.videos import read_video_metadata
 from medvid_resources import MediaStore
 
@@ -94,6 +97,74 @@ def exportable_video_ids(context: AssetExecutionContext, store: MediaStore) -> l
     ]
 
 
+def exportable_study_keys(context: AssetExecutionContext, store: MediaStore) -> list[str]:
+    """Studies whose header and pixel de-identification checks both passed, sorted."""
+    keys = context.instance.get_dynamic_partitions(study_partitions.name)
+    return [s for s in sorted(keys) if study_deidentified(store, s)]
+
+
+#: Columns of ``dicom_instances`` that go into the export's ``images.csv`` (de-identified).
+_INSTANCE_EXPORT_COLUMNS = [
+    "instance_id",
+    "patient_pseudonym",
+    "StudyDate",
+    "Modality",
+    "Manufacturer",
+    "ManufacturerModelName",
+    "BodyPartExamined",
+    "Laterality",
+    "PhotometricInterpretation",
+    "PhysicalDeltaX",
+    "PhysicalDeltaY",
+    "PhysicalUnitsXDirection",
+    "PhysicalUnitsYDirection",
+]
+_TEXT_FIELDS = [
+    "laterality",
+    "clock_position",
+    "distance_from_nipple_cm",
+    "orientation",
+    "measurements",
+    "depth_cm",
+    "device_model",
+]
+
+
+def exportable_images(store: MediaStore, studies: list[str]) -> pd.DataFrame:
+    """The de-identified still images of ``studies`` as rows for
+    :func:`medvid.export.images.images_csv` (``image_id`` is the salted instance id)."""
+    tables = []
+    for study in studies:
+        key = table_key("dicom_images", study)
+        if not store.exists(key):
+            continue
+        images = read_table(store, key).to_pandas()
+        instances = read_table(store, table_key("dicom_instances", study)).to_pandas()
+        tables.append(
+            images.merge(instances[_INSTANCE_EXPORT_COLUMNS], on="instance_id", how="left")
+        )
+    if not tables:
+        return pd.DataFrame(columns=["image_id", "patient_id", "image_relative_path"])
+    table = pd.concat(tables, ignore_index=True)
+    return table.rename(
+        columns={
+            "instance_id": "image_id",
+            "patient_pseudonym": "patient_id",
+            **{name: f"text_{name}" for name in _TEXT_FIELDS},
+        }
+    )
+
+
+def dicom_patient_of_video(store: MediaStore, video_id: str) -> str | None:
+    """The patient pseudonym of a DICOM cine loop's study (None for other videos)."""
+    origin = read_ledger_entry(store, video_id).origin
+    if not origin or not origin.get("study_key"):
+        return None
+    instances = read_table(store, table_key("dicom_instances", origin["study_key"])).to_pandas()
+    match = instances[instances["instance_id"] == origin["instance_id"]]
+    return str(match["patient_pseudonym"].iloc[0]) if len(match) else None
+
+
 def label_distribution_plot(counts: dict[str, dict[str, int]]) -> str:
     """A bar chart (PNG, base64 markdown) of positive frames per label and split."""
     import matplotlib.pyplot as plt
@@ -124,7 +195,7 @@ OPTIONAL_LABEL_SETS = (
 @dg.asset(
     group_name="export",
     kinds={"csv", "json", "jpeg"},
-    deps=[frame_labels, segment_labels, *OPTIONAL_LABEL_SETS],
+    deps=[frame_labels, segment_labels, "dicom_images", *OPTIONAL_LABEL_SETS],
     automation_condition=dg.AutomationCondition.eager().ignore(
         dg.AssetSelection.assets(*OPTIONAL_LABEL_SETS)
     ),
@@ -134,9 +205,10 @@ OPTIONAL_LABEL_SETS = (
     description="Training dataset folder: annotations.csv/.json (one row per frame-label,"
     " label sets of every source merged), frames/video_<id>/frame_<frame_id>.jpg,"
     " imagefolder/<split>/<label>/, multilabel.json (image path, label vector, label mask),"
-    " dataset.json (the dataset as one JSON document), splits.csv (by patient), manifest.json."
-    " Built only from normalized (de-identified) media; predictions only when reviewed or"
-    " asked for.",
+    " dataset.json (the dataset as one JSON document), splits.csv (by patient), manifest.json,"
+    " and the de-identified still images of DICOM studies (images/, images.csv). Built only from"
+    " videos and studies whose de-identification checks passed; predictions only when reviewed"
+    " or asked for.",
 )
 def training_dataset(
     context: AssetExecutionContext, config: TrainingDatasetConfig, media_store: MediaStore
@@ -167,9 +239,17 @@ def training_dataset(
     videos_df = pd.DataFrame(videos, columns=None if videos else ["video_id", "video_hash"])
     if "patient_id" not in videos_df.columns:
         videos_df["patient_id"] = None
+    studies = exportable_study_keys(context, media_store)
+    still_images = exportable_images(media_store, studies)
+    # a DICOM cine loop belongs to its study's patient, whatever the patients sheet says
+    for index, row in videos_df.iterrows():
+        if pseudonym := dicom_patient_of_video(media_store, row["video_id"]):
+            videos_df.loc[index, "patient_id"] = pseudonym
     out_dir = media_store.local_path(f"{EXPORTS_PREFIX}/{config.dataset_name}/.keep").parent
-    context.log.info(f"exporting {len(video_ids)} videos to {out_dir}")
-    if labels_df.empty:
+    context.log.info(
+        f"exporting {len(video_ids)} videos and {len(still_images)} still images to {out_dir}"
+    )
+    if labels_df.empty and still_images.empty:
         yield dg.MaterializeResult(metadata={"status": "empty", "videos": len(video_ids)})
         for name in EXPORT_CHECKS:
             yield dg.AssetCheckResult(
@@ -178,6 +258,9 @@ def training_dataset(
                 description="no labelled frames to export yet",
             )
         return
+    if labels_df.empty:  # still images only
+        frames_df = pd.DataFrame(columns=list(FRAME_MANIFEST_SCHEMA.names))
+        labels_df = pd.DataFrame(columns=list(FRAME_LABELS_SCHEMA.names))
     summary = write_training_dataset(
         out_dir,
         frames=frames_df,
@@ -188,6 +271,8 @@ def training_dataset(
         medvid_version=medvid.__version__,
         sampling_config=sampling,
         label_schema=read_label_schema(media_store).to_dict(),
+        still_images=still_images,
+        images_root=media_store.fetch_prefix(DICOM_IMAGES_PREFIX),
     )
     media_store.publish_prefix(f"{EXPORTS_PREFIX}/{config.dataset_name}")
     per_split = summary.counts.get("positives_per_label_and_split", {})
@@ -198,6 +283,8 @@ def training_dataset(
             "videos": summary.n_videos,
             "frames": summary.n_frames,
             "annotations": summary.n_annotations,
+            "still_images": len(still_images),
+            "studies": len(studies),
             "annotations_per_source": dg.MetadataValue.json(
                 {str(k): int(v) for k, v in labels_df.groupby("source").size().items()}
             ),
@@ -218,10 +305,16 @@ def training_dataset(
 def export_checks(out_dir, store: MediaStore, video_ids: list[str]):
     """The asset checks of ``training_dataset``, computed on the folder as written."""
     annotations = pd.read_csv(out_dir / "annotations.csv", dtype=str)
+    images = (
+        pd.read_csv(out_dir / "images.csv", dtype=str)
+        if (out_dir / "images.csv").exists()
+        else pd.DataFrame(columns=["patient_id", "split"])
+    )
     yield dg.AssetCheckResult(
         check_name="has_annotations",
-        passed=len(annotations) > 0,
-        metadata={"annotation_rows": len(annotations)},
+        passed=len(annotations) > 0 or len(images) > 0,
+        metadata={"annotation_rows": len(annotations), "still_images": len(images)},
+        description="frame annotations or still images to train on",
     )
     paths = annotations["frame_relative_path"].drop_duplicates()
     missing = [p for p in paths if not (out_dir / "frames" / p).is_file()]
@@ -231,7 +324,12 @@ def export_checks(out_dir, store: MediaStore, video_ids: list[str]):
         metadata={"frames": len(paths), "missing": len(missing)},
         description=f"missing: {missing[:5]}" if missing else "every frame_relative_path resolves",
     )
-    splits = pd.read_csv(out_dir / "splits.csv", dtype=str).dropna(subset=["patient_id"])
+    splits = pd.concat(
+        [
+            pd.read_csv(out_dir / "splits.csv", dtype=str)[["patient_id", "split"]],
+            images[["patient_id", "split"]],
+        ]
+    ).dropna(subset=["patient_id"])
     leaking = splits.groupby("patient_id")["split"].nunique()
     leaking = sorted(leaking[leaking > 1].index)
     yield dg.AssetCheckResult(

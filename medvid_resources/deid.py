@@ -54,8 +54,11 @@ class DeidentificationResource(dg.ConfigurableResource):
         Raises:
             DeidentificationSecretError: neither is configured, or the file is empty.
         """
-        if self.salt:
-            return self.salt
+        salt = self.salt
+        if isinstance(salt, dg.EnvVar):  # used outside a run: the EnvVar is not resolved yet
+            salt = salt.get_value()
+        if salt:
+            return str(salt)
         if not self.salt_file:
             raise DeidentificationSecretError(
                 "no de-identification salt: set MEDVID_DEID_SALT or configure salt_file"

@@ -479,13 +479,22 @@ def mark_pixels_cleaned(ds: Dataset) -> None:
 _PSEUDONYM = re.compile(r"^P[0-9A-F]{11}$")
 
 
+#: Value representations a person's identity can be written in. UIDs (replaced wholesale, so
+#: their digits are random and would match a short numeric id by chance), numbers and binary
+#: data are not searched.
+_SEARCHED_VRS = frozenset(
+    {"PN", "LO", "SH", "ST", "LT", "UT", "UC", "CS", "AE", "AS", "DA", "DT", "TM", "UR"}
+)
+
+
 def residual_header_phi(ds: Dataset, phi: PhiValues) -> list[str]:
     """What of a de-identified header still identifies the patient (empty list: it passes).
 
-    Checks that PatientIdentityRemoved is YES, that no private tag is left, and that no text
-    element anywhere in the dataset (sequences included, file meta too) holds a value of the
-    original header's PHI (:func:`medvid.deid.phi.header_phi_hits`: name parts of 3+ letters,
-    ids, birth date, institution, physicians). The device identity elements kept under Annex E
+    Checks that PatientIdentityRemoved is YES, that no private tag is left, and that no text,
+    name or date element (:data:`_SEARCHED_VRS`) anywhere in the dataset (sequences included,
+    file meta too) holds a value of the original header's PHI
+    (:func:`medvid.deid.phi.header_phi_hits`: name parts of 3+ letters, ids, birth date,
+    institution, physicians). The device identity elements kept under Annex E
     option 113109 (:data:`DEVICE_IDENTITY`) are not searched: a vendor that also fills
     InstitutionName with its own name ("Philips Healthcare") is not a patient's hospital.
     Findings name the element keyword and the reason, never the value, so they can go into
@@ -505,7 +514,7 @@ def residual_header_phi(ds: Dataset, phi: PhiValues) -> list[str]:
                 for index, item in enumerate(element.value or []):
                     visit(item, f"{where}{name}[{index}].")
                 continue
-            if element.VR in ("OB", "OW", "OF", "OD", "OL", "OV", "UN") or element.value is None:
+            if element.VR not in _SEARCHED_VRS or element.value is None:
                 continue
             values = (
                 element.value if isinstance(element.value, list | MultiValue) else [element.value]

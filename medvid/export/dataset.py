@@ -27,6 +27,9 @@ with :func:`medvid.io.atomic_dir`, so readers see the old dataset or the new one
 - ``dataset.json`` — the whole dataset as one typed JSON document (``schema_version``,
   ``dataset_id``, ``dataset_type``, ``summary``, ``frame_annotations``, ``videos``;
   :mod:`medvid.export.dataset_file`).
+- ``images/study_<study_key>/image_<image_id>.png`` and ``images.csv`` — de-identified still
+  images (single-frame DICOM), when given, split by patient together with the videos
+  (:mod:`medvid.export.images`).
 
 Which frames: those with at least one annotation, minus dead frames (unless
 ``include_dead``) and disturbed frames (when ``include_disturbed`` is off). Annotations whose
@@ -64,6 +67,13 @@ from medvid.export.annotations import (
     records_to_json,
 )
 from medvid.export.dataset_file import DATASET_JSON, dataset_document
+from medvid.export.images import (
+    IMAGES_CSV,
+    IMAGES_DIR,
+    image_groups,
+    images_csv,
+    safe_image_paths,
+)
 from medvid.export.multilabel import MULTILABEL_JSON, multilabel_document
 from medvid.export.splits import Split, normalize_patient_id, split_by_patient
 from medvid.io import atomic_dir
@@ -228,6 +238,8 @@ def write_training_dataset(
     created: datetime | None = None,
     progress: Progress | None = None,
     label_schema: Mapping[str, int] | None = None,
+    still_images: pd.DataFrame | None = None,
+    images_root: Path | None = None,
 ) -> ExportSummary:
     """Write the training dataset described in the module docstring to ``out_dir``.
 
@@ -253,6 +265,11 @@ def write_training_dataset(
         label_schema: the project's ``{label_name: label_id}``, which fixes the positions of
             the multilabel vectors (labels without annotations keep a position, masked out);
             default: the labels of the exported annotations.
+        still_images: de-identified still images (:mod:`medvid.export.images`: ``image_id``,
+            ``patient_id``, ``image_relative_path`` relative to ``images_root``, and any of
+            :data:`~medvid.export.images.IMAGE_COLUMNS`), written to ``images/`` and
+            ``images.csv`` and split by patient together with the videos.
+        images_root: folder the still images' paths are relative to.
 
     Returns an :class:`ExportSummary`. Raises ``ValueError`` for missing columns, duplicate
     annotations, unknown sources, annotated videos missing from ``videos``, unsafe relative
@@ -355,14 +372,21 @@ def write_training_dataset(
     exported_videos = video_table[video_table["video_id"].isin(frame_counts)].sort_values(
         "video_id"
     )
+    images = still_images if still_images is not None else pd.DataFrame(columns=["image_id"])
+    image_ids = set(images["image_id"].astype(str))
+    groups = exported_videos[["video_id", "patient_id"]]
+    if image_ids:
+        groups = pd.concat([groups, image_groups(images)], ignore_index=True)
     splits = split_by_patient(
-        exported_videos[["video_id", "patient_id"]],
-        frame_counts,
+        groups,
+        {**frame_counts, **dict.fromkeys(image_ids, 1)},
         val_ratio=config.val_ratio,
         seed=config.seed,
     )
+    image_splits = {key: splits.pop(key) for key in sorted(image_ids)}
     rows["_split"] = rows["video_id"].map(splits)
     split_names = sorted(set(splits.values()), key=["train", "val"].index)
+    image_paths = safe_image_paths(list(images.get("image_relative_path", [])))
 
     # --- imagefolder selection ---------------------------------------------------------------
     resolved = _resolve_values(rows)
@@ -410,6 +434,10 @@ def write_training_dataset(
         "n_videos": len(splits),
         "counts": counts,
         "source_video_sha256": sorted(str(h) for h in exported_videos["video_hash"]),
+        "n_images": len(image_ids),
+        "images_per_split": {
+            name: sum(split == name for split in image_splits.values()) for name in ("train", "val")
+        },
         "excluded": excluded,
         "files": {
             "annotations_csv": ANNOTATIONS_CSV,
@@ -420,6 +448,7 @@ def write_training_dataset(
             "imagefolder_csv": IMAGEFOLDER_CSV,
             "multilabel_json": MULTILABEL_JSON,
             "dataset_json": DATASET_JSON,
+            **({"images_dir": IMAGES_DIR, "images_csv": IMAGES_CSV} if image_ids else {}),
         },
     }
 
@@ -506,6 +535,12 @@ def write_training_dataset(
             _place(frames_dir / frame_path[frame_id], folder_root / rel, config.link_mode)
             image_rows.append([rel.as_posix(), frame_id, video_id, label_name, split])
 
+        for path in image_paths:
+            if images_root is None or not (images_root / path).is_file():
+                raise FileNotFoundError(f"still image missing: {path}")
+            _place(images_root / path, tmp / IMAGES_DIR / path, config.link_mode)
+        if image_ids:
+            (tmp / IMAGES_CSV).write_bytes(images_csv(images, image_splits))
         (tmp / ANNOTATIONS_CSV).write_bytes(records_to_csv(records))
         (tmp / ANNOTATIONS_JSON).write_bytes(records_to_json(records))
         (tmp / SPLITS_CSV).write_bytes(

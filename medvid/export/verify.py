@@ -23,6 +23,7 @@ from medvid.export.dataset import (
     SPLITS_CSV,
 )
 from medvid.export.dataset_file import DATASET_JSON, dataset_problems
+from medvid.export.images import image_problems
 from medvid.export.multilabel import MULTILABEL_JSON, multilabel_problems
 
 _SHOWN = 5
@@ -85,8 +86,8 @@ def verify_export(out_dir: str | Path) -> list[str]:
             f"{','.join(ANNOTATION_COLUMNS)}"
         )
         return problems
-    if not rows:
-        problems.append(f"{ANNOTATIONS_CSV} has zero annotation rows")
+    if not rows and not (isinstance(manifest, dict) and manifest.get("n_images")):
+        problems.append(f"{ANNOTATIONS_CSV} has zero annotation rows (and no still images)")
     if isinstance(manifest, dict) and manifest.get("n_annotations") != len(rows):
         problems.append(
             f"{MANIFEST_JSON} says {manifest.get('n_annotations')} annotations, "
@@ -153,6 +154,7 @@ def verify_export(out_dir: str | Path) -> list[str]:
             mixed = sorted(p for p, s in splits_of_patient.items() if len(s) > 1)
             if mixed:
                 problems.append(f"patient(s) in more than one split: {_examples(mixed)}")
+            problems.extend(image_problems(root, splits_of_patient))
             no_split = sorted({row[column["video_id"]] for row in rows} - set(split_of_video))
             if no_split:
                 problems.append(f"video(s) without a split in {SPLITS_CSV}: {_examples(no_split)}")

@@ -494,4 +494,6 @@ def test_verify_export_reports_zero_annotation_rows(tmp_path: Path, frames_root:
         config=ExportConfig(dataset_name="empty"),
         medvid_version="0.1.0",
     )
-    assert verify_export(tmp_path / "ds") == ["annotations.csv has zero annotation rows"]
+    assert verify_export(tmp_path / "ds") == [
+        "annotations.csv has zero annotation rows (and no still images)"
+    ]

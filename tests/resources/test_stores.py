@@ -108,3 +108,30 @@ def test_landing_file_temporary_names():
     assert LandingFile("x/.hidden/v.mp4", 1, 0).is_temporary
     assert LandingFile("~$sheet.csv", 1, 0).is_temporary
     assert not LandingFile("study/IM0001", 1, 0).is_temporary
+
+
+def test_salt_from_an_envvar_resolves_outside_a_run_too(monkeypatch, tmp_path):
+    """The command line uses resources outside Dagster runs: an EnvVar salt must be its
+    value there, never the variable's name."""
+    import dagster as dg
+
+    from medvid_resources import DeidentificationResource
+
+    monkeypatch.setenv("MEDVID_TEST_SALT", "s3cret-value")
+    resource = DeidentificationResource(salt=dg.EnvVar("MEDVID_TEST_SALT"))
+    assert resource.get_salt() == "s3cret-value"
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_resources({"deid": resource}, instance=instance) as built,
+    ):
+        assert built.deid.get_salt() == "s3cret-value"
+    assert "s3cret" not in repr(resource)
+
+
+def test_salt_file_is_created_once_and_private(tmp_path):
+    from medvid_resources import DeidentificationResource
+
+    path = tmp_path / "protected" / "deid_salt"
+    first = DeidentificationResource(salt_file=str(path)).get_salt()
+    assert DeidentificationResource(salt_file=str(path)).get_salt() == first
+    assert len(first) == 64 and path.stat().st_mode & 0o777 == 0o600
