@@ -173,6 +173,10 @@ def _run(defs, resources, home: Path, config: dict, progress: bool) -> RunSummar
     summary.quarantined = sorted((r.file, r.stage, r.reason) for r in quarantine_records(store))
     if store.exists(table_key("dicom_studies")):
         summary.studies = read_table(store, table_key("dicom_studies")).to_pylist()
+    for study in summary.studies:
+        key = table_key("dicom_pixels", study["study_key"])
+        pixels = read_table(store, key).to_pylist() if store.exists(key) else []
+        study["cine_names"] = [f"cine_{p['instance_id']}" for p in pixels if p["kind"] == "cine"]
     processed = instance.get_materialized_partitions(dg.AssetKey("video_frames"))
     summary.not_deidentified = [
         v for v in video_ids if v in processed and not video_deidentified(store, v)
@@ -209,6 +213,8 @@ def print_summary(summary: RunSummary, home: Path) -> None:
             f" {study['Modality'] or '?'}: {study['images']} images, {study['cine_loops']} cine"
             f" loops, {study['frames']} frames, de-identified: {'yes' if ok else 'NO'}"
         )
+        if study.get("cine_names"):  # the names a labels sheet can use for them
+            print(f"      cine loops: {', '.join(study['cine_names'])}")
     if summary.not_deidentified:
         print(
             f"NOT EXPORTED (de-identification check failed): {', '.join(summary.not_deidentified)}"

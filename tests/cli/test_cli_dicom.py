@@ -49,7 +49,12 @@ def run(tmp_path_factory, shared_data):
         f"video,start_s,end_s,label\n{AVI},0,60,lung\n{cine_name},0,60,heart\n"
     )
     result = medvid("run", str(landing), "--home", str(home), home=home)
-    return {"result": result, "home": home, "export": home / "exports" / "default"}
+    return {
+        "result": result,
+        "home": home,
+        "export": home / "exports" / "default",
+        "cine_name": cine_name,
+    }
 
 
 def test_run_succeeds_and_lists_the_studies(run):
@@ -57,6 +62,7 @@ def test_run_succeeds_and_lists_the_studies(run):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "studies:      2 (2 processed this run)" in result.stdout
     assert result.stdout.count("de-identified: yes") == 2
+    assert f"cine loops: {run['cine_name']}" in result.stdout
     assert "Doe" not in result.stdout and "MRN12345" not in result.stdout
 
 
