@@ -25,6 +25,7 @@ import base64
 import datetime as dt
 import io
 import time
+from pathlib import Path
 from typing import Literal
 
 import dagster as dg
@@ -98,6 +99,12 @@ def live_manifest(store: MediaStore, video_ids: list[str]) -> pd.DataFrame:
         else FRAME_MANIFEST_SCHEMA.empty_table().to_pandas()
     )
     return manifest[~manifest["is_dead"].astype(bool)].reset_index(drop=True)
+
+
+def video_frames_root(store: MediaStore, video_id: str) -> Path:
+    """The local ``frames/`` root with (only) this video's frames fetched: what a per-video
+    asset needs, without downloading every video's frames from a remote store."""
+    return store.fetch_prefix(f"{FRAMES_PREFIX}/video_{video_id}").parent
 
 
 def known_videos(context: AssetExecutionContext, store: MediaStore) -> list[str]:
@@ -322,6 +329,8 @@ class LabelModelConfig(dg.Config):
     Training: up to ``epochs`` passes, ``batch_size`` frames per step, Adam with ``lr``; a
     ``val_fraction`` of the videos is held out for validation (whole videos, every class kept
     in training) and training stops after ``patience`` epochs without a lower validation loss.
+    An epoch trains on at least ``min_images_per_epoch`` images (fewer frames, as in cold label,
+    are drawn with replacement and augmented).
     """
 
     strategy: Literal["blitz", "cold"] = "blitz"
@@ -336,6 +345,7 @@ class LabelModelConfig(dg.Config):
     patience: int = 3
     val_fraction: float = 0.2
     blitz_skip: int = DEFAULT_BLITZ_SKIP
+    min_images_per_epoch: int = 256
     seed: int = 0
 
 
@@ -419,6 +429,7 @@ def label_model(
             val_fraction=config.val_fraction,
             num_threads=torch_device.cpu_threads or None,
             weights_path=config.weights_path or None,
+            min_images_per_epoch=config.min_images_per_epoch,
         )
         context.log.info(
             f"training {config.arch} on {device}: {len(train_items)} frames of"
@@ -558,7 +569,7 @@ def predicted_labels(
     table = predict_frames(
         loaded.model,
         loaded.spec,
-        media_store.fetch_prefix(FRAMES_PREFIX),
+        video_frames_root(media_store, video_id),
         manifest,
         batch_size=config.batch_size,
         device=device,
@@ -620,7 +631,7 @@ def custom_model_labels(
         function = load_custom_callable(config.function)
         table = predict_with_callable(
             function,
-            media_store.fetch_prefix(FRAMES_PREFIX),
+            video_frames_root(media_store, video_id),
             manifest,
             read_label_schema(media_store),
             model_id=config.model_id or None,
@@ -664,6 +675,7 @@ class EvaluationConfig(dg.Config):
     epochs: int = 6
     batch_size: int = 32
     patience: int = 2
+    min_images_per_epoch: int = 256
     smoothing_window: int = 0
     seed: int = 0
 
@@ -715,6 +727,7 @@ def label_prediction_evaluation(
             seed=config.seed,
             device=device,
             num_threads=torch_device.cpu_threads or None,
+            min_images_per_epoch=config.min_images_per_epoch,
         ),
         smoothing_window=config.smoothing_window,
     )

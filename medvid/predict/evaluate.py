@@ -290,6 +290,7 @@ def evaluate_on_videos(
             "batch_size": config.batch_size,
             "seed": config.seed,
             "val_fraction": config.val_fraction,
+            "min_images_per_epoch": config.min_images_per_epoch,
             "selection_method": selection_method,
             "smoothing_window": smoothing_window,
         },

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
 from medvid.predict.data import FrameDataset
 from medvid.predict.errors import TrainingDataError
@@ -52,6 +52,10 @@ class TrainConfig:
         val_fraction: share of *videos* held out for validation by :func:`split_by_video`.
         num_threads: CPU threads for torch (``None``: all cores of the machine).
         weights_path: optional local ``state_dict`` to start from (no downloads).
+        min_images_per_epoch: an epoch trains on at least this many images: with fewer
+            training frames (cold label: K frames per video) it draws this many with
+            replacement, each augmented, so a network trained from scratch gets more than a
+            handful of optimiser steps; with more it is one pass over the frames. 0: one pass.
     """
 
     epochs: int = 8
@@ -64,6 +68,7 @@ class TrainConfig:
     val_fraction: float = 0.2
     num_threads: int | None = None
     weights_path: str | None = None
+    min_images_per_epoch: int = 256
 
 
 @dataclass
@@ -74,7 +79,8 @@ class TrainResult:
         model: the network with the best epoch's weights, eval mode, on CPU.
         spec: what it predicts.
         history: one dict per epoch: ``epoch``, ``train_loss``, ``val_loss``,
-            ``val_accuracy`` (NaN without validation frames), ``seconds``.
+            ``val_accuracy`` (NaN without validation frames), ``seconds``, ``images`` (trained
+            on that epoch).
         best_epoch: 1-based epoch whose weights were kept.
         stopped_early: training ended before ``epochs`` because of ``patience``.
         confusion_matrix: ``[true][predicted]`` frame counts on the validation frames at the
@@ -161,8 +167,16 @@ def _targets(items: pd.DataFrame, spec: ModelSpec) -> np.ndarray:
     return np.array([index[name] for name in items["label_name"]], dtype=np.int64)
 
 
-def _loader(dataset: FrameDataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+def _loader(
+    dataset: FrameDataset, batch_size: int, shuffle: bool, seed: int, min_images: int = 0
+) -> DataLoader:
     generator = torch.Generator().manual_seed(seed)
+    if shuffle and 0 < len(dataset) < min_images:
+        sampler = RandomSampler(
+            dataset, replacement=True, num_samples=min_images, generator=generator
+        )
+        drop_last = min_images > batch_size and min_images % batch_size == 1
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last)
     # BatchNorm cannot train on a batch of one frame: drop a lone last frame of a shuffled
     # epoch (another frame is left over next epoch, so none is excluded for good)
     drop_last = shuffle and len(dataset) > batch_size and len(dataset) % batch_size == 1
@@ -250,7 +264,9 @@ def train_classifier(
             _targets(val_items, spec),
             input_size=spec.input_size,
         )
-        train_loader = _loader(train_set, config.batch_size, True, config.seed)
+        train_loader = _loader(
+            train_set, config.batch_size, True, config.seed, config.min_images_per_epoch
+        )
         val_loader = _loader(val_set, config.batch_size, False, config.seed)
         loss_fn: nn.Module = nn.BCEWithLogitsLoss() if spec.multilabel else nn.CrossEntropyLoss()
         optimiser = torch.optim.Adam(
@@ -282,6 +298,7 @@ def train_classifier(
                 "val_loss": val_loss,
                 "val_accuracy": val_accuracy,
                 "seconds": time.perf_counter() - started,
+                "images": float(count),
             }
             history.append(row)
             if progress is not None:

@@ -1,5 +1,6 @@
-"""The cold-label queue keeps a person's answers when rewritten, and training copes with a last
-batch of one frame (BatchNorm cannot train on a single frame)."""
+"""The cold-label queue keeps a person's answers when rewritten, and training copes with what
+cold label gives it: a last batch of one frame (BatchNorm cannot train on a single frame) and
+so few frames that one pass would be a handful of optimiser steps."""
 
 from __future__ import annotations
 
@@ -75,3 +76,12 @@ def test_training_needs_two_frames(frames) -> None:
     spec = ModelSpec(classes=("blue", "red"), input_size=32)
     with pytest.raises(TrainingDataError, match="at least 2"):
         train_classifier(root, manifest.head(1), None, spec, TrainConfig(device="cpu"))
+
+
+def test_a_few_frames_are_drawn_up_to_min_images_per_epoch(frames) -> None:
+    root, manifest = frames  # 10 frames
+    spec = ModelSpec(classes=("blue", "red"), input_size=32)
+    few = TrainConfig(epochs=1, batch_size=8, device="cpu", min_images_per_epoch=40)
+    assert train_classifier(root, manifest, None, spec, few).history[0]["images"] == 40
+    one_pass = TrainConfig(epochs=1, batch_size=8, device="cpu", min_images_per_epoch=0)
+    assert train_classifier(root, manifest, None, spec, one_pass).history[0]["images"] == 10
