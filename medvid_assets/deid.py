@@ -28,6 +28,7 @@ from medvid.images import read_rgb, write_png
 from medvid.ocr import OcrEngine, lines_text
 from medvid_assets.dicom import dicom_instances, phi_key
 from medvid_assets.landing import read_ledger_entry
+from medvid_assets.metadata import deid_check_result, table_preview
 from medvid_assets.ocr import (
     boxes_of,
     dicom_ocr_text,
@@ -226,13 +227,12 @@ def residual_check_video(
     write_deid_status(
         store, "video", video_id, passed=not findings, checked=len(picks), findings=findings
     )
-    return dg.AssetCheckResult(
-        check_name="no_residual_phi",
-        passed=not findings,
-        metadata={"frames_checked": len(picks), "findings": dg.MetadataValue.json(findings)},
-        description="no PHI readable in the written frames"
-        if not findings
-        else f"{len(findings)} PHI finding(s): the video is not exported",
+    return deid_check_result(
+        "no_residual_phi",
+        findings,
+        checked=len(picks),
+        what="frames",
+        passed_text="no PHI readable in the written frames",
     )
 
 
@@ -375,30 +375,25 @@ def dicom_images(
             "images": len(rows),
             "masked_boxes": sum(r["masked_boxes"] for r in rows),
             "kept_text_boxes": sum(r["kept_text_boxes"] for r in rows),
-            "fields": dg.MetadataValue.md(
-                table.select(
-                    [
-                        "instance_id",
-                        "laterality",
-                        "clock_position",
-                        "orientation",
-                        "measurements",
-                        "depth_cm",
-                        "device_model",
-                    ]
-                )
-                .to_pandas()
-                .to_markdown(index=False)
-                if rows
-                else "(no single-frame image)"
+            "fields": table_preview(
+                table,
+                [
+                    "instance_id",
+                    "laterality",
+                    "clock_position",
+                    "orientation",
+                    "measurements",
+                    "depth_cm",
+                    "device_model",
+                ],
+                empty="(no single-frame image)",
             ),
         }
     )
-    yield dg.AssetCheckResult(
-        check_name="no_residual_phi",
-        passed=not findings,
-        metadata={"images_checked": len(rows), "findings": dg.MetadataValue.json(findings[:50])},
-        description="no PHI readable in the redacted images"
-        if not findings
-        else f"{len(findings)} PHI finding(s): the study is not exported",
+    yield deid_check_result(
+        "no_residual_phi",
+        findings,
+        checked=len(rows),
+        what="images",
+        passed_text="no PHI readable in the redacted images",
     )

@@ -56,6 +56,7 @@ from medvid_assets.landing import (
     read_ledger_entry,
     write_ledger_entry,
 )
+from medvid_assets.metadata import deid_check_result, table_preview
 from medvid_assets.partitions import study_partitions
 from medvid_assets.quarantine import quarantine_input
 from medvid_assets.storage import (
@@ -234,6 +235,20 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
+def quarantine_instance(
+    store: MediaStore, item: dict, stage: str, error: MedvidInputError
+) -> QuarantineRecord:
+    """Quarantine one DICOM instance of a study index (keyed by its file's content id)."""
+    return quarantine_input(
+        store,
+        content_id=content_id(item["sha256"]),
+        file=item["name"],
+        stage=stage,
+        reason=error.reason,
+        error_type=type(error).__name__,
+    )
+
+
 def _pseudonym_map(store: MediaStore, salt: str) -> PseudonymMap:
     path = store.fetch(PSEUDONYM_MAP_KEY) if store.exists(PSEUDONYM_MAP_KEY) else None
     return PseudonymMap(path or store.local_path(PSEUDONYM_MAP_KEY), salt)
@@ -322,14 +337,7 @@ def dicom_instances(
                 retain_device_identity=deid.retain_device_identity,
             )
         except MedvidInputError as error:
-            quarantine_input(
-                media_store,
-                content_id=content_id(item["sha256"]),
-                file=item["name"],
-                stage="dicom_instances",
-                reason=error.reason,
-                error_type=type(error).__name__,
-            )
+            quarantine_instance(media_store, item, "dicom_instances", error)
             quarantined += 1
             continue
         if leftover := residual_header_phi(ds, phi):
@@ -363,33 +371,28 @@ def dicom_instances(
             "cine_loops": sum(n > 1 for n in frames),
             "quarantined_instances": quarantined,
             "modalities": ", ".join(sorted({r["Modality"] or "?" for r in rows})),
-            "preview": dg.MetadataValue.md(
-                table.select(
-                    [
-                        "instance_id",
-                        "Modality",
-                        "ManufacturerModelName",
-                        "PhotometricInterpretation",
-                        "Rows",
-                        "Columns",
-                        "NumberOfFrames",
-                        "TransferSyntaxUID",
-                    ]
-                )
-                .to_pandas()
-                .to_markdown(index=False)
-                if rows
-                else "(no readable instance)"
+            "preview": table_preview(
+                table,
+                [
+                    "instance_id",
+                    "Modality",
+                    "ManufacturerModelName",
+                    "PhotometricInterpretation",
+                    "Rows",
+                    "Columns",
+                    "NumberOfFrames",
+                    "TransferSyntaxUID",
+                ],
+                empty="(no readable instance)",
             ),
         }
     )
-    yield dg.AssetCheckResult(
-        check_name="header_deidentified",
-        passed=not flat,
-        metadata={"instances_checked": len(rows), "findings": dg.MetadataValue.json(flat[:50])},
-        description="no PHI value of the original headers left in any element"
-        if not flat
-        else f"{len(flat)} finding(s) in de-identified headers",
+    yield deid_check_result(
+        "header_deidentified",
+        flat,
+        checked=len(rows),
+        what="instances",
+        passed_text="no PHI value of the original headers left in any element",
     )
 
 
@@ -513,14 +516,7 @@ def dicom_pixels(
                 write_png(read_frame(source, 0), media_store.local_path(key))
                 media_store.publish(key)
         except MedvidInputError as error:
-            quarantine_input(
-                media_store,
-                content_id=content_id(item["sha256"]),
-                file=item["name"],
-                stage="dicom_pixels",
-                reason=error.reason,
-                error_type=type(error).__name__,
-            )
+            quarantine_instance(media_store, item, "dicom_pixels", error)
             quarantined += 1
             continue
         rows.append(
@@ -622,9 +618,7 @@ def dicom_studies(context: AssetExecutionContext, media_store: MediaStore) -> dg
             "patients": len({r["patient_pseudonym"] for r in rows}),
             "images": sum(r["images"] for r in rows),
             "cine_loops": sum(r["cine_loops"] for r in rows),
-            "table": dg.MetadataValue.md(
-                table.to_pandas().to_markdown(index=False) if rows else "(no study yet)"
-            ),
+            "table": table_preview(table, empty="(no study yet)"),
         }
     )
 

@@ -16,6 +16,7 @@ from dagster import AssetExecutionContext
 
 import medvid
 from medvid.export.dataset import ExportConfig, write_training_dataset
+from medvid.export.images import IMAGE_COLUMNS
 from medvid.export.labelsets import export_labels
 from medvid.export.verify import verify_export
 from medvid.frames.extract import FRAME_MANIFEST_SCHEMA
@@ -103,30 +104,13 @@ def exportable_study_keys(context: AssetExecutionContext, store: MediaStore) -> 
     return [s for s in sorted(keys) if study_deidentified(store, s)]
 
 
+#: Parsed text fields of ``dicom_images``; exported with a ``text_`` prefix.
+_TEXT_FIELDS = [c.removeprefix("text_") for c in IMAGE_COLUMNS if c.startswith("text_")]
 #: Columns of ``dicom_instances`` that go into the export's ``images.csv`` (de-identified).
 _INSTANCE_EXPORT_COLUMNS = [
     "instance_id",
     "patient_pseudonym",
-    "StudyDate",
-    "Modality",
-    "Manufacturer",
-    "ManufacturerModelName",
-    "BodyPartExamined",
-    "Laterality",
-    "PhotometricInterpretation",
-    "PhysicalDeltaX",
-    "PhysicalDeltaY",
-    "PhysicalUnitsXDirection",
-    "PhysicalUnitsYDirection",
-]
-_TEXT_FIELDS = [
-    "laterality",
-    "clock_position",
-    "distance_from_nipple_cm",
-    "orientation",
-    "measurements",
-    "depth_cm",
-    "device_model",
+    *(c for c in IMAGE_COLUMNS[IMAGE_COLUMNS.index("StudyDate") :] if not c.startswith("text_")),
 ]
 
 

@@ -18,6 +18,7 @@ from dagster import AssetExecutionContext
 
 from medvid.ids import content_id
 from medvid.quarantine import QuarantineRecord
+from medvid_assets.metadata import table_preview
 from medvid_assets.partitions import arrival_days
 from medvid_assets.quarantine import quarantine_input
 from medvid_assets.storage import LEDGER_PREFIX, read_json, table_key, write_json, write_table
@@ -272,12 +273,8 @@ def landing_arrivals(
         metadata={
             "arrivals": len(rows),
             **{f"{k}s": sum(r["kind"] == k for r in rows) for k in ("video", "sheet", "dicom")},
-            "preview": dg.MetadataValue.md(
-                table.select(["content_id", "kind", "original_name", "size"])
-                .to_pandas()
-                .to_markdown(index=False)
-                if rows
-                else "(nothing arrived)"
+            "preview": table_preview(
+                table, ["content_id", "kind", "original_name", "size"], empty="(nothing arrived)"
             ),
         }
     )

@@ -15,6 +15,7 @@ from dagster import AssetExecutionContext
 
 from medvid.errors import MedvidInputError
 from medvid.quarantine import QuarantineRecord, quarantine_table
+from medvid_assets.metadata import table_preview
 from medvid_assets.storage import QUARANTINE_PREFIX, read_json, table_key, write_json, write_table
 from medvid_resources import MediaStore
 
@@ -110,10 +111,6 @@ def quarantine(media_store: MediaStore) -> dg.MaterializeResult:
             "by_stage": dg.MetadataValue.json(
                 {s: sum(r["stage"] == s for r in rows) for s in sorted({r["stage"] for r in rows})}
             ),
-            "table": dg.MetadataValue.md(
-                table.select(["file", "stage", "reason"]).to_pandas().to_markdown(index=False)
-                if rows
-                else "(empty)"
-            ),
+            "table": table_preview(table, ["file", "stage", "reason"]),
         }
     )
