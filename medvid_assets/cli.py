@@ -31,12 +31,14 @@ class RunSummary:
     videos_total: int = 0
     frames: int = 0
     annotations: int = 0
+    predicted: int = 0
     studies: list[dict] = field(default_factory=list)
     studies_new: list[str] = field(default_factory=list)
     not_deidentified: list[str] = field(default_factory=list)
     failed_runs: list[str] = field(default_factory=list)
     quarantined: list[tuple[str, str, str]] = field(default_factory=list)
     export_path: str | None = None
+    export_counts: dict[str, int] = field(default_factory=dict)
     export_checks: dict[str, bool] = field(default_factory=dict)
 
 
@@ -52,16 +54,48 @@ def prepare_home(home: Path) -> Path:
     return home
 
 
+#: ``--config`` sections and the Dagster ``Config`` classes whose fields they set.
+CONFIG_SECTIONS = {
+    "normalize": "NormalizeConfig",
+    "frames": "FrameSamplingConfig",
+    "labels": "LabelSheetsConfig",
+    "segments": "SegmentLabelsConfig",
+    "predict": "model: LabelModelConfig, predicted_labels: PredictedLabelsConfig,"
+    " custom_model: CustomModelConfig",
+    "export": "TrainingDatasetConfig",
+}
+
+
 def load_config(path: Path | None) -> dict:
-    """The ``--config`` YAML: optional sections ``normalize``, ``frames`` and ``export`` whose
-    keys are those of NormalizeConfig, FrameSamplingConfig and TrainingDatasetConfig."""
+    """The ``--config`` YAML: optional sections (:data:`CONFIG_SECTIONS`) whose keys are the
+    fields of the Dagster ``Config`` classes shown in the UI's launchpad."""
     if path is None:
         return {}
     config = yaml.safe_load(path.read_text()) or {}
-    unknown = set(config) - {"normalize", "frames", "export"}
+    unknown = set(config) - set(CONFIG_SECTIONS)
     if unknown:
         raise SystemExit(f"unknown section(s) in {path}: {', '.join(sorted(unknown))}")
     return config
+
+
+def predict_labels(execute, predict: dict, video_ids: list[str], progress: bool) -> None:
+    """The ``predict`` section: train a label model (``model``: cold or blitz, see
+    LabelModelConfig) and predict every video (``predicted_labels``), and/or run a user's
+    ``custom_model`` on every video. Quarantined videos skip themselves."""
+    from tqdm import tqdm
+
+    if "custom_model" not in predict or "model" in predict:
+        model_config = {"ops": {"label_model": {"config": predict.get("model", {})}}}
+        if execute("label_model_job", model_config):
+            run_config = {
+                "ops": {"predicted_labels": {"config": predict.get("predicted_labels", {})}}
+            }
+            for video_id in tqdm(video_ids, desc="predict", unit="video", disable=not progress):
+                execute("predict_job", run_config, partition_key=video_id)
+    if "custom_model" in predict:
+        run_config = {"ops": {"custom_model_labels": {"config": predict["custom_model"]}}}
+        for video_id in tqdm(video_ids, desc="custom model", unit="video", disable=not progress):
+            execute("custom_model_job", run_config, partition_key=video_id)
 
 
 def _quiet(run_config: dict) -> dict:
@@ -91,6 +125,7 @@ def _run(defs, resources, home: Path, config: dict, progress: bool) -> RunSummar
 
     from medvid_assets.deid import study_deidentified, video_deidentified
     from medvid_assets.dicom import registered_studies
+    from medvid_assets.export import EXPORT_CHECKS
     from medvid_assets.landing import ledger_entries
     from medvid_assets.partitions import study_partitions
     from medvid_assets.quarantine import quarantine_records
@@ -134,12 +169,15 @@ def _run(defs, resources, home: Path, config: dict, progress: bool) -> RunSummar
     summary.videos_new = pending
 
     new_sheets = outcome.new_of_kind("sheet")
-    if new_sheets or not instance.get_latest_materialization_event(dg.AssetKey("label_sheets")):
-        execute("labels_job", {})
+    first_time = not instance.get_latest_materialization_event(dg.AssetKey("label_sheets"))
+    if new_sheets or first_time or "labels" in config:  # changed label ids take effect too
+        execute("labels_job", {"ops": {"label_sheets": {"config": config.get("labels", {})}}})
+    segments_config = {"segment_labels": {"config": config.get("segments", {})}}
     video_config = {
         "ops": {
             "normalized_videos": {"config": config.get("normalize", {})},
             "video_frames": {"config": config.get("frames", {})},
+            **segments_config,
         }
     }
     bar = tqdm(pending, desc="videos", unit="video", disable=not progress)
@@ -156,10 +194,12 @@ def _run(defs, resources, home: Path, config: dict, progress: bool) -> RunSummar
         ):
             execute(
                 "video_pipeline",
-                {},
+                {"ops": segments_config},
                 partition_key=video_id,
-                asset_selection=[dg.AssetKey("frame_labels")],
+                asset_selection=[dg.AssetKey("frame_labels"), dg.AssetKey("segment_labels")],
             )
+    if (predict := config.get("predict")) is not None:
+        predict_labels(execute, predict, video_ids, progress)
     export_config = {"ops": {"training_dataset": {"config": config.get("export", {})}}}
     execute("export_job", export_config)
 
@@ -167,9 +207,11 @@ def _run(defs, resources, home: Path, config: dict, progress: bool) -> RunSummar
         key = table_key("video_frames", video_id)
         if store.exists(key):
             summary.frames += read_table(store, key).num_rows
-        key = table_key("frame_labels", video_id)
-        if store.exists(key):
-            summary.annotations += read_table(store, key).num_rows
+        for asset in ("frame_labels", "segment_labels"):
+            if store.exists(key := table_key(asset, video_id)):
+                summary.annotations += read_table(store, key).num_rows
+        if store.exists(key := table_key("predicted_labels", video_id)):
+            summary.predicted += read_table(store, key).num_rows
     summary.quarantined = sorted((r.file, r.stage, r.reason) for r in quarantine_records(store))
     if store.exists(table_key("dicom_studies")):
         summary.studies = read_table(store, table_key("dicom_studies")).to_pylist()
@@ -183,15 +225,14 @@ def _run(defs, resources, home: Path, config: dict, progress: bool) -> RunSummar
     ] + [s["study_key"] for s in summary.studies if not study_deidentified(store, s["study_key"])]
     event = instance.get_latest_materialization_event(dg.AssetKey("training_dataset"))
     if event and event.asset_materialization:
-        path = event.asset_materialization.metadata.get("path")
-        summary.export_path = path.value if path is not None else None
-    for check in (
-        "has_annotations",
-        "frame_paths_resolve",
-        "no_patient_in_two_splits",
-        "frame_counts_match_sampling",
-        "export_is_sound",
-    ):
+        metadata = event.asset_materialization.metadata
+        summary.export_path = metadata["path"].value if "path" in metadata else None
+        summary.export_counts = {
+            name: metadata[name].value
+            for name in ("annotations", "frames", "still_images")
+            if name in metadata
+        }
+    for check in EXPORT_CHECKS:
         record = instance.event_log_storage.get_latest_asset_check_execution_by_key(
             [dg.AssetCheckKey(dg.AssetKey("training_dataset"), check)]
         ).get(dg.AssetCheckKey(dg.AssetKey("training_dataset"), check))
@@ -204,7 +245,9 @@ def print_summary(summary: RunSummary, home: Path) -> None:
     print()
     print(f"videos:       {summary.videos_total} ({len(summary.videos_new)} processed this run)")
     print(f"frames:       {summary.frames}")
-    print(f"annotations:  {summary.annotations}")
+    print(f"annotations:  {summary.annotations} (labels and segments sheets)")
+    if summary.predicted:
+        print(f"predicted:    {summary.predicted} frame labels (exported once reviewed)")
     print(f"studies:      {len(summary.studies)} ({len(summary.studies_new)} processed this run)")
     for study in summary.studies:
         ok = study["header_deidentified"] and study["pixels_deidentified"]
@@ -222,7 +265,8 @@ def print_summary(summary: RunSummary, home: Path) -> None:
     print(f"quarantined:  {len(summary.quarantined)}")
     for file, stage, reason in summary.quarantined:
         print(f"  - {file} [{stage}]: {reason}")
-    print(f"export:       {summary.export_path or '(none)'}")
+    counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in summary.export_counts.items())
+    print(f"export:       {summary.export_path or '(none)'}" + (f" ({counts})" if counts else ""))
     if summary.export_checks:
         checks = ", ".join(
             f"{k} {'ok' if v else 'FAILED'}" for k, v in summary.export_checks.items()

@@ -82,3 +82,32 @@ def test_run_exports_a_dataset_then_processes_only_a_new_file(tmp_path, landing,
     second = medvid("run", str(landing), "--home", str(home), "--config", str(config), home=home)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "videos:       4 (1 processed this run)" in second.stdout
+
+
+def test_predict_section_trains_a_blitz_model_and_labels_the_unlabelled_video(
+    tmp_path, landing, videos_dir
+):
+    shutil.copyfile(videos_dir / EXTRA, landing / EXTRA)  # no labels for this one
+    home = tmp_path / "home"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "frames: {strategy: every_n, every_n: 6}\n"
+        "predict:\n"
+        "  model: {strategy: blitz, epochs: 1, input_size: 64, min_images_per_epoch: 32}\n"
+        "  predicted_labels: {smoothing_window: 3}\n"
+    )
+    result = medvid("run", str(landing), "--home", str(home), "--config", str(config), home=home)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "predicted:" in result.stdout
+    extra_id = content_id(sha256_file(landing / EXTRA))
+    predicted = home / "tables" / "predicted_labels" / f"{extra_id}.parquet"
+    assert predicted.is_file()
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(predicted).to_pandas()
+    assert rows["source"].str.startswith("model:").all()
+    assert set(rows["label_name"]) == {"healthy", "viral"}
+    assert rows.groupby("frame_id")["value"].sum().eq(1).all()  # one class per frame
+    with open(home / "exports" / "default" / "annotations.csv", newline="") as stream:
+        sources = {r["information_source_name"] for r in csv.DictReader(stream)}
+    assert not any(s.startswith("model:") for s in sources)  # unreviewed: not exported
