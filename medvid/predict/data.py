@@ -24,6 +24,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from medvid.errors import CorruptMediaError
+from medvid.images import read_rgb
 from medvid.predict.errors import FrameReadError
 
 DEFAULT_INPUT_SIZE = 128
@@ -33,18 +35,14 @@ BRIGHTNESS_RANGE = (0.9, 1.1)
 
 
 def read_frame_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as ``(H, W, 3) uint8 RGB``.
+    """Read an image file as ``(H, W, 3) uint8 RGB`` (:func:`medvid.images.read_rgb`).
 
     Raises :class:`FrameReadError` when the file is missing or not a decodable image.
     """
-    path = Path(path)
-    data = np.fromfile(path, dtype=np.uint8) if path.is_file() else None
-    if data is None or data.size == 0:
-        raise FrameReadError(f"frame image missing or empty: {path}")
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise FrameReadError(f"frame image cannot be decoded: {path}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    try:
+        return read_rgb(path)
+    except CorruptMediaError as exc:
+        raise FrameReadError(f"frame {exc.reason}: {path}") from None
 
 
 def read_frame_resized(path: str | Path, input_size: int) -> np.ndarray:
