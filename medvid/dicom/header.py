@@ -32,6 +32,7 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_sequence
 from pydicom.uid import UID
 
 from medvid.errors import CorruptMediaError, EmptyFileError, UnsupportedMediaError
@@ -86,22 +87,28 @@ _TEXT_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "SH", "ST", "
 _BINARY_FORMATS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FD": "d", "FL": "f"}
 
 
-def _raw(ds: Dataset, keyword: str, encoding: str = "latin-1") -> Any:
+def _raw(ds: Dataset | _Elements, keyword: str, encoding: str = "latin-1") -> Any:
     """Value of ``keyword`` read straight from pydicom's raw element when possible.
 
     pydicom converts raw elements lazily and that conversion (value validation, charset
     handling, MultiValue wrappers) costs as much as parsing the header; for the handful of
     text and binary fields of an :class:`InstanceRecord` a direct decode is enough. Text comes
     back stripped (a list when multi-valued), binary numbers as int/float (a list when
-    multi-valued), sequences and anything unusual through pydicom's own conversion.
+    multi-valued), sequences and anything unusual through pydicom's own conversion. Pass an
+    :class:`_Elements` to read many keywords of one dataset.
     """
     tag = tag_for_keyword(keyword)
     if tag is None:
         return None
-    raw = ds.get_item(tag)
+    if isinstance(ds, _Elements):
+        raw, ds = ds.by_tag.get(tag), ds.dataset
+    else:
+        raw = ds.get_item(tag)
     if raw is None:
         return None
-    if not isinstance(raw, RawDataElement) or raw.value is None:
+    if not isinstance(raw, RawDataElement):
+        return raw.value  # converted already (e.g. a sequence read at parse time)
+    if raw.value is None:  # deferred read
         return ds[tag].value
     vr = raw.VR or dictionary_VR(tag)
     data = raw.value
@@ -113,12 +120,29 @@ def _raw(ds: Dataset, keyword: str, encoding: str = "latin-1") -> Any:
             else [text.strip(" \x00")]
         )
         return values[0] if len(values) == 1 else values
+    if vr == "SQ" and isinstance(data, bytes):
+        # pydicom's item access would convert the whole element and post-process each item;
+        # reading the items is enough here (their elements stay raw, decoded as above).
+        return read_sequence(
+            io.BytesIO(data), raw.is_implicit_VR, raw.is_little_endian, len(data), encoding
+        )
     fmt = _BINARY_FORMATS.get(vr)
-    if fmt is not None and isinstance(data, bytes) and len(data) % struct.calcsize(fmt) == 0:
-        count = len(data) // struct.calcsize(fmt)
+    # standard sizes ("<"): a bare "L" is the platform's 8-byte long, not DICOM's 4-byte UL
+    if fmt is not None and isinstance(data, bytes) and len(data) % struct.calcsize("<" + fmt) == 0:
+        count = len(data) // struct.calcsize("<" + fmt)
         values = struct.unpack(("<" if raw.is_little_endian else ">") + fmt * count, data)
         return values[0] if count == 1 else list(values)
     return ds[tag].value
+
+
+class _Elements:
+    """A dataset's top-level elements by plain ``int`` tag, built once: pydicom's own lookup
+    converts the key to a ``Tag`` every time, which costs more than the decode when a record
+    reads thirty keywords. Do not keep it across changes to the dataset."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        self.by_tag = {int(tag): element for tag, element in dataset.items()}
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -132,7 +156,8 @@ def _float_or_none(value: Any) -> float | None:
 def ultrasound_regions(ds: Dataset) -> list[UltrasoundRegion]:
     """All items of SequenceOfUltrasoundRegions (empty list when absent)."""
     regions = []
-    for item in _raw(ds, "SequenceOfUltrasoundRegions") or []:
+    for dataset in _raw(ds, "SequenceOfUltrasoundRegions") or []:
+        item = _Elements(dataset)
         try:
             regions.append(
                 UltrasoundRegion(
@@ -515,7 +540,7 @@ INSTANCE_KEYWORDS: tuple[str, ...] = (
 )
 
 
-def _text(ds: Dataset, keyword: str, encoding: str = "latin-1") -> str | None:
+def _text(ds: Dataset | _Elements, keyword: str, encoding: str = "latin-1") -> str | None:
     value = _raw(ds, keyword, encoding)
     if value is None or value == "":
         return None
@@ -532,32 +557,33 @@ def _meta_text(ds: Dataset, keyword: str) -> str | None:
 def instance_record(header: DicomHeader) -> InstanceRecord:
     """Build the table row from a parsed (possibly already de-identified) header."""
     ds = header.dataset
-    charset = _raw(ds, "SpecificCharacterSet")
+    el = _Elements(ds)
+    charset = _raw(el, "SpecificCharacterSet")
     enc = python_encoding.get(charset, "latin-1") if isinstance(charset, str) else "latin-1"
     region = primary_ultrasound_region(ds)
     fps = cine_fps(ds)
-    laterality = _text(ds, "Laterality") or _text(ds, "ImageLaterality")
+    laterality = _text(el, "Laterality") or _text(el, "ImageLaterality")
     return InstanceRecord(
         sha256=header.sha256,
         size_bytes=header.size_bytes,
-        StudyInstanceUID=_text(ds, "StudyInstanceUID"),
-        SeriesInstanceUID=_text(ds, "SeriesInstanceUID"),
-        SOPInstanceUID=_text(ds, "SOPInstanceUID") or _meta_text(ds, "MediaStorageSOPInstanceUID"),
-        SOPClassUID=_text(ds, "SOPClassUID") or _meta_text(ds, "MediaStorageSOPClassUID"),
-        Modality=_text(ds, "Modality"),
-        Manufacturer=_text(ds, "Manufacturer", enc),
-        ManufacturerModelName=_text(ds, "ManufacturerModelName", enc),
+        StudyInstanceUID=_text(el, "StudyInstanceUID"),
+        SeriesInstanceUID=_text(el, "SeriesInstanceUID"),
+        SOPInstanceUID=_text(el, "SOPInstanceUID") or _meta_text(ds, "MediaStorageSOPInstanceUID"),
+        SOPClassUID=_text(el, "SOPClassUID") or _meta_text(ds, "MediaStorageSOPClassUID"),
+        Modality=_text(el, "Modality"),
+        Manufacturer=_text(el, "Manufacturer", enc),
+        ManufacturerModelName=_text(el, "ManufacturerModelName", enc),
         TransferSyntaxUID=str(header.transfer_syntax),
-        PhotometricInterpretation=_text(ds, "PhotometricInterpretation"),
-        Rows=_int_or_none(_raw(ds, "Rows")),
-        Columns=_int_or_none(_raw(ds, "Columns")),
-        NumberOfFrames=_int_or_none(_raw(ds, "NumberOfFrames")) or 1,
-        FrameTime=_float_or_none(_raw(ds, "FrameTime")),
-        CineRate=_float_or_none(_raw(ds, "CineRate")),
-        RecommendedDisplayFrameRate=_float_or_none(_raw(ds, "RecommendedDisplayFrameRate")),
+        PhotometricInterpretation=_text(el, "PhotometricInterpretation"),
+        Rows=_int_or_none(_raw(el, "Rows")),
+        Columns=_int_or_none(_raw(el, "Columns")),
+        NumberOfFrames=_int_or_none(_raw(el, "NumberOfFrames")) or 1,
+        FrameTime=_float_or_none(_raw(el, "FrameTime")),
+        CineRate=_float_or_none(_raw(el, "CineRate")),
+        RecommendedDisplayFrameRate=_float_or_none(_raw(el, "RecommendedDisplayFrameRate")),
         fps=float(fps) if fps is not None else None,
-        BitsAllocated=_int_or_none(_raw(ds, "BitsAllocated")),
-        SamplesPerPixel=_int_or_none(_raw(ds, "SamplesPerPixel")),
+        BitsAllocated=_int_or_none(_raw(el, "BitsAllocated")),
+        SamplesPerPixel=_int_or_none(_raw(el, "SamplesPerPixel")),
         PhysicalDeltaX=region.physical_delta_x if region else None,
         PhysicalDeltaY=region.physical_delta_y if region else None,
         PhysicalUnitsXDirection=region.units_x if region else None,
@@ -566,10 +592,10 @@ def instance_record(header: DicomHeader) -> InstanceRecord:
         RegionLocationMinY0=region.min_y0 if region else None,
         RegionLocationMaxX1=region.max_x1 if region else None,
         RegionLocationMaxY1=region.max_y1 if region else None,
-        BodyPartExamined=_text(ds, "BodyPartExamined", enc),
+        BodyPartExamined=_text(el, "BodyPartExamined", enc),
         Laterality=laterality,
-        ImageType=_text(ds, "ImageType"),
-        BurnedInAnnotation=_text(ds, "BurnedInAnnotation"),
+        ImageType=_text(el, "ImageType"),
+        BurnedInAnnotation=_text(el, "BurnedInAnnotation"),
         warnings=list(header.warnings),
     )
 
