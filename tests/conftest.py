@@ -1,12 +1,32 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("MEDVID_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def _shared_data() -> Path:
+    """``$MEDVID_SHARED_DATA``, else ``../shared/data`` beside the checkout, else beside the
+    checkout this one was cloned from (a CI clone in a temporary folder)."""
+    if env := os.environ.get("MEDVID_SHARED_DATA"):
+        return Path(env)
+    candidates = [REPO.parent / "shared" / "data"]
+    origin = subprocess.run(
+        ["git", "-C", str(REPO), "config", "--get", "remote.origin.url"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    if origin and Path(origin).is_dir():
+        candidates.append(Path(origin).resolve().parent / "shared" / "data")
+    return next((c for c in candidates if (c / "MANIFEST.tsv").exists()), candidates[0])
+
+
+SHARED_DATA = _shared_data()
 
 
 @pytest.fixture(scope="session")
