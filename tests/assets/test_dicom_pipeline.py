@@ -83,11 +83,13 @@ def test_sensor_keys_studies_pseudonymously_and_unzips_archives(
         archive.writestr("PATIENT/readme.txt", "not an image")
     shutil.copyfile(source / "US1_J2KR.dcm", landing / "us1.dcm")
 
-    context = dg.build_sensor_context(instance=instance, resources=resources)
-    first = drive_landing_sensor(context)
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        first = drive_landing_sensor(context)
     assert first.run_requests == []  # sizes are checked again at the next tick
-    context = dg.build_sensor_context(instance=instance, resources=resources, cursor=first.cursor)
-    second = drive_landing_sensor(context)
+    with dg.build_sensor_context(
+        instance=instance, resources=resources, cursor=first.cursor
+    ) as context:
+        second = drive_landing_sensor(context)
 
     expected = sorted(
         {study_key(uid_of(source / n), SALT) for n in ("OBXXXX1A.dcm", "US1_J2KR.dcm")}
@@ -209,8 +211,8 @@ def test_cine_loop_goes_down_the_video_path_with_its_text_redacted(
     fake_patient_cine(shared_data, landing / "cine.dcm")
     [study] = register(instance, resources)
     assert materialize_study(instance, resources, study).success
-    context = dg.build_sensor_context(instance=instance, resources=resources)
-    result = cine_loop_sensor(context)
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        result = cine_loop_sensor(context)
     [video_id] = result.dynamic_partitions_requests[0].partition_keys
     [request] = result.run_requests
     assert (request.partition_key, request.job_name) == (video_id, "video_pipeline")

@@ -17,8 +17,10 @@ from tests.assets.conftest import AVI, MP4, drop
 
 
 def tick(instance, resources, cursor=None) -> dg.SensorResult:
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
-    return drive_landing_sensor(context)
+    # closed after use: it owns the resources it built (an open one is closed later, whenever
+    # the garbage collector gets to it, and then disturbs whichever test is running)
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
+        return drive_landing_sensor(context)
 
 
 def test_new_video_is_taken_once_its_size_is_unchanged_across_two_ticks(
@@ -110,12 +112,12 @@ def test_daily_schedule_registers_settled_files_and_requests_runs(
     old = clip.stat().st_mtime - 3600
     os.utime(clip, (old, old))
     fresh = drop(videos_dir, landing, MP4)  # arrived seconds ago: still settling, left for later
-    context = dg.build_schedule_context(
+    with dg.build_schedule_context(
         instance=instance,
         resources=resources,
         scheduled_execution_time=dt.datetime.fromtimestamp(fresh.stat().st_mtime + 5, dt.UTC),
-    )
-    requests = daily_drive_sync(context)
+    ) as context:
+        requests = daily_drive_sync(context)
     video_id = content_id(sha256_file(clip))
     assert [r.partition_key for r in requests] == [video_id]
     assert instance.get_dynamic_partitions("videos") == [video_id]
