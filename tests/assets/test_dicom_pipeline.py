@@ -16,7 +16,7 @@ from medvid.ocr import OcrBox
 from medvid_assets import deid, dicom, frames, ocr, videos
 from medvid_assets.deid import study_deidentified, video_deidentified
 from medvid_assets.dicom import read_study_index, registered_studies
-from medvid_assets.landing import read_ledger_entry
+from medvid_assets.landing import ledger_entries, read_ledger_entry
 from medvid_assets.quarantine import quarantine_records
 from medvid_assets.sensors import (
     cine_loop_sensor,
@@ -24,7 +24,7 @@ from medvid_assets.sensors import (
     new_cine_loops,
     scan_and_register,
 )
-from medvid_assets.storage import table_key
+from medvid_assets.storage import read_json, table_key
 from medvid_resources.ocr import OcrEngineResource
 from tests.core.dicom_fixtures import (
     FAKE_PATIENT,
@@ -328,3 +328,49 @@ def test_dicomdir_folder_is_registered_file_by_file(instance, resources, landing
         for item in read_study_index(resources["media_store"], study).values()
     }
     assert names == {"IM000000"}
+
+
+def test_endoscopy_patient_panel_never_reaches_the_frames(
+    instance, resources, landing, home, shared_data
+):
+    """A real gastroscopy frame with the patient's name and birth date beside the scope image,
+    as a short video: the written frames show the scope image and nothing of the panel."""
+    import av
+
+    from medvid.images import read_rgb
+
+    frame = read_rgb(shared_data / "images" / "lxanon_endoscopy_frame1.jpg")
+    with av.open(str(landing / "gastroscopy.mp4"), mode="w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = frame.shape[1], frame.shape[0], "yuv420p"
+        for _ in range(10):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
+    scan_and_register(
+        resources["landing_zone"],
+        resources["media_store"],
+        resources["deid"],
+        None,
+        now=time.time(),
+        require_stable=False,
+    )
+    [video_id] = [e.content_id for e in ledger_entries(resources["media_store"], "video")]
+    instance.add_dynamic_partitions("videos", [video_id])
+    result = dg.materialize(
+        VIDEO_ASSETS,
+        partition_key=video_id,
+        instance=instance,
+        resources=resources,
+        run_config={"ops": {"video_frames": {"config": {"strategy": "every_n", "every_n": 5}}}},
+    )
+    assert result.success
+    plan = read_json(resources["media_store"], f"tables/redaction_plans/{video_id}.json")
+    assert plan["keep_region_source"] == "detected" and plan["mask_boxes"]
+    manifest = pq.read_table(home / table_key("video_frames", video_id)).to_pandas()
+    engine = resources["ocr_engine"].engine()
+    written = read_rgb(home / "media" / "frames" / manifest["frame_relative_path"].iloc[0])
+    text = " ".join(b.text for b in engine.read(written)).upper()
+    for token in ("LUX", "THOMAS", "1994", "21/03", "15/02/2024"):
+        assert token not in text
+    assert written[540, 1200].max() > 0  # the scope image itself is kept
+    assert video_deidentified(resources["media_store"], video_id)
