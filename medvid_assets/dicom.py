@@ -58,7 +58,7 @@ from medvid_assets.landing import (
 )
 from medvid_assets.metadata import deid_check_result, table_preview
 from medvid_assets.partitions import study_partitions
-from medvid_assets.quarantine import quarantine_input
+from medvid_assets.quarantine import quarantine_error
 from medvid_assets.storage import (
     PROTECTED_PREFIX,
     deid_passed,
@@ -169,13 +169,12 @@ def register_dicom_arrivals(
             files = _instance_files(store, entry, raw)
         except MedvidInputError as error:
             registration.quarantined.append(
-                quarantine_input(
+                quarantine_error(
                     store,
+                    error,
                     content_id=entry.content_id,
                     file=entry.original_name,
                     stage="dicom_registration",
-                    reason=error.reason,
-                    error_type=type(error).__name__,
                 )
             )
             continue
@@ -189,13 +188,12 @@ def register_dicom_arrivals(
                     raise CorruptMediaError("no StudyInstanceUID: cannot tell which study it is")
             except MedvidInputError as error:
                 registration.quarantined.append(
-                    quarantine_input(
+                    quarantine_error(
                         store,
+                        error,
                         content_id=content_id(sha),
                         file=name,
                         stage="dicom_registration",
-                        reason=error.reason,
-                        error_type=type(error).__name__,
                     )
                 )
                 continue
@@ -239,13 +237,12 @@ def quarantine_instance(
     store: MediaStore, item: dict, stage: str, error: MedvidInputError
 ) -> QuarantineRecord:
     """Quarantine one DICOM instance of a study index (keyed by its file's content id)."""
-    return quarantine_input(
+    return quarantine_error(
         store,
+        error,
         content_id=content_id(item["sha256"]),
         file=item["name"],
         stage=stage,
-        reason=error.reason,
-        error_type=type(error).__name__,
     )
 
 

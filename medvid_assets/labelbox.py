@@ -34,7 +34,7 @@ from medvid_assets.frames import read_frame_manifest, video_frames
 from medvid_assets.labels import label_sheets, read_label_schema, video_aliases
 from medvid_assets.partitions import video_partitions
 from medvid_assets.predict import cold_label_queue, known_videos, live_manifest, queue_frames
-from medvid_assets.quarantine import quarantine_input
+from medvid_assets.quarantine import quarantine_error
 from medvid_assets.storage import FRAMES_PREFIX, table_key, write_json, write_table
 from medvid_resources import LocalMediaStore, MediaStore
 from medvid_resources.labelbox import LabelboxResource
@@ -194,13 +194,12 @@ def labelbox_labels(
             retrieved_at=retrieved_at,
         )
     except MedvidInputError as error:
-        quarantine_input(
+        quarantine_error(
             media_store,
+            error,
             content_id=hashlib.sha256(archive_key.encode()).hexdigest()[:16],
             file=archive_key,
             stage="labelbox_labels",
-            reason=error.reason,
-            error_type=type(error).__name__,
         )
         raise dg.Failure(
             description=f"Labelbox export {archive_key} cannot be parsed: {error.reason}"

@@ -39,7 +39,7 @@ from medvid.labels.sheets import (
 from medvid_assets.frames import read_frame_manifest, video_frames
 from medvid_assets.landing import LedgerEntry, ledger_entries
 from medvid_assets.partitions import video_partitions
-from medvid_assets.quarantine import quarantine_input, quarantined_record, skip_if_quarantined
+from medvid_assets.quarantine import quarantine_error, quarantined_record, skip_if_quarantined
 from medvid_assets.storage import read_json, read_table, table_key, write_json, write_table
 from medvid_assets.videos import read_video_metadata
 from medvid_resources import LandingZone, MediaStore
@@ -218,13 +218,12 @@ def label_sheets(
                 )
         except MedvidInputError as error:
             bad += 1
-            quarantine_input(
+            quarantine_error(
                 media_store,
+                error,
                 content_id=entry.content_id,
                 file=entry.original_name,
                 stage="label_sheets",
-                reason=error.reason,
-                error_type=type(error).__name__,
             )
             context.log.warning(f"quarantined sheet {entry.original_name}: {error.reason}")
     ranges_df = (
@@ -468,13 +467,12 @@ def segment_labels(
                 )
             )
         except SheetError as error:  # a bad sheet is quarantined; the video goes on
-            quarantine_input(
+            quarantine_error(
                 media_store,
+                error,
                 content_id=str(cid),
                 file=str(name),
                 stage="segment_labels",
-                reason=error.reason,
-                error_type=type(error).__name__,
             )
             context.log.warning(f"quarantined segments sheet {name}: {error.reason}")
     # a later sheet corrects an earlier one: merge keeps the latest date_modified

@@ -41,6 +41,20 @@ def quarantine_input(
     return record
 
 
+def quarantine_error(
+    store: MediaStore, error: MedvidInputError, *, content_id: str, file: str, stage: str
+) -> QuarantineRecord:
+    """:func:`quarantine_input` for a bad-input error: its reason and its type."""
+    return quarantine_input(
+        store,
+        content_id=content_id,
+        file=file,
+        stage=stage,
+        reason=error.reason,
+        error_type=type(error).__name__,
+    )
+
+
 def quarantine_records(store: MediaStore) -> list[QuarantineRecord]:
     return [
         QuarantineRecord(**read_json(store, key))
@@ -66,13 +80,12 @@ def quarantine_result(
     stage: str,
 ) -> dg.MaterializeResult:
     """Quarantine the current partition's input for ``error`` and describe it as metadata."""
-    record = quarantine_input(
+    record = quarantine_error(
         store,
+        error,
         content_id=context.partition_key,
         file=file,
         stage=stage,
-        reason=error.reason,
-        error_type=type(error).__name__,
     )
     context.log.warning(f"quarantined {file} at {stage}: {error.reason}")
     return dg.MaterializeResult(
