@@ -1,9 +1,11 @@
 import shutil
+import time
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from medvid_assets.landing import scan_landing
 from medvid_resources import DeidentificationResource, DriveFolderLandingZone, LocalMediaStore
 from medvid_resources.ocr import OcrEngineResource
 
@@ -47,3 +49,17 @@ def drop(videos_dir: Path, landing: Path, name: str, as_name: str | None = None)
     target = landing / (as_name or name)
     shutil.copyfile(videos_dir / name, target)
     return target
+
+
+def register(instance: dg.DagsterInstance, resources: dict) -> list[str]:
+    """Record everything in the landing zone; add a partition per new video."""
+    outcome = scan_landing(
+        resources["landing_zone"],
+        resources["media_store"],
+        None,
+        now=time.time(),
+        require_stable=False,
+    )
+    ids = [e.content_id for e in outcome.new_of_kind("video")]
+    instance.add_dynamic_partitions("videos", ids)
+    return ids

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,9 +17,9 @@ import dagster as dg
 from medvid.ids import content_id, sha256_file
 from medvid_assets.definitions import STAGES, build_definitions
 from medvid_assets.jobs import VIDEO_PIPELINE_ASSETS
-from medvid_assets.landing import scan_landing
 from medvid_resources.labelbox import LabelboxResource
 from medvid_resources.torch_device import TorchDeviceResource
+from tests.assets.conftest import register  # noqa: F401 (re-exported to the label tests)
 from tests.fakes.labelbox_fake import FakeLabelboxClient
 
 ALL_ASSETS = dg.load_assets_from_modules(STAGES)
@@ -57,20 +56,6 @@ def medvid_resources(home: Path, labelbox: LabelboxResource | None = None) -> di
         FakeLabelboxClient(project_id=LABELBOX_PROJECT)
     )
     return resources
-
-
-def register(instance: dg.DagsterInstance, resources: dict) -> list[str]:
-    """Record everything in the landing zone; add a partition per new video."""
-    outcome = scan_landing(
-        resources["landing_zone"],
-        resources["media_store"],
-        None,
-        now=time.time(),
-        require_stable=False,
-    )
-    ids = [e.content_id for e in outcome.new_of_kind("video")]
-    instance.add_dynamic_partitions("videos", ids)
-    return ids
 
 
 def materialize(

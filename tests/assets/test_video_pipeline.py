@@ -1,7 +1,6 @@
 """The per-video assets materialized in-process on real clips and broken copies of them."""
 
 import json
-import time
 
 import dagster as dg
 import pyarrow.parquet as pq
@@ -10,10 +9,9 @@ import pytest
 from medvid.ids import content_id, sha256_file
 from medvid.video.probe import probe_video
 from medvid_assets import deid, export, frames, labels, ocr, quarantine, videos
-from medvid_assets.landing import scan_landing
 from medvid_assets.quarantine import quarantine_records
 from medvid_assets.storage import table_key
-from tests.assets.conftest import AVI, MP4, drop
+from tests.assets.conftest import AVI, MP4, drop, register
 
 PIPELINE = [
     videos.raw_videos,
@@ -25,19 +23,6 @@ PIPELINE = [
     labels.label_sheets,
     labels.frame_labels,
 ]
-
-
-def register(instance, resources) -> list[str]:
-    outcome = scan_landing(
-        resources["landing_zone"],
-        resources["media_store"],
-        None,
-        now=time.time(),
-        require_stable=False,
-    )
-    ids = [e.content_id for e in outcome.new_of_kind("video")]
-    instance.add_dynamic_partitions("videos", ids)
-    return ids
 
 
 def materialize_video(instance, resources, video_id, frames_config=None):

@@ -12,8 +12,6 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-import av
-import cv2
 import pyarrow as pa
 import pytest
 import torch
@@ -24,8 +22,6 @@ from medvid.export.torch_dataset import MultilabelFrameDataset
 from medvid.ids import frame_id
 from medvid.labels.schema import FRAME_LABELS_SCHEMA
 from tests.core.test_export import (  # the helpers of the export tests
-    CLIP,
-    FRAME_NUMBERS,
     VA,
     VB,
     VC,
@@ -35,25 +31,11 @@ from tests.core.test_export import (  # the helpers of the export tests
     _label_table,
     _video_table,
 )
+from tests.core.test_export import frames_root as export_frames_root
+
+frames_root = export_frames_root  # the export tests' frames, as this module's fixture
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def frames_root(tmp_path_factory: pytest.TempPathFactory, videos_dir: Path) -> Path:
-    """The frames of the export tests: real JPEG frames of a lung clip for four videos."""
-    root = tmp_path_factory.mktemp("store") / "frames"
-    with av.open(str(videos_dir / CLIP)) as container:
-        images = [
-            frame.to_ndarray(format="bgr24")
-            for _, frame in zip(range(24), container.decode(video=0), strict=False)
-        ]
-    for v, video_id in enumerate([VA, VB, VC, VD]):
-        for k, number in enumerate(FRAME_NUMBERS):
-            path = root / f"video_{video_id}" / f"frame_{frame_id(video_id, number)}.jpg"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            assert cv2.imwrite(str(path), images[v * 6 + k])
-    return root
 
 
 def _frames_by_id(out: Path) -> dict[str, dict]:
