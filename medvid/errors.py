@@ -30,3 +30,8 @@ class UnsupportedMediaError(MedvidInputError):
 
 class SheetError(MedvidInputError):
     """A labels, patients or segments sheet is malformed (missing columns, bad values)."""
+
+
+class UnsafeInputError(MedvidInputError):
+    """The input would make medvid read outside where it may (a link out of the landing folder,
+    a zip member with ``..``)."""

@@ -1,8 +1,9 @@
 """Atomic writes: every file medvid writes appears complete or not at all.
 
 Writers create a temporary sibling (same directory, so the rename stays on one filesystem) and
-``os.replace`` it over the target. A crash leaves at most a ``.tmp-*`` file, never a half-written
-target.
+``os.replace`` it over the target. A crash leaves at most a ``.tmp-<pid>-*`` file (or folder),
+never a half-written target; :func:`medvid.processes.stale_temporaries` finds those whose writer
+died.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=target.suffix, dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".tmp-{os.getpid()}-", suffix=target.suffix, dir=target.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -49,7 +52,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-{target.name}-", dir=target.parent))
     try:
         yield tmp
     except BaseException:

@@ -8,8 +8,15 @@ Public API (all framework-free):
 - pixels: :func:`read_frames`, :func:`read_frame`, :func:`write_png`, :func:`write_cine_mp4`
 """
 
-from medvid.dicom.files import find_dicom_files, is_dicom, is_dicomdir, safe_unzip
+from medvid.dicom.files import (
+    find_dicom_files,
+    is_dicom,
+    is_dicomdir,
+    safe_unzip,
+    safe_unzip_nested,
+)
 from medvid.dicom.header import (
+    DEFAULT_CINE_FPS,
     DicomHeader,
     InstanceRecord,
     UltrasoundRegion,
@@ -30,6 +37,7 @@ from medvid.dicom.pixels import (
 )
 
 __all__ = [
+    "DEFAULT_CINE_FPS",
     "CineExport",
     "DicomHeader",
     "InstanceRecord",
@@ -46,6 +54,7 @@ __all__ = [
     "read_header",
     "read_instance",
     "safe_unzip",
+    "safe_unzip_nested",
     "ultrasound_regions",
     "write_cine_mp4",
     "write_png",

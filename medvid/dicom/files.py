@@ -214,3 +214,75 @@ def safe_unzip(
                 raise CorruptMediaError(f"damaged zip member {info.filename!r}: {exc}") from exc
             written.append(target)
     return sorted(written)
+
+
+#: Zips inside zips are unpacked down to this depth (a study archive inside a transfer archive
+#: inside a delivery archive); deeper ones are quarantined.
+DEFAULT_MAX_ZIP_DEPTH = 3
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _is_zip(path: Path) -> bool:
+    try:
+        with open(path, "rb") as stream:
+            return stream.read(4) == _ZIP_MAGIC
+    except OSError:
+        return False
+
+
+def safe_unzip_nested(
+    zip_path: str | Path,
+    dest: str | Path,
+    *,
+    max_depth: int = DEFAULT_MAX_ZIP_DEPTH,
+    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
+    max_files: int = DEFAULT_MAX_FILES,
+    max_ratio: float = DEFAULT_MAX_RATIO,
+) -> tuple[list[Path], list[tuple[str, str]]]:
+    """:func:`safe_unzip`, then every zip found inside unpacked too, down to ``max_depth``
+    levels (the outer archive is level 1).
+
+    A member zip ``a/b.zip`` is unpacked into ``a/b.zip.unzipped/`` and removed from the file
+    list; the limits apply to each archive. Returns ``(files, problems)``: the extracted files
+    that are not zips, and ``(member path relative to dest, reason)`` for nested zips that are
+    too deep or cannot be unpacked (the caller quarantines them; the rest goes on).
+
+    Raises:
+        CorruptMediaError, UnsupportedMediaError: the outer archive itself (see
+            :func:`safe_unzip`).
+    """
+    dest = Path(dest)
+    files: list[Path] = []
+    problems: list[tuple[str, str]] = []
+    queue = [
+        (path, 2)
+        for path in safe_unzip(
+            zip_path,
+            dest,
+            max_total_bytes=max_total_bytes,
+            max_files=max_files,
+            max_ratio=max_ratio,
+        )
+    ]
+    while queue:
+        path, depth = queue.pop(0)
+        if not _is_zip(path):
+            files.append(path)
+            continue
+        relative = path.relative_to(dest).as_posix()
+        if depth > max_depth:
+            problems.append((relative, f"zip nested more than {max_depth} levels deep"))
+            continue
+        try:
+            inner = safe_unzip(
+                path,
+                path.with_name(path.name + ".unzipped"),
+                max_total_bytes=max_total_bytes,
+                max_files=max_files,
+                max_ratio=max_ratio,
+            )
+        except (CorruptMediaError, UnsupportedMediaError) as error:
+            problems.append((relative, f"nested zip: {error.reason}"))
+            continue
+        queue.extend((p, depth + 1) for p in inner)
+    return sorted(files), problems

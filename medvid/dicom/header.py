@@ -190,6 +190,12 @@ def primary_ultrasound_region(ds: Dataset) -> UltrasoundRegion | None:
 
 _NTSC_RATES = (Fraction(24000, 1001), Fraction(30000, 1001), Fraction(60000, 1001))
 
+DEFAULT_CINE_FPS = Fraction(1)
+"""Rate given to a multi-frame instance whose header has no FrameTime, CineRate or
+RecommendedDisplayFrameRate (e.g. a few palette-colour frames saved together): one frame per
+second, so each frame stays on screen long enough to be read and sampled like a still; the
+choice is recorded as ``fps_source: default`` in ``dicom_pixels``."""
+
 
 def cine_fps(ds: Dataset) -> Fraction | None:
     """Frames per second of a cine loop as an exact fraction, or None when the header has none.
@@ -380,6 +386,10 @@ def _parse_and_probe(
     ``(dataset, pixel element present, its value length or None, end offset of its value)``."""
     ds = _parse(stream, path, tags)
     tsyntax = UID(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2"))
+    if not tsyntax.is_transfer_syntax:
+        raise UnsupportedMediaError(
+            f"{path.name}: its file meta names {str(tsyntax)!r}, which is not a transfer syntax"
+        )
     if tsyntax == _DEFLATED:  # the stream is inflated by pydicom: offsets mean nothing here
         return ds, True, None, 0
     return (ds, *_probe_pixel_element(stream, tsyntax, size))

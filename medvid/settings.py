@@ -1,0 +1,287 @@
+"""medvid's settings: one shape, in one file per home.
+
+Every entry point reads the same settings: ``<home>/medvid.yaml`` (the *home config*), with the
+sections below. The ``medvid`` command, the sensors and schedules, declarative automation and the
+Dagster UI's launchpad all start from it; a run may override single fields (the Dagster ``Config``
+classes are derived from these models, every field optional: unset means "as in medvid.yaml").
+Each partition records the settings it was made with (:func:`fingerprint`).
+
+::
+
+    normalize: {max_duration_s: 240, clip_duration_s: 120}
+    frames: {strategy: every_n, every_n: 10, image_format: jpg, jpeg_quality: 90}
+    ocr: {frames: 3}
+    redaction: {pad: 2, detect_field_of_view: true}
+    labels: {label_ids: {healthy: 0, covid19: 1}, allow_new_labels: true}
+    segments: {dry_run: false, reviewed: false}
+    predict: {model: {strategy: blitz}, predicted_labels: {smoothing_window: 5}}
+    export: {dataset_name: default, val_ratio: 0.2, seed: 0}
+
+Unknown sections and keys are errors (:class:`SettingsError`), so a typo never passes silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+SETTINGS_FILE = "medvid.yaml"
+
+
+class SettingsError(ValueError):
+    """The home config (or a ``--config`` file) is not valid; the message names the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NormalizeSettings(_Section):
+    """How videos become H.264 MP4 (yuv420p, same fps and frame count as decoded).
+
+    Videos longer than ``max_duration_s`` are split into clips of ``clip_duration_s``; every clip
+    records its frame offset so frame numbers still refer to the original."""
+
+    max_duration_s: float = Field(240.0, description="Videos longer than this (s) are split.")
+    clip_duration_s: float = Field(120.0, description="Length of each clip (s) of a split video.")
+    crf: int = Field(18, description="x264 constant rate factor (lower is better; 18 ~ lossless).")
+    preset: str = Field("veryfast", description="x264 preset.")
+
+
+class FrameSettings(_Section):
+    """Which frames to keep and how to write them.
+
+    ``strategy``: ``all`` | ``every_n`` | ``fps`` (``target_fps`` per second) | ``uniform_k``
+    (that many, evenly spaced) | ``unique`` (a frame whose 64-bit pHash differs from the last
+    kept one by at least ``unique_hamming`` bits). Dead frames are flagged, not dropped: black
+    (mean below ``black_mean``), blank (above ``blank_mean``), uniform (std below
+    ``uniform_std``), frozen (mean absolute difference below ``frozen_mean_abs_diff`` for
+    ``frozen_min_duration_s`` or more); levels are 0..255. Disturbed frames: Laplacian variance
+    below ``blur_laplacian_var``. Frames are written with burned-in text blacked out, as ``jpg``
+    (``jpeg_quality``) or ``png``."""
+
+    strategy: Literal["all", "every_n", "fps", "uniform_k", "unique"] = "every_n"
+    every_n: int = 10
+    target_fps: float = 1.0
+    uniform_k: int = 16
+    unique_hamming: int = 10
+    image_format: Literal["jpg", "png"] = "jpg"
+    jpeg_quality: int = 90
+    black_mean: float = 8.0
+    blank_mean: float = 247.0
+    uniform_std: float = 3.0
+    frozen_mean_abs_diff: float = 0.5
+    frozen_min_duration_s: float = 0.5
+    blur_laplacian_var: float = 15.0
+    residual_check_frames: int = Field(
+        3, description="Written frames read again by OCR in the blocking no_residual_phi check."
+    )
+
+
+class OcrSettings(_Section):
+    """How a video's burned-in text is found before its frames are written: ``frames`` frames
+    evenly spaced in time, the first always among them."""
+
+    frames: int = 3
+
+
+class RedactionSettings(_Section):
+    """How burned-in text is blacked out. ``pad``: pixels around each text box.
+    ``detect_field_of_view``: without a DICOM ultrasound region, find the image as the largest
+    lit area (text outside it is masked). ``blank_outside_field_of_view``: also black out every
+    pixel outside the region."""
+
+    pad: int = 2
+    detect_field_of_view: bool = True
+    blank_outside_field_of_view: bool = False
+
+
+class LabelSettings(_Section):
+    """The project's label schema. ``label_ids``: ``{name: id}`` (distinct ids in
+    0..2147483647), written in every label table, export and model; names match exactly.
+    ``allow_new_labels``: a label first seen in a sheet gets the next free id (kept in
+    ``tables/label_schema.json``); when false such a sheet is quarantined, naming the label."""
+
+    label_ids: dict[str, int] = Field(default_factory=dict)
+    allow_new_labels: bool = True
+
+
+class SegmentSettings(_Section):
+    """How segments sheets become frame labels. ``dry_run``: count, write nothing.
+    ``reviewed``/``reviewer``: the segments were validated on the video, so their frame labels
+    are ground truth (a reviews sheet does the same per video)."""
+
+    dry_run: bool = False
+    reviewed: bool = False
+    reviewer: str = ""
+
+
+class LabelModelSettings(_Section):
+    """How the label model is trained (see ``medvid.predict``).
+
+    strategy ``blitz`` (reviewed labels of every source, every ``blitz_skip``-th frame) or
+    ``cold`` (the cold-label answers). labels: the classes in output order (default: every
+    schema label with a positive training frame). multilabel: sigmoid outputs. arch: torchvision
+    ``resnet18``/``resnet34`` from scratch or from the local ``weights_path`` state_dict.
+    input_size (px), epochs, batch_size, lr (Adam), patience (early stopping), val_fraction of
+    the videos held out, min_images_per_epoch, seed."""
+
+    strategy: Literal["blitz", "cold"] = "blitz"
+    labels: list[str] = Field(default_factory=list)
+    multilabel: bool = False
+    arch: Literal["resnet18", "resnet34"] = "resnet18"
+    input_size: int = 128
+    weights_path: str = ""
+    epochs: int = 8
+    batch_size: int = 32
+    lr: float = 1e-3
+    patience: int = 3
+    val_fraction: float = 0.2
+    blitz_skip: int = 3
+    min_images_per_epoch: int = 256
+    seed: int = 0
+
+
+class PredictedLabelsSettings(_Section):
+    """How the current label model predicts a video: ``batch_size`` frames per forward pass,
+    ``smoothing_window`` neighbouring frames averaged (0 = off), ``skip_training_videos``."""
+
+    batch_size: int = 64
+    smoothing_window: int = 0
+    skip_training_videos: bool = True
+
+
+class CustomModelSettings(_Section):
+    """A user's model: ``function`` = ``package.module:function`` taking ``(N, H, W, 3) uint8
+    RGB`` frames and returning N label names and N confidences; ``model_id`` names the source
+    ``model:<model_id>``; ``batch_size`` frames per call."""
+
+    function: str = ""
+    model_id: str = ""
+    batch_size: int = 32
+
+
+class PredictSettings(_Section):
+    """Present in the home config = medvid trains ``model`` once labels change and predicts
+    every video (``predicted_labels``), and/or runs ``custom_model`` on every video."""
+
+    model: LabelModelSettings | None = None
+    predicted_labels: PredictedLabelsSettings = Field(default_factory=PredictedLabelsSettings)
+    custom_model: CustomModelSettings | None = None
+
+
+class ExportSettings(_Section):
+    """The training dataset: ``exports/<dataset_name>/``. ``val_ratio`` of the frames go to
+    validation, drawn by patient with ``seed``; ``imagefolder_skip`` keeps every k-th positive
+    frame per video and label in ``imagefolder/``; ``include_dead``/``include_disturbed``
+    export flagged frames; ``link_mode`` ``hardlink`` (falls back to copy) or ``copy``;
+    predictions only when reviewed, unless ``include_predictions`` or their model ids are in
+    ``prediction_model_ids``."""
+
+    dataset_name: str = "default"
+    val_ratio: float = 0.2
+    seed: int = 0
+    imagefolder_skip: int = 1
+    include_dead: bool = False
+    include_disturbed: bool = True
+    link_mode: Literal["hardlink", "copy"] = "hardlink"
+    include_predictions: bool = False
+    prediction_model_ids: list[str] = Field(default_factory=list)
+
+
+class MedvidSettings(_Section):
+    """The whole home config."""
+
+    normalize: NormalizeSettings = Field(default_factory=NormalizeSettings)
+    frames: FrameSettings = Field(default_factory=FrameSettings)
+    ocr: OcrSettings = Field(default_factory=OcrSettings)
+    redaction: RedactionSettings = Field(default_factory=RedactionSettings)
+    labels: LabelSettings = Field(default_factory=LabelSettings)
+    segments: SegmentSettings = Field(default_factory=SegmentSettings)
+    predict: PredictSettings | None = None
+    export: ExportSettings = Field(default_factory=ExportSettings)
+
+
+SECTIONS: tuple[str, ...] = tuple(MedvidSettings.model_fields)
+
+
+def parse_settings(data: Any, *, source: str = "settings") -> MedvidSettings:
+    """Validate a mapping of sections. Raises :class:`SettingsError` naming the bad key."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"{source}: expected a mapping of sections {list(SECTIONS)}")
+    try:
+        return MedvidSettings.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        raise SettingsError(f"{source}: {problems}") from None
+
+
+def load_settings(path: str | Path) -> MedvidSettings:
+    """The settings in a YAML file; defaults when the file does not exist."""
+    path = Path(path)
+    if not path.exists():
+        return MedvidSettings()
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise SettingsError(f"{path}: not valid YAML ({error})") from None
+    return parse_settings(data, source=str(path))
+
+
+def dump_settings(settings: MedvidSettings) -> str:
+    """The settings as YAML, only what differs from the defaults (what a person wrote)."""
+    data = settings.model_dump(exclude_defaults=True, mode="json")
+    return yaml.safe_dump(data, sort_keys=True) if data else "{}\n"
+
+
+def deep_merge(base: dict, update: dict) -> dict:
+    """``base`` with ``update``'s keys replacing it, nested mappings merged key by key."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def with_overrides(section: BaseModel, overrides: dict) -> BaseModel:
+    """``section`` with the explicitly given fields of ``overrides`` (None means unset)."""
+    explicit = _drop_none(overrides)
+    if not explicit:
+        return section
+    return type(section).model_validate(deep_merge(section.model_dump(), explicit))
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def fingerprint(section: BaseModel | dict) -> str:
+    """12 hex digits identifying settings: equal settings, equal fingerprint."""
+    data = section.model_dump(mode="json") if isinstance(section, BaseModel) else section
+    blob = json.dumps(data, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def changed_fields(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the fields whose values differ between two settings dumps."""
+    names = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            names += changed_fields(a, b, f"{prefix}{key}.")
+        elif a != b:
+            names.append(f"{prefix}{key}")
+    return names
