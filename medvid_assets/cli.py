@@ -1,34 +1,35 @@
 """The ``medvid`` command line: headless runs on the same storage as ``dagster dev``.
 
-``medvid run LANDING_DIR --home HOME_DIR [--config FILE]`` registers everything in LANDING_DIR,
-materializes every asset it needs in-process on the Dagster instance in HOME_DIR (the same one
-``dagster dev`` shows when ``DAGSTER_HOME=HOME_DIR``), shows progress and prints a summary.
-Inputs already processed are skipped, so adding one file and running again processes only it.
+``medvid run LANDING_DIR --home HOME_DIR [--config FILE]`` takes in everything in LANDING_DIR
+and launches, on the Dagster instance in HOME_DIR, exactly the runs medvid's sensors would
+(:func:`medvid_assets.orchestration.planner.plan`: the same jobs, partitions, tags and settings),
+one after another in this process, until nothing is left to do; then prints a summary.
+``--config`` replaces the home config (``HOME_DIR/medvid.yaml``), which the sensors, the
+schedule and the UI read too. Inputs already processed are skipped. Two invocations on one home
+never run at once: the second waits for the first (``--no-wait``: it exits with status 3).
+Runs left STARTED by a killed process and temporary files of dead writers are cleaned up first.
 Exit status: 0 when every run succeeded (quarantined inputs are not failures), 1 otherwise.
 
 ``medvid demo`` runs the same on the sample clips and sheets bundled with medvid.
 """
 
 import argparse
-import json
+import fcntl
 import os
 import shutil
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 REPO_SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 INSTANCE_TEMPLATE = Path(__file__).with_name("instance_template.yaml")
-CLI_CURSOR = "cli_cursor.json"
+LOCK_FILE = ".medvid-run.lock"
 
 
 @dataclass
 class RunSummary:
-    videos_new: list[str] = field(default_factory=list)
     videos_total: int = 0
+    videos_new: list[str] = field(default_factory=list)
     frames: int = 0
     annotations: int = 0
     predicted: int = 0
@@ -36,15 +37,21 @@ class RunSummary:
     studies_new: list[str] = field(default_factory=list)
     not_deidentified: list[str] = field(default_factory=list)
     failed_runs: list[str] = field(default_factory=list)
+    given_up: list[str] = field(default_factory=list)
     quarantined: list[tuple[str, str, str]] = field(default_factory=list)
+    unknown_sheet_rows: int = 0
     export_path: str | None = None
     export_counts: dict[str, int] = field(default_factory=dict)
     export_checks: dict[str, bool] = field(default_factory=dict)
+    reaped_runs: int = 0
+    removed_temporaries: int = 0
+    settings_changed: list[str] = field(default_factory=list)
+    runs: int = 0
 
 
 def prepare_home(home: Path) -> Path:
     """Create HOME_DIR with a ``dagster.yaml`` (SQLite storage, gpu pool) unless it has one, and
-    point ``DAGSTER_HOME`` at it."""
+    point ``DAGSTER_HOME`` and ``MEDVID_HOME`` at it."""
     home = home.expanduser().resolve()
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
@@ -54,201 +61,189 @@ def prepare_home(home: Path) -> Path:
     return home
 
 
-#: ``--config`` sections and the Dagster ``Config`` classes whose fields they set.
-CONFIG_SECTIONS = {
-    "normalize": "NormalizeConfig",
-    "frames": "FrameSamplingConfig",
-    "labels": "LabelSheetsConfig",
-    "segments": "SegmentLabelsConfig",
-    "predict": "model: LabelModelConfig, predicted_labels: PredictedLabelsConfig,"
-    " custom_model: CustomModelConfig",
-    "export": "TrainingDatasetConfig",
-}
+class HomeLock:
+    """An exclusive lock on a home folder (``flock`` on ``.medvid-run.lock``), released when the
+    process ends, however it ends."""
+
+    def __init__(self, home: Path) -> None:
+        self.path = home / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self, wait: bool) -> bool:
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(self._fd)
+            self._fd = None
+            return False
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
 
 
-def load_config(path: Path | None) -> dict:
-    """The ``--config`` YAML: optional sections (:data:`CONFIG_SECTIONS`) whose keys are the
-    fields of the Dagster ``Config`` classes shown in the UI's launchpad."""
+def update_home_config(home: Path, path: Path | None) -> list[str]:
+    """Make ``path`` (a ``--config`` file) the home config; returns the fields that changed.
+    Raises SystemExit with the reason when the file is invalid."""
+    from medvid.io import write_bytes_atomic
+    from medvid.settings import (
+        SETTINGS_FILE,
+        SettingsError,
+        changed_fields,
+        dump_settings,
+        load_settings,
+    )
+
     if path is None:
-        return {}
-    config = yaml.safe_load(path.read_text()) or {}
-    unknown = set(config) - set(CONFIG_SECTIONS)
-    if unknown:
-        raise SystemExit(f"unknown section(s) in {path}: {', '.join(sorted(unknown))}")
-    return config
+        return []
+    try:
+        new = load_settings(path)
+        old = load_settings(home / SETTINGS_FILE)
+    except SettingsError as error:
+        raise SystemExit(f"medvid: {error}") from None
+    changed = changed_fields(old.model_dump(mode="json"), new.model_dump(mode="json"))
+    if changed or not (home / SETTINGS_FILE).exists():
+        write_bytes_atomic(home / SETTINGS_FILE, dump_settings(new).encode())
+    return changed
 
 
-def predict_labels(execute, predict: dict, video_ids: list[str], progress: bool) -> None:
-    """The ``predict`` section: train a label model (``model``: cold or blitz, see
-    LabelModelConfig) and predict every video (``predicted_labels``), and/or run a user's
-    ``custom_model`` on every video. Quarantined videos skip themselves."""
-    from tqdm import tqdm
-
-    if "custom_model" not in predict or "model" in predict:
-        model_config = {"ops": {"label_model": {"config": predict.get("model", {})}}}
-        if execute("label_model_job", model_config):
-            run_config = {
-                "ops": {"predicted_labels": {"config": predict.get("predicted_labels", {})}}
-            }
-            for video_id in tqdm(video_ids, desc="predict", unit="video", disable=not progress):
-                execute("predict_job", run_config, partition_key=video_id)
-    if "custom_model" in predict:
-        run_config = {"ops": {"custom_model_labels": {"config": predict["custom_model"]}}}
-        for video_id in tqdm(video_ids, desc="custom model", unit="video", disable=not progress):
-            execute("custom_model_job", run_config, partition_key=video_id)
-
-
-def _quiet(run_config: dict) -> dict:
-    return {**run_config, "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-
-
-def run(landing_dir: Path, home: Path, config: dict, *, progress: bool = True) -> RunSummary:
-    """Register, process and export everything in ``landing_dir``; see the module docstring."""
-    import dagster as dg
-
+def run(
+    landing_dir: Path,
+    home: Path,
+    config: Path | None = None,
+    *,
+    progress: bool = True,
+    wait: bool = True,
+) -> RunSummary:
+    """Take in and process everything in ``landing_dir``; see the module docstring."""
     home = prepare_home(home)
-    os.environ["MEDVID_LANDING_DIR"] = str(landing_dir.expanduser().resolve())
-    from medvid_assets.definitions import build_definitions
+    lock = HomeLock(home)
+    if not lock.acquire(wait):
+        print(f"medvid: another medvid run is using {home}; not waiting (--no-wait)")
+        raise SystemExit(3)
+    try:
+        summary = RunSummary(settings_changed=update_home_config(home, config))
+        _run(landing_dir.expanduser().resolve(), home, summary, progress)
+        return summary
+    finally:
+        lock.release()
 
-    defs = build_definitions(home)
-    # Resolved as in a run: EnvVar values read (the salt), nested resources built.
-    with dg.build_resources(
-        {key: defs.resources[key] for key in ("landing_zone", "media_store", "deid")},
-        instance=dg.DagsterInstance.get(),
-    ) as resources:
-        return _run(defs, resources, home, config, progress)
 
-
-def _run(defs, resources, home: Path, config: dict, progress: bool) -> RunSummary:
+def _run(landing_dir: Path, home: Path, summary: RunSummary, progress: bool) -> None:
     import dagster as dg
     from tqdm import tqdm
 
-    from medvid_assets.deid import study_deidentified, video_deidentified
-    from medvid_assets.dicom import registered_studies
-    from medvid_assets.export import EXPORT_CHECKS
-    from medvid_assets.landing import ledger_entries
-    from medvid_assets.partitions import study_partitions
-    from medvid_assets.quarantine import quarantine_records
-    from medvid_assets.schedules import unprocessed
-    from medvid_assets.sensors import scan_and_register
-    from medvid_assets.storage import read_table, table_key
+    from medvid_assets.definitions import build_definitions
+    from medvid_assets.orchestration.launch import run_until_done
+    from medvid_assets.orchestration.runs import reap_stale_runs, remove_stale_temporaries
 
-    zone, store, deid = resources.landing_zone, resources.media_store, resources.deid
+    defs = build_definitions(home, landing_dir)
     instance = dg.DagsterInstance.get()
-    summary = RunSummary()
-
-    cursor_path = home / CLI_CURSOR
-    cursor = json.loads(cursor_path.read_text()) if cursor_path.exists() else None
-    outcome, _ = scan_and_register(zone, store, deid, cursor, now=time.time(), require_stable=False)
-    cursor_path.write_text(json.dumps(outcome.cursor))
-
-    def execute(job_name: str, run_config: dict, **kwargs) -> bool:
-        result = defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance, run_config=_quiet(run_config), raise_on_error=False, **kwargs
+    summary.reaped_runs = len(reap_stale_runs(instance))
+    summary.removed_temporaries = len(remove_stale_temporaries(home))
+    keys = ("landing_zone", "media_store", "settings")
+    with dg.build_resources({k: defs.resources[k] for k in keys}, instance=instance) as res:
+        known_videos = set(instance.get_dynamic_partitions("videos"))
+        known_studies = set(instance.get_dynamic_partitions("studies"))
+        launched = run_until_done(
+            defs,
+            instance,
+            res,
+            on_batch=lambda kind, batch: tqdm(batch, desc=kind, unit="run", disable=not progress),
         )
-        if not result.success:
-            summary.failed_runs.append(f"{job_name} {kwargs.get('partition_key', '')}".strip())
-        return result.success
+        summary.runs = len(launched.runs)
+        summary.failed_runs = launched.failed
+        summary.given_up = launched.given_up
+        summarize(instance, res.media_store, summary, known_videos, known_studies)
 
-    # DICOM studies first: their cine loops join the videos below.
-    studies = registered_studies(store)
-    known_studies = set(instance.get_dynamic_partitions(study_partitions.name))
-    if missing := [s for s in studies if s not in known_studies]:
-        instance.add_dynamic_partitions(study_partitions.name, missing)
-    summary.studies_new = unprocessed(instance, study_partitions.name, "dicom_images")
-    for study in tqdm(summary.studies_new, desc="studies", unit="study", disable=not progress):
-        execute("dicom_pipeline", {}, partition_key=study)
 
-    video_ids = [e.content_id for e in ledger_entries(store, kind="video")]
-    known = set(instance.get_dynamic_partitions("videos"))
-    if missing := [v for v in video_ids if v not in known]:
-        instance.add_dynamic_partitions("videos", missing)
-    done = instance.get_materialized_partitions(dg.AssetKey("frame_labels"))
-    pending = [v for v in video_ids if v not in done]
-    summary.videos_total = len(video_ids)
-    summary.videos_new = pending
+def summarize(instance, store, summary: RunSummary, known_videos, known_studies) -> None:
+    """Fill ``summary`` from the instance and the store (display names only)."""
+    import dagster as dg
+    from dagster._core.storage.asset_check_execution_record import (
+        AssetCheckExecutionRecordStatus,
+    )
 
-    new_sheets = outcome.new_of_kind("sheet")
-    first_time = not instance.get_latest_materialization_event(dg.AssetKey("label_sheets"))
-    if new_sheets or first_time or "labels" in config:  # changed label ids take effect too
-        execute("labels_job", {"ops": {"label_sheets": {"config": config.get("labels", {})}}})
-    segments_config = {"segment_labels": {"config": config.get("segments", {})}}
-    video_config = {
-        "ops": {
-            "normalized_videos": {"config": config.get("normalize", {})},
-            "video_frames": {"config": config.get("frames", {})},
-            **segments_config,
-        }
-    }
-    bar = tqdm(pending, desc="videos", unit="video", disable=not progress)
-    for video_id in bar:
-        bar.set_postfix_str(
-            next(
-                e.original_name for e in ledger_entries(store, "video") if e.content_id == video_id
-            )[:40]
-        )
-        execute("video_pipeline", video_config, partition_key=video_id)
-    if new_sheets:  # labels of videos processed earlier follow the new sheets
-        for video_id in tqdm(
-            [v for v in video_ids if v in done], desc="relabel", disable=not progress
-        ):
-            execute(
-                "video_pipeline",
-                {"ops": segments_config},
-                partition_key=video_id,
-                asset_selection=[dg.AssetKey("frame_labels"), dg.AssetKey("segment_labels")],
-            )
-    if (predict := config.get("predict")) is not None:
-        predict_labels(execute, predict, video_ids, progress)
-    export_config = {"ops": {"training_dataset": {"config": config.get("export", {})}}}
-    execute("export_job", export_config)
+    from medvid.catalog.keys import Tables, deid_status_key, table_key
+    from medvid.deid.store import study_deidentified, video_deidentified
+    from medvid.intake.ledger import ledger_entry_or_none
+    from medvid.quarantine import quarantine_records, quarantined_ids
+    from medvid.store import read_table
+    from medvid_assets.export.assets import EXPORT_CHECKS
 
-    for video_id in video_ids:
-        key = table_key("video_frames", video_id)
-        if store.exists(key):
+    videos = sorted(instance.get_dynamic_partitions("videos"))
+    summary.videos_total = len(videos)
+    summary.videos_new = [v for v in videos if v not in known_videos]
+    quarantined = quarantined_ids(store)
+    for video_id in videos:
+        if store.exists(key := table_key(Tables.VIDEO_FRAMES, video_id)):
             summary.frames += read_table(store, key).num_rows
-        for asset in ("frame_labels", "segment_labels"):
+        for asset in (Tables.FRAME_LABELS, Tables.SEGMENT_LABELS):
             if store.exists(key := table_key(asset, video_id)):
                 summary.annotations += read_table(store, key).num_rows
-        if store.exists(key := table_key("predicted_labels", video_id)):
+        if store.exists(key := table_key(Tables.PREDICTED_LABELS, video_id)):
             summary.predicted += read_table(store, key).num_rows
+        checked = store.exists(deid_status_key("video", video_id))
+        if checked and video_id not in quarantined and not video_deidentified(store, video_id):
+            entry = ledger_entry_or_none(store, video_id)
+            summary.not_deidentified.append(entry.display_name if entry else video_id)
     summary.quarantined = sorted((r.file, r.stage, r.reason) for r in quarantine_records(store))
-    if store.exists(table_key("dicom_studies")):
-        summary.studies = read_table(store, table_key("dicom_studies")).to_pylist()
+    studies = sorted(instance.get_dynamic_partitions("studies"))
+    summary.studies_new = [s for s in studies if s not in known_studies]
+    if store.exists(table_key(Tables.DICOM_STUDIES)):
+        summary.studies = read_table(store, table_key(Tables.DICOM_STUDIES)).to_pylist()
     for study in summary.studies:
-        key = table_key("dicom_pixels", study["study_key"])
+        key = table_key(Tables.DICOM_PIXELS, study["study_key"])
         pixels = read_table(store, key).to_pylist() if store.exists(key) else []
         study["cine_names"] = [f"cine_{p['instance_id']}" for p in pixels if p["kind"] == "cine"]
-    processed = instance.get_materialized_partitions(dg.AssetKey("video_frames"))
-    summary.not_deidentified = [
-        v for v in video_ids if v in processed and not video_deidentified(store, v)
-    ] + [s["study_key"] for s in summary.studies if not study_deidentified(store, s["study_key"])]
-    event = instance.get_latest_materialization_event(dg.AssetKey("training_dataset"))
-    if event and event.asset_materialization:
-        metadata = event.asset_materialization.metadata
+        if study["study_key"] not in quarantined and not study_deidentified(
+            store, study["study_key"]
+        ):
+            summary.not_deidentified.append(study["study_key"])
+    sheets = instance.fetch_materializations(dg.AssetKey("label_sheets"), limit=1).records
+    if sheets and sheets[0].asset_materialization:
+        value = sheets[0].asset_materialization.metadata.get("rows_naming_unknown_videos")
+        summary.unknown_sheet_rows = int(value.value) if value is not None else 0
+    exported = instance.fetch_materializations(dg.AssetKey("training_dataset"), limit=1).records
+    if exported and exported[0].asset_materialization:
+        metadata = exported[0].asset_materialization.metadata
         summary.export_path = metadata["path"].value if "path" in metadata else None
         summary.export_counts = {
             name: metadata[name].value
             for name in ("annotations", "frames", "still_images")
             if name in metadata
         }
-    for check in EXPORT_CHECKS:
-        record = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-            [dg.AssetCheckKey(dg.AssetKey("training_dataset"), check)]
-        ).get(dg.AssetCheckKey(dg.AssetKey("training_dataset"), check))
-        if record is not None and record.evaluation is not None:
-            summary.export_checks[check] = record.evaluation.passed
-    return summary
+    check_keys = [dg.AssetCheckKey(dg.AssetKey("training_dataset"), c) for c in EXPORT_CHECKS]
+    records = instance.event_log_storage.get_latest_asset_check_execution_by_key(check_keys)
+    for key, record in records.items():
+        if record.status == AssetCheckExecutionRecordStatus.SUCCEEDED:
+            summary.export_checks[key.name] = True
+        elif record.status == AssetCheckExecutionRecordStatus.FAILED:
+            summary.export_checks[key.name] = False
 
 
 def print_summary(summary: RunSummary, home: Path) -> None:
     print()
-    print(f"videos:       {summary.videos_total} ({len(summary.videos_new)} processed this run)")
+    if summary.reaped_runs or summary.removed_temporaries:
+        print(
+            f"cleaned up:   {summary.reaped_runs} run(s) left STARTED by a dead process,"
+            f" {summary.removed_temporaries} temporary file(s) of dead writers"
+        )
+    if summary.settings_changed:
+        print(f"home config:  updated ({', '.join(summary.settings_changed)})")
+    print(f"runs:         {summary.runs}")
+    print(f"videos:       {summary.videos_total} ({len(summary.videos_new)} new this run)")
     print(f"frames:       {summary.frames}")
     print(f"annotations:  {summary.annotations} (labels and segments sheets)")
+    if summary.unknown_sheet_rows:
+        print(f"sheet rows naming videos not seen yet: {summary.unknown_sheet_rows} (kept)")
     if summary.predicted:
         print(f"predicted:    {summary.predicted} frame labels (exported once reviewed)")
-    print(f"studies:      {len(summary.studies)} ({len(summary.studies_new)} processed this run)")
+    print(f"studies:      {len(summary.studies)} ({len(summary.studies_new)} new this run)")
     for study in summary.studies:
         ok = study["header_deidentified"] and study["pixels_deidentified"]
         print(
@@ -260,31 +255,37 @@ def print_summary(summary: RunSummary, home: Path) -> None:
             print(f"      cine loops: {', '.join(study['cine_names'])}")
     if summary.not_deidentified:
         print(
-            f"NOT EXPORTED (de-identification check failed): {', '.join(summary.not_deidentified)}"
+            "NOT EXPORTED (de-identification check found PHI):"
+            f" {', '.join(summary.not_deidentified)}"
         )
-    print(f"quarantined:  {len(summary.quarantined)}")
+    print(f"quarantined:  {len(summary.quarantined)} (unreadable or unsupported inputs)")
     for file, stage, reason in summary.quarantined:
         print(f"  - {file} [{stage}]: {reason}")
     counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in summary.export_counts.items())
     print(f"export:       {summary.export_path or '(none)'}" + (f" ({counts})" if counts else ""))
     if summary.export_checks:
         checks = ", ".join(
-            f"{k} {'ok' if v else 'FAILED'}" for k, v in summary.export_checks.items()
+            f"{k} {'ok' if v else 'FAILED'}" for k, v in sorted(summary.export_checks.items())
         )
         print(f"checks:       {checks}")
     if summary.failed_runs:
-        print(f"FAILED runs:  {', '.join(summary.failed_runs)}")
+        print(f"FAILED runs:  {', '.join(summary.failed_runs)} (details: the UI's run pages)")
+    if summary.given_up:
+        print(f"given up:     {', '.join(summary.given_up)} (failed 3 times; fix and re-run)")
     print(f"UI:           DAGSTER_HOME={home} dagster dev -w workspace.yaml")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="medvid", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    run_p = sub.add_parser("run", help="process everything in a landing folder")
+    run_p = sub.add_parser("run", help="take in and process everything in a landing folder")
     run_p.add_argument("landing_dir", type=Path)
     run_p.add_argument("--home", type=Path, required=True, help="medvid/Dagster home folder")
-    run_p.add_argument("--config", type=Path, help="YAML with normalize/frames/export sections")
+    run_p.add_argument("--config", type=Path, help="YAML settings; becomes the home config")
     run_p.add_argument("--no-progress", action="store_true")
+    run_p.add_argument(
+        "--no-wait", action="store_true", help="exit (status 3) if another run uses the home"
+    )
     demo_p = sub.add_parser("demo", help="run on the sample clips bundled with medvid")
     demo_p.add_argument("--home", type=Path, default=Path("demo_home"))
     demo_p.add_argument("--no-progress", action="store_true")
@@ -295,14 +296,16 @@ def main(argv: list[str] | None = None) -> int:
         landing.mkdir(parents=True, exist_ok=True)
         for sample in sorted((REPO_SAMPLES / "landing").iterdir()):
             if not (landing / sample.name).exists():
-                shutil.copyfile(sample, landing / sample.name)
-        config = load_config(REPO_SAMPLES / "demo_config.yaml")
+                shutil.copy2(sample, landing / sample.name)
+        config = REPO_SAMPLES / "demo_config.yaml"
+        wait = True
     else:
         landing = args.landing_dir
         if not landing.is_dir():
             parser.error(f"landing folder not found: {landing}")
-        config = load_config(args.config)
-    summary = run(landing, args.home, config, progress=not args.no_progress)
+        config = args.config
+        wait = not args.no_wait
+    summary = run(landing, args.home, config, progress=not args.no_progress, wait=wait)
     print_summary(summary, args.home.expanduser().resolve())
     return 1 if summary.failed_runs else 0
 

@@ -1,4 +1,10 @@
-"""The one Definitions of medvid: every asset, check, job, sensor, schedule and resource."""
+"""The one Definitions of medvid: every stage's assets and checks, the orchestration (jobs,
+sensors, schedule) and the resources, merged (``dg.Definitions.merge``).
+
+Stages (a folder each, same names as in the core): intake, videos, dicom, ocr, deid, frames,
+labels, labelbox, predict, export, quality. Stages never import each other; they meet through
+the core (:mod:`medvid`) and asset keys.
+"""
 
 from __future__ import annotations
 
@@ -6,63 +12,33 @@ from pathlib import Path
 
 import dagster as dg
 
-from medvid_assets import deid, dicom, export, frames, labels, landing, ocr, quarantine, videos
-from medvid_assets import labelbox as labelbox_stage
-from medvid_assets import predict as predict_stage
-from medvid_assets.jobs import LABEL_JOBS, dicom_pipeline, export_job, labels_job, video_pipeline
-from medvid_assets.labelbox import labelbox_from_env
-from medvid_assets.schedules import daily_dicom_sync, daily_drive_sync
-from medvid_assets.sensors import cine_loop_sensor, drive_landing_sensor
-from medvid_assets.settings import (
-    deid_from_env,
-    landing_zone_from_env,
-    media_store_from_env,
-    medvid_home,
-    ocr_engine_from_env,
-)
-from medvid_resources.torch_device import TorchDeviceResource
-
-STAGES = [
-    landing,
-    videos,
-    dicom,
-    ocr,
+from medvid_assets import (
     deid,
-    frames,
-    labels,
-    labelbox_stage,
-    predict_stage,
+    dicom,
     export,
-    quarantine,
-]
+    frames,
+    intake,
+    labelbox,
+    labels,
+    ocr,
+    orchestration,
+    predict,
+    quality,
+    videos,
+)
+from medvid_assets.resources import medvid_home, resources
+
+STAGES = (intake, videos, dicom, ocr, deid, frames, labels, labelbox, predict, export, quality)
 
 
-def build_definitions(home: Path | None = None) -> dg.Definitions:
-    """All of medvid, with resources rooted at ``home`` (default :func:`medvid_home`)."""
+def build_definitions(home: Path | None = None, landing_dir: Path | None = None) -> dg.Definitions:
+    """All of medvid, with resources rooted at ``home`` (default :func:`medvid_home`) and the
+    landing zone at ``landing_dir`` when given (the ``medvid`` command's argument)."""
     home = home or medvid_home()
-    return dg.Definitions(
-        assets=dg.load_assets_from_modules(STAGES),
-        asset_checks=dg.load_asset_checks_from_modules(STAGES),
-        jobs=[video_pipeline, dicom_pipeline, labels_job, export_job, *LABEL_JOBS],
-        sensors=[
-            drive_landing_sensor,
-            cine_loop_sensor,
-            dg.AutomationConditionSensorDefinition(
-                "medvid_automation",
-                target=dg.AssetSelection.all(),
-                default_status=dg.DefaultSensorStatus.RUNNING,
-                minimum_interval_seconds=30,
-            ),
-        ],
-        schedules=[daily_drive_sync, daily_dicom_sync],
-        resources={
-            "landing_zone": landing_zone_from_env(home),
-            "media_store": media_store_from_env(home),
-            "deid": deid_from_env(home),
-            "ocr_engine": ocr_engine_from_env(),
-            "labelbox": labelbox_from_env(),
-            "torch_device": TorchDeviceResource(),
-        },
+    return dg.Definitions.merge(
+        *(stage.defs for stage in STAGES),
+        orchestration.defs,
+        dg.Definitions(resources=resources(home, landing_dir)),
     )
 
 

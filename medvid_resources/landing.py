@@ -19,6 +19,7 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
+from medvid.errors import UnsafeInputError
 from medvid.ids import sha256_stream
 from medvid.io import atomic_path
 
@@ -122,7 +123,9 @@ class DriveFolderLandingZone(LandingZone):
     def _full(self, key: str) -> Path:
         full = (self._root() / key).resolve()
         if self._root() not in full.parents:
-            raise ValueError(f"key escapes the landing folder: {key!r}")
+            raise UnsafeInputError(
+                "the file is a link to a place outside the landing folder; copy the file itself"
+            )
         return full
 
     @contextmanager
@@ -136,7 +139,7 @@ class DriveFolderLandingZone(LandingZone):
         return dest
 
     def uri(self, key: str) -> str:
-        return self._full(key).as_uri()
+        return (self._root() / key).as_uri()
 
 
 class S3LandingZone(LandingZone):

@@ -2,52 +2,46 @@
 
 One engine (:mod:`medvid.predict`), three kinds of model:
 
-- **cold label** (no labels yet): ``cold_label_queue`` picks K frames per video (uniform or the
-  ``unique`` perceptual-hash sampler) and writes them to ``<home>/labelling/cold_label_queue.csv``
-  and ``.json`` (or, with the Labelbox upload's ``frames: queue``, to a Labelbox project); a
-  person fills in the ``label`` column; ``cold_label_answers`` reads the answers (and the
-  reviewed Labelbox labels of the queued frames); ``label_model`` with ``strategy: cold`` trains
-  on them; ``predicted_labels`` predicts every frame of every video.
-- **blitz label** (some videos reviewed): ``label_model`` with ``strategy: blitz`` trains on every
-  ``blitz_skip``-th frame of the reviewed label sets (sheets, segments, Labelbox, answers,
-  reviewed predictions); ``predicted_labels`` predicts the videos it was not trained on.
+- **cold label** (no labels yet): ``cold_label_queue`` picks K frames per video and writes them
+  to ``<home>/labelling/cold_label_queue.csv`` and ``.json`` (or, with the Labelbox upload's
+  ``frames: queue``, to a Labelbox project); a person fills in the ``label`` column;
+  ``cold_label_answers`` reads the answers (and the reviewed Labelbox labels of the queued
+  frames); ``label_model`` with ``strategy: cold`` trains on them; ``predicted_labels`` predicts
+  every frame of every video.
+- **blitz label** (some videos reviewed): ``label_model`` with ``strategy: blitz`` trains on
+  every ``blitz_skip``-th frame of the reviewed label sets; ``predicted_labels`` predicts the
+  videos it was not trained on.
 - **custom model**: ``custom_model_labels`` runs a user's ``package.module:function``.
 
-Trained models are versioned: ``models/<model_id>.pt`` + ``models/<model_id>.json`` (classes,
-input size, the videos and frames it was trained on, its training curve), never overwritten;
-``models/label_model.json`` names the current one, which ``predicted_labels`` uses. Training and
-inference declare ``pool="gpu"`` and run on the :class:`TorchDeviceResource`'s device (CUDA when
-present, else CPU). Predictions are label sets with source ``model:<model_id>``, exported only
-once reviewed (see :mod:`medvid_assets.export`).
+Trained models are versioned (``models/<model_id>.pt`` + ``.json``, never overwritten;
+``models/label_model.json`` names the current one). Training and inference declare
+``pool="gpu"`` and run on the ``torch_device`` resource (CUDA when present, else the CPU).
+Predictions are label sets with source ``model:<model_id>``, exported only once reviewed.
+The settings come from the home config's ``predict`` section.
 """
 
-import base64
 import datetime as dt
-import io
 import time
-from pathlib import Path
 from typing import Literal
 
 import dagster as dg
-import matplotlib
-import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from dagster import AssetExecutionContext
-from pydantic import Field
 
+from medvid.catalog import keys
+from medvid.catalog.keys import Tables, table_key
 from medvid.errors import MedvidInputError
-from medvid.frames.extract import FRAME_MANIFEST_SCHEMA
+from medvid.frames.store import live_manifest
 from medvid.labels.labelsets import ground_truth, merge_label_sets
+from medvid.labels.queue import queue_frames
 from medvid.labels.schema import LabelSchema, empty_frame_labels
+from medvid.labels.store import read_label_schema, reviewed_training_labels, videos_with_frames
+from medvid.plots import confusion_matrix_png, training_curve_png
 from medvid.predict.errors import TrainingDataError
-from medvid.predict.evaluate import evaluate_on_videos, evaluation_markdown, lung_ultrasound_class
 from medvid.predict.infer import predict_frames
 from medvid.predict.model import ModelSpec, load_model, model_fingerprint, save_model
 from medvid.predict.selection import DEFAULT_HAMMING_THRESHOLD
 from medvid.predict.strategies import (
-    DEFAULT_BLITZ_SKIP,
     labels_to_items,
     load_custom_callable,
     predict_with_callable,
@@ -58,115 +52,28 @@ from medvid.predict.strategies import (
 )
 from medvid.predict.train import TrainConfig, every_nth_frame, split_by_video, train_classifier
 from medvid.previews import contact_sheet, encode_jpeg
-from medvid_assets.frames import read_frame_manifest, video_frames
-from medvid_assets.labels import (
-    label_sets_of_videos,
-    read_label_schema,
-    video_aliases,
-    videos_with_frames,
-)
+from medvid.settings import CustomModelSettings, LabelModelSettings, PredictedLabelsSettings
+from medvid.store import read_json, read_table, write_json, write_table
+from medvid_assets.orchestration.runs import record_worker
 from medvid_assets.partitions import video_partitions
-from medvid_assets.quarantine import skip_if_quarantined
-from medvid_assets.storage import (
-    FRAMES_PREFIX,
-    read_json,
-    read_table,
-    table_key,
-    write_json,
-    write_table,
+from medvid_assets.policy import (
+    SettingsResource,
+    markdown_image,
+    per_file,
+    resolve_settings,
+    settings_config,
 )
-from medvid_assets.videos import read_video_metadata
 from medvid_resources import MediaStore
 from medvid_resources.torch_device import TorchDeviceResource
 
-matplotlib.use("Agg")
-
-QUEUE_BASE = "labelling/cold_label_queue"
-MODELS_PREFIX = "models"
-CURRENT_MODEL_KEY = f"{MODELS_PREFIX}/label_model.json"
-EVALUATION_PREFIX = "reports/label_prediction_evaluation"
+LabelModelConfig = settings_config(LabelModelSettings, "LabelModelConfig")
+PredictedLabelsConfig = settings_config(PredictedLabelsSettings, "PredictedLabelsConfig")
+CustomModelConfig = settings_config(CustomModelSettings, "CustomModelConfig")
 
 
-# --- shared helpers ---------------------------------------------------------------------------
-
-
-def live_manifest(store: MediaStore, video_ids: list[str]) -> pd.DataFrame:
-    """The frame manifests of ``video_ids`` concatenated, without dead frames."""
-    parts = [read_frame_manifest(store, vid).to_pandas() for vid in video_ids]
-    manifest = (
-        pd.concat(parts, ignore_index=True)
-        if parts
-        else FRAME_MANIFEST_SCHEMA.empty_table().to_pandas()
-    )
-    return manifest[~manifest["is_dead"].astype(bool)].reset_index(drop=True)
-
-
-def video_frames_root(store: MediaStore, video_id: str) -> Path:
-    """The local ``frames/`` root with (only) this video's frames fetched: what a per-video
-    asset needs, without downloading every video's frames from a remote store."""
-    return store.fetch_prefix(f"{FRAMES_PREFIX}/video_{video_id}").parent
-
-
-def known_videos(context: AssetExecutionContext, store: MediaStore) -> list[str]:
-    """Every video with extracted frames whose input is not quarantined, sorted."""
-    return videos_with_frames(store, context.instance.get_dynamic_partitions(video_partitions.name))
-
-
-def queue_frames(store: MediaStore) -> pd.DataFrame:
-    """The frames of the cold-label queue (``frame_id``, ``video_id``, ``frame_number``...);
-    empty when ``cold_label_queue`` was never materialized."""
-    key = f"{QUEUE_BASE}.json"
-    if not store.exists(key):
-        return pd.DataFrame(columns=["frame_id", "video_id", "frame_number"])
-    return pd.DataFrame(read_json(store, key)["frames"])
-
-
-def _png_markdown(fig, alt: str) -> str:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return f"![{alt}](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})"
-
-
-def training_curve_plot(history: list[dict[str, float]]) -> str:
-    """Train and validation loss (and validation accuracy) per epoch, as PNG markdown."""
-    import matplotlib.pyplot as plt
-
-    epochs = [int(h["epoch"]) for h in history]
-    fig, ax = plt.subplots(figsize=(5, 3), dpi=80)
-    ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train loss")
-    ax.plot(epochs, [h["val_loss"] for h in history], "o-", label="validation loss")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    accuracy = [h["val_accuracy"] for h in history]
-    if not all(np.isnan(accuracy)):
-        twin = ax.twinx()
-        twin.plot(epochs, accuracy, "s--", color="tab:green", label="validation accuracy")
-        twin.set_ylim(0, 1)
-        twin.set_ylabel("accuracy")
-    ax.legend(loc="upper right", fontsize=7)
-    ax.set_title("training curve")
-    return _png_markdown(fig, "training curve")
-
-
-def confusion_matrix_plot(matrix: list[list[int]], classes: tuple[str, ...]) -> str:
-    """Validation confusion matrix (rows true, columns predicted), as PNG markdown."""
-    import matplotlib.pyplot as plt
-
-    counts = np.asarray(matrix, dtype=int)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.8 * len(classes), 1.0 + 0.8 * len(classes)), dpi=80)
-    ax.imshow(counts, cmap="Blues")
-    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=7)
-    ax.set_yticks(range(len(classes)), classes, fontsize=7)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    for (row, column), value in np.ndenumerate(counts):
-        ax.text(column, row, str(value), ha="center", va="center", fontsize=8)
-    ax.set_title("validation confusion matrix")
-    return _png_markdown(fig, "confusion matrix")
+def video_frames_root(store: MediaStore, video_id: str):
+    """The local ``frames/`` root with (only) this video's frames fetched."""
+    return store.fetch_prefix(keys.frames_prefix(video_id)).parent
 
 
 def _failure(error: MedvidInputError, what: str) -> dg.Failure:
@@ -194,7 +101,8 @@ class ColdLabelQueueConfig(dg.Config):
 @dg.asset(
     group_name="predict",
     kinds={"csv", "json"},
-    deps=[video_frames],
+    deps=["video_frames"],
+    code_version="2",
     description="Cold-label queue: K frames per video for a person to label, written to"
     " labelling/cold_label_queue.csv and .json under the home folder (frame_id, video_id,"
     " frame_number, frame_timestamp, frame_relative_path, label). Fill in the label column"
@@ -202,9 +110,10 @@ class ColdLabelQueueConfig(dg.Config):
     " the queue to Labelbox (labelbox_uploads with frames: queue).",
 )
 def cold_label_queue(
-    context: AssetExecutionContext, config: ColdLabelQueueConfig, media_store: MediaStore
+    context: dg.AssetExecutionContext, config: ColdLabelQueueConfig, media_store: MediaStore
 ) -> dg.MaterializeResult:
-    video_ids = known_videos(context, media_store)
+    record_worker(context)
+    video_ids = videos_with_frames(media_store)
     manifest = live_manifest(media_store, video_ids)
     try:
         selected = select_frames_for_labelling(
@@ -213,16 +122,16 @@ def cold_label_queue(
             config.method,
             hamming_threshold=config.hamming_threshold,
         )
-        base = media_store.local_path(f"{QUEUE_BASE}.csv").with_suffix("")
+        base = media_store.local_path(f"{keys.LABELLING_QUEUE}.csv").with_suffix("")
         previous = queue_answers(base)
     except MedvidInputError as error:
         raise _failure(error, "cannot build the cold-label queue") from None
     kept = {f: a for f, a in previous.items() if f in set(selected["frame_id"])}
     labels = read_label_schema(media_store).names
     csv_path, json_path = write_labelling_queue(selected, base, labels, answers=kept)
-    media_store.publish(f"{QUEUE_BASE}.csv")
-    media_store.publish(f"{QUEUE_BASE}.json")
-    frames_root = media_store.fetch_prefix(FRAMES_PREFIX)
+    media_store.publish(f"{keys.LABELLING_QUEUE}.csv")
+    media_store.publish(f"{keys.LABELLING_QUEUE}.json")
+    frames_root = media_store.fetch_prefix(keys.FRAMES)
     metadata = {
         "frames": len(selected),
         "videos": int(selected["video_id"].nunique()) if len(selected) else 0,
@@ -237,9 +146,7 @@ def cold_label_queue(
         sheet = encode_jpeg(
             contact_sheet([frames_root / p for p in selected["frame_relative_path"]])
         )
-        metadata["preview"] = dg.MetadataValue.md(
-            f"![queue](data:image/jpeg;base64,{base64.b64encode(sheet).decode()})"
-        )
+        metadata["preview"] = markdown_image(sheet, "queue", "image/jpeg")
     return dg.MaterializeResult(metadata=metadata)
 
 
@@ -258,42 +165,46 @@ class ColdLabelAnswersConfig(dg.Config):
 @dg.asset(
     group_name="predict",
     kinds={"parquet"},
-    deps=[cold_label_queue, "labelbox_labels"],
+    deps=["cold_label_queue", "labelbox_labels"],
+    code_version="2",
     description="The answers to the cold-label queue as reviewed labels (source 'manual': the"
     " label given is true, the project's other labels false), read from the queue files, plus"
     " the reviewed Labelbox labels of the queued frames.",
 )
 def cold_label_answers(
-    context: AssetExecutionContext, config: ColdLabelAnswersConfig, media_store: MediaStore
+    context: dg.AssetExecutionContext, config: ColdLabelAnswersConfig, media_store: MediaStore
 ) -> dg.MaterializeResult:
+    record_worker(context)
     schema = read_label_schema(media_store)
     now = dt.datetime.now(dt.UTC)
     tables = []
     try:
         for suffix in (".csv", ".json"):
-            if media_store.exists(QUEUE_BASE + suffix):
+            if media_store.exists(keys.LABELLING_QUEUE + suffix):
                 tables.append(
                     read_labelling_answers(
-                        media_store.fetch(QUEUE_BASE + suffix),
+                        media_store.fetch(keys.LABELLING_QUEUE + suffix),
                         schema,
                         annotator=config.annotator,
                         now=now,
                     )
                 )
-        queue_answers(media_store.local_path(f"{QUEUE_BASE}.csv").with_suffix(""))  # conflicts
+        queue_answers(
+            media_store.local_path(f"{keys.LABELLING_QUEUE}.csv").with_suffix("")
+        )  # conflicts
     except MedvidInputError as error:
         raise _failure(error, "the cold-label answers cannot be read") from None
     queued = queue_frames(media_store)
     from_labelbox = 0
-    if config.include_labelbox and media_store.exists(table_key("labelbox_labels")):
-        labelbox = ground_truth(read_table(media_store, table_key("labelbox_labels")))
+    if config.include_labelbox and media_store.exists(table_key(Tables.LABELBOX_LABELS)):
+        labelbox = ground_truth(read_table(media_store, table_key(Tables.LABELBOX_LABELS)))
         labelbox = labelbox.filter(
             pc.is_in(labelbox["frame_id"], pa.array(queued["frame_id"].astype(str)))
         )
         from_labelbox = labelbox.num_rows
         tables.append(labelbox)
     table = merge_label_sets(tables) if tables else empty_frame_labels()
-    write_table(media_store, table_key("cold_label_answers"), table)
+    write_table(media_store, table_key(Tables.COLD_LABEL_ANSWERS), table)
     df = table.to_pandas()
     positives = df[df["value"]]
     answered = int(df["frame_id"].nunique()) if len(df) else 0
@@ -316,50 +227,6 @@ def cold_label_answers(
 # --- the label model --------------------------------------------------------------------------
 
 
-class LabelModelConfig(dg.Config):
-    """How the label model is trained.
-
-    strategy: ``blitz`` (train on the reviewed labels of every source: labels and segments
-    sheets, Labelbox, cold-label answers, reviewed predictions; every ``blitz_skip``-th frame of
-    each video) or ``cold`` (train on cold_label_answers). labels: the classes, in output order
-    (default: every label of the project schema with at least one positive training frame).
-    multilabel: several labels per frame (sigmoid outputs) instead of exactly one.
-    arch: ``resnet18`` | ``resnet34`` (torchvision, trained from scratch) starting from the local
-    ``weights_path`` state_dict when given (no downloads). input_size: square input, pixels.
-    Training: up to ``epochs`` passes, ``batch_size`` frames per step, Adam with ``lr``; a
-    ``val_fraction`` of the videos is held out for validation (whole videos, every class kept
-    in training) and training stops after ``patience`` epochs without a lower validation loss.
-    An epoch trains on at least ``min_images_per_epoch`` images (fewer frames, as in cold label,
-    are drawn with replacement and augmented).
-    """
-
-    strategy: Literal["blitz", "cold"] = "blitz"
-    labels: list[str] = Field(default_factory=list)
-    multilabel: bool = False
-    arch: Literal["resnet18", "resnet34"] = "resnet18"
-    input_size: int = 128
-    weights_path: str = ""
-    epochs: int = 8
-    batch_size: int = 32
-    lr: float = 1e-3
-    patience: int = 3
-    val_fraction: float = 0.2
-    blitz_skip: int = DEFAULT_BLITZ_SKIP
-    min_images_per_epoch: int = 256
-    seed: int = 0
-
-
-def reviewed_training_labels(store: MediaStore, video_ids: list[str]) -> pa.Table:
-    """Ground truth for blitz label: per video, every label set merged (reviewed first), then
-    only the reviewed rows."""
-    tables = [
-        ground_truth(merge_label_sets(sets.values()))
-        for sets in label_sets_of_videos(store, video_ids).values()
-        if sets
-    ]
-    return merge_label_sets(tables) if tables else empty_frame_labels()
-
-
 def _classes(labels: pa.Table, schema: LabelSchema, configured: list[str]) -> tuple[str, ...]:
     if configured:
         for name in configured:
@@ -374,7 +241,8 @@ def _classes(labels: pa.Table, schema: LabelSchema, configured: list[str]) -> tu
     group_name="predict",
     kinds={"pytorch"},
     pool="gpu",
-    deps=[cold_label_answers, "frame_labels", "segment_labels", "labelbox_labels"],
+    deps=["cold_label_answers", "frame_labels", "segment_labels", "labelbox_labels"],
+    code_version="2",
     check_specs=[
         dg.AssetCheckSpec("weights_match_sidecar", asset="label_model", blocking=True),
         dg.AssetCheckSpec("beats_chance_on_held_out_videos", asset="label_model"),
@@ -386,16 +254,20 @@ def _classes(labels: pa.Table, schema: LabelSchema, configured: list[str]) -> tu
     " metadata.",
 )
 def label_model(
-    context: AssetExecutionContext,
-    config: LabelModelConfig,
+    context: dg.AssetExecutionContext,
+    config: LabelModelConfig,  # type: ignore[valid-type]
     media_store: MediaStore,
     torch_device: TorchDeviceResource,
+    settings: SettingsResource,
 ):
+    record_worker(context)
+    options, recorded = resolve_settings(context, settings, "predict.model", config)
+    config = options
     schema = read_label_schema(media_store)
-    video_ids = known_videos(context, media_store)
+    video_ids = videos_with_frames(media_store)
     manifest = live_manifest(media_store, video_ids)
     if config.strategy == "cold":
-        key = table_key("cold_label_answers")
+        key = table_key(Tables.COLD_LABEL_ANSWERS)
         if not media_store.exists(key):
             raise dg.Failure("no cold-label answers yet: materialize cold_label_answers first")
         labels = read_table(media_store, key)
@@ -436,7 +308,7 @@ def label_model(
             f" {train_items['video_id'].nunique()} videos, validating on {len(val_items)} frames"
         )
         result = train_classifier(
-            media_store.fetch_prefix(FRAMES_PREFIX),
+            media_store.fetch_prefix(keys.FRAMES),
             train_items,
             val_items,
             spec,
@@ -449,7 +321,7 @@ def label_model(
     except MedvidInputError as error:
         raise _failure(error, "cannot train the label model") from None
     model_id = model_fingerprint(result.model)
-    weights_key = f"{MODELS_PREFIX}/{model_id}.pt"
+    weights_key = keys.model_key(model_id)
     sidecar = {
         "strategy": config.strategy,
         "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -464,7 +336,7 @@ def label_model(
     media_store.publish(weights_key.removesuffix(".pt") + ".json")
     write_json(
         media_store,
-        CURRENT_MODEL_KEY,
+        keys.CURRENT_MODEL,
         {"model_id": model_id, "weights_key": weights_key, "strategy": config.strategy},
     )
     best = result.history[result.best_epoch - 1]
@@ -484,11 +356,13 @@ def label_model(
         "stopped_early": result.stopped_early,
         "val_accuracy": float(best["val_accuracy"]),
         "seconds_per_image": result.seconds_per_image,
-        "training_curve": dg.MetadataValue.md(training_curve_plot(result.history)),
+        "training_curve": markdown_image(training_curve_png(result.history), "training curve"),
+        **recorded,
     }
     if result.confusion_matrix:
-        metadata["confusion_matrix"] = dg.MetadataValue.md(
-            confusion_matrix_plot(result.confusion_matrix, classes)
+        metadata["confusion_matrix"] = markdown_image(
+            confusion_matrix_png(result.confusion_matrix, classes, "validation confusion matrix"),
+            "confusion matrix",
         )
     yield dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(model_id))
     reloaded = load_model(media_store.fetch(weights_key))
@@ -513,26 +387,12 @@ def label_model(
 
 def read_current_model(store: MediaStore) -> dict:
     """``models/label_model.json``: ``model_id``, ``weights_key``, ``strategy``."""
-    if not store.exists(CURRENT_MODEL_KEY):
+    if not store.exists(keys.CURRENT_MODEL):
         raise dg.Failure("no label model yet: materialize label_model first")
-    return read_json(store, CURRENT_MODEL_KEY)
+    return read_json(store, keys.CURRENT_MODEL)
 
 
 # --- predictions ------------------------------------------------------------------------------
-
-
-class PredictedLabelsConfig(dg.Config):
-    """How the label model predicts a video.
-
-    batch_size: frames per forward pass. smoothing_window: average each frame's class
-    probabilities with its neighbours (a centred window of this many extracted frames; 0 = off).
-    skip_training_videos: a blitz model does not predict the videos it was trained or validated
-    on (they are reviewed already).
-    """
-
-    batch_size: int = 64
-    smoothing_window: int = 0
-    skip_training_videos: bool = True
 
 
 @dg.asset(
@@ -540,24 +400,27 @@ class PredictedLabelsConfig(dg.Config):
     group_name="predict",
     kinds={"pytorch", "parquet"},
     pool="gpu",
-    deps=[label_model, video_frames],
+    deps=["label_model", "video_frames"],
+    code_version="2",
     description="The current label model's predictions for every live frame of the video: one"
     " row per frame and class, value = the predicted class, float_value = its probability,"
     " source 'model:<model_id>', unreviewed. Runs on CUDA when present, else the CPU, batched.",
 )
+@per_file
 def predicted_labels(
-    context: AssetExecutionContext,
-    config: PredictedLabelsConfig,
+    context: dg.AssetExecutionContext,
+    config: PredictedLabelsConfig,  # type: ignore[valid-type]
     media_store: MediaStore,
     torch_device: TorchDeviceResource,
-) -> dg.MaterializeResult:
-    if skipped := skip_if_quarantined(context, media_store):
-        return skipped
+    settings: SettingsResource,
+):
+    record_worker(context)
+    config, recorded = resolve_settings(context, settings, "predict.predicted_labels", config)
     video_id = context.partition_key
     current = read_current_model(media_store)
     loaded = load_model(media_store.fetch(current["weights_key"]))
     trained = {**loaded.metadata.get("trained_on", {}), **loaded.metadata.get("validated_on", {})}
-    key = table_key("predicted_labels", video_id)
+    key = table_key(Tables.PREDICTED_LABELS, video_id)
     if current["strategy"] == "blitz" and config.skip_training_videos and video_id in trained:
         write_table(media_store, key, empty_frame_labels())
         return dg.MaterializeResult(
@@ -592,22 +455,9 @@ def predicted_labels(
                 {str(k): int(v) for k, v in chosen.groupby("label_name").size().items()}
             ),
             "mean_confidence": float(chosen["confidence"].mean()) if len(chosen) else 0.0,
+            **recorded,
         }
     )
-
-
-class CustomModelConfig(dg.Config):
-    """A custom model: a Python callable importable on the Dagster code location's path.
-
-    function: ``package.module:function`` taking a batch of ``(N, H, W, 3) uint8 RGB`` frames
-    and returning ``(labels, confidences)``: N label names of the project schema and N floats in
-    [0, 1]. model_id: written in ``source`` as ``model:<model_id>`` (default
-    ``<module>.<function>``). batch_size: frames per call (frames of one size per batch).
-    """
-
-    function: str
-    model_id: str = ""
-    batch_size: int = 32
 
 
 @dg.asset(
@@ -615,16 +465,23 @@ class CustomModelConfig(dg.Config):
     group_name="predict",
     kinds={"python", "parquet"},
     pool="gpu",
-    deps=[video_frames],
+    deps=["video_frames"],
+    code_version="2",
     description="Labels from a user's model callable (package.module:function) for every live"
     " frame of the video: one row per frame for the label it returns, float_value = confidence,"
     " source 'model:<model_id>', unreviewed.",
 )
+@per_file
 def custom_model_labels(
-    context: AssetExecutionContext, config: CustomModelConfig, media_store: MediaStore
-) -> dg.MaterializeResult:
-    if skipped := skip_if_quarantined(context, media_store):
-        return skipped
+    context: dg.AssetExecutionContext,
+    config: CustomModelConfig,  # type: ignore[valid-type]
+    media_store: MediaStore,
+    settings: SettingsResource,
+):
+    record_worker(context)
+    config, recorded = resolve_settings(context, settings, "predict.custom_model", config)
+    if not config.function:
+        raise dg.Failure("no custom model: set predict.custom_model.function (package.module:fn)")
     video_id = context.partition_key
     manifest = live_manifest(media_store, [video_id])
     try:
@@ -639,7 +496,7 @@ def custom_model_labels(
         )
     except MedvidInputError as error:
         raise _failure(error, f"custom model {config.function} failed") from None
-    write_table(media_store, table_key("custom_model_labels", video_id), table)
+    write_table(media_store, table_key(Tables.CUSTOM_MODEL_LABELS, video_id), table)
     df = table.select(["label_name", "source", "confidence"]).to_pandas()
     return dg.MaterializeResult(
         metadata={
@@ -650,109 +507,6 @@ def custom_model_labels(
                 {str(k): int(v) for k, v in df.groupby("label_name").size().items()}
             ),
             "mean_confidence": float(df["confidence"].mean()) if len(df) else 0.0,
-        }
-    )
-
-
-# --- evaluation -------------------------------------------------------------------------------
-
-
-class EvaluationConfig(dg.Config):
-    """The lung-ultrasound evaluation of cold and blitz label.
-
-    Videos whose original file name carries ``Reg`` (healthy), ``Cov`` (COVID-19) or ``Vir``
-    (viral pneumonia) are labelled by it. k_values: frames per video a person labels in cold
-    label. selection_method: ``uniform`` | ``unique``. blitz_skip / reference_skip: train on
-    every n-th frame. The classifier settings are those of label_model.
-    """
-
-    k_values: list[int] = Field(default_factory=lambda: [1, 3, 5])
-    selection_method: Literal["uniform", "unique"] = "uniform"
-    blitz_skip: int = DEFAULT_BLITZ_SKIP
-    reference_skip: int = DEFAULT_BLITZ_SKIP
-    arch: Literal["resnet18", "resnet34"] = "resnet18"
-    input_size: int = 128
-    epochs: int = 6
-    batch_size: int = 32
-    patience: int = 2
-    min_images_per_epoch: int = 256
-    smoothing_window: int = 0
-    seed: int = 0
-
-
-@dg.asset(
-    group_name="predict",
-    kinds={"pytorch", "json"},
-    pool="gpu",
-    deps=[video_frames],
-    description="Evaluation of label prediction on the lung-ultrasound clips labelled by file"
-    " name (Reg healthy, Cov COVID-19, Vir viral pneumonia): blitz label leave-one-video-out,"
-    " cold label with K frames per video, and the same classifier trained on all videos; frame"
-    " accuracy, macro F1 and the fraction of frames a person labelled. Report in"
-    " reports/label_prediction_evaluation.json/.md.",
-)
-def label_prediction_evaluation(
-    context: AssetExecutionContext,
-    config: EvaluationConfig,
-    media_store: MediaStore,
-    torch_device: TorchDeviceResource,
-) -> dg.MaterializeResult:
-    video_ids = known_videos(context, media_store)
-    names = {vid: name for name, vid in video_aliases(media_store, video_ids).items()}
-    classes = {
-        vid: cls
-        for vid in video_ids
-        if (cls := lung_ultrasound_class(read_video_metadata(media_store, vid)["original_name"]))
-    }
-    if len(classes) < 2:
-        return dg.MaterializeResult(
-            metadata={"status": "skipped", "reason": f"{len(classes)} lung video(s); 2 needed"}
-        )
-    device = torch_device.resolve()
-    started = time.perf_counter()
-    report = evaluate_on_videos(
-        live_manifest(media_store, sorted(classes)),
-        media_store.fetch_prefix(FRAMES_PREFIX),
-        classes,
-        k_values=tuple(config.k_values),
-        selection_method=config.selection_method,
-        blitz_skip=config.blitz_skip,
-        reference_skip=config.reference_skip,
-        arch=config.arch,
-        input_size=config.input_size,
-        config=TrainConfig(
-            epochs=config.epochs,
-            batch_size=config.batch_size,
-            patience=config.patience,
-            seed=config.seed,
-            device=device,
-            num_threads=torch_device.cpu_threads or None,
-            min_images_per_epoch=config.min_images_per_epoch,
-        ),
-        smoothing_window=config.smoothing_window,
-    )
-    report["seconds"] = time.perf_counter() - started
-    report["device"] = device
-    for video in report["videos"]:
-        video["original_name"] = names.get(video["video_id"], "")
-    markdown = evaluation_markdown(report)
-    write_json(media_store, f"{EVALUATION_PREFIX}.json", report)
-    md_path = media_store.local_path(f"{EVALUATION_PREFIX}.md")
-    md_path.write_text(markdown)
-    media_store.publish(f"{EVALUATION_PREFIX}.md")
-    context.log.info("\n" + markdown)
-    methods = {m["method"]: m for m in report["methods"]}
-    return dg.MaterializeResult(
-        metadata={
-            "status": "ok",
-            "videos": len(classes),
-            "frames": sum(v["frames"] for v in report["videos"]),
-            "device": device,
-            "seconds": round(report["seconds"], 1),
-            "report": dg.MetadataValue.md(markdown),
-            "frame_accuracy": dg.MetadataValue.json(
-                {k: round(m["frame_accuracy"], 4) for k, m in methods.items()}
-            ),
-            "path": dg.MetadataValue.path(str(media_store.local_path(f"{EVALUATION_PREFIX}.json"))),
+            **recorded,
         }
     )

@@ -3,65 +3,53 @@
 - ``labelbox_uploads`` (per video): the video's frames (all live frames, K per video, or the
   frames of the cold-label queue) become Labelbox data rows with ``global_key = frame_id`` and
   the frame file (local store) or its URL (S3 store) as row data, created in batches and
-  attached to the project; re-running creates nothing twice. Only videos that pass
-  :func:`medvid_assets.export.exportable_video_ids` leave medvid.
+  attached to the project; re-running creates nothing twice. Only videos that pass the export
+  gate (:func:`medvid.export.gate.exportable_videos`) leave medvid.
 - ``labelbox_labels``: one ``project.export()`` retrieval, archived as NDJSON under
   ``labelbox/exports/`` (a new file each time, never overwritten), parsed into the frame-label
   table ``tables/labelbox_labels.parquet`` (classifications; video frame classifications and
   segments), the objects table ``tables/labelbox_objects.parquet`` (boxes, polygons, points,
   lines, masks) and mask PNGs under ``media/masks/<frame_id>/<feature_id>.png``.
 
-The resource is configured from the environment by :func:`labelbox_from_env`:
-``LABELBOX_API_KEY`` (read when a Labelbox asset runs, never logged),
-``MEDVID_LABELBOX_PROJECT_ID`` and ``MEDVID_LABELBOX_DATASET`` (default ``medvid-frames``).
+Both talk to Labelbox through the ``labelbox`` resource (``LABELBOX_API_KEY``,
+``MEDVID_LABELBOX_PROJECT_ID``, ``MEDVID_LABELBOX_DATASET``: ``EnvVar`` s read when they run) and
+retry transient failures (``RetryPolicy``).
 """
 
 import datetime as dt
 import hashlib
-import os
 from pathlib import PurePosixPath
 from typing import Literal
 
 import dagster as dg
 import pandas as pd
-from dagster import AssetExecutionContext
 
+from medvid.catalog import keys
+from medvid.catalog.keys import Tables, table_key
 from medvid.errors import MedvidInputError
+from medvid.export.gate import exportable_videos
+from medvid.frames.store import live_manifest, read_frame_manifest
 from medvid.labels.labelbox import parse_export_v2_rows, read_export_ndjson
+from medvid.labels.queue import queue_frames
+from medvid.labels.store import read_label_schema, video_name_index, videos_with_frames
 from medvid.predict.selection import DEFAULT_HAMMING_THRESHOLD, select_frames
-from medvid_assets.export import exportable_video_ids
-from medvid_assets.frames import read_frame_manifest, video_frames
-from medvid_assets.labels import label_sheets, read_label_schema, video_aliases
+from medvid.quarantine import quarantine_error
+from medvid.store import write_json, write_table
+from medvid_assets.orchestration.runs import record_worker
 from medvid_assets.partitions import video_partitions
-from medvid_assets.predict import cold_label_queue, known_videos, live_manifest, queue_frames
-from medvid_assets.quarantine import quarantine_error
-from medvid_assets.storage import FRAMES_PREFIX, table_key, write_json, write_table
 from medvid_resources import LocalMediaStore, MediaStore
 from medvid_resources.labelbox import LabelboxResource
 
-LABELBOX_PREFIX = "labelbox"
-EXPORTS_ARCHIVE_PREFIX = f"{LABELBOX_PREFIX}/exports"
-UPLOADS_PREFIX = f"{LABELBOX_PREFIX}/uploads"
-MASKS_ROOT = "media"  # masks land in media/masks/<frame_id>/<feature_id>.png
-
-
-def labelbox_from_env() -> LabelboxResource:
-    """The Labelbox resource of the deployment. Every setting is an ``EnvVar``, resolved only
-    when a Labelbox asset runs, so medvid loads (and runs everything else) without them."""
-    return LabelboxResource(
-        api_key=dg.EnvVar("LABELBOX_API_KEY"),
-        project_id=dg.EnvVar("MEDVID_LABELBOX_PROJECT_ID"),
-        dataset_name=os.environ.get("MEDVID_LABELBOX_DATASET", "medvid-frames"),
-    )
+LABELBOX_RETRY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL)
 
 
 def row_data_for(store: MediaStore):
     """``frame_relative_path`` -> Labelbox row data: the local file path for a local store (the
     SDK uploads the file), the object's URL for a remote one."""
     if isinstance(store, LocalMediaStore):
-        root = store.fetch_prefix(FRAMES_PREFIX)
+        root = store.fetch_prefix(keys.FRAMES)
         return lambda rel: str(root / rel)
-    return lambda rel: store.uri(f"{FRAMES_PREFIX}/{rel}")
+    return lambda rel: store.uri(f"{keys.FRAMES}/{rel}")
 
 
 class LabelboxUploadConfig(dg.Config):
@@ -98,19 +86,22 @@ def frames_to_upload(
     partitions_def=video_partitions,
     group_name="labelbox",
     kinds={"labelbox"},
-    deps=[video_frames, cold_label_queue],
+    deps=["video_frames", "cold_label_queue"],
+    code_version="2",
+    retry_policy=LABELBOX_RETRY,
     description="The video's selected frames as Labelbox data rows (global key = frame_id, row"
     " data = the frame file or its media-store URL) in the configured dataset, attached to the"
     " project in batches; idempotent. Only de-identified, exportable videos are uploaded.",
 )
 def labelbox_uploads(
-    context: AssetExecutionContext,
+    context: dg.AssetExecutionContext,
     config: LabelboxUploadConfig,
     media_store: MediaStore,
     labelbox: LabelboxResource,
 ) -> dg.MaterializeResult:
+    record_worker(context)
     video_id = context.partition_key
-    if video_id not in exportable_video_ids(context, media_store):
+    if not exportable_videos(media_store, [video_id]):
         context.log.info(f"{video_id} is not exportable: nothing leaves medvid")
         return dg.MaterializeResult(
             metadata={"status": "not_exportable", "reason": "video is not exportable"}
@@ -132,7 +123,7 @@ def labelbox_uploads(
         **report.summary(),
         "failed": list(report.failed),
     }
-    write_json(media_store, f"{UPLOADS_PREFIX}/{video_id}.json", record)
+    write_json(media_store, keys.labelbox_upload_key(video_id), record)
     return dg.MaterializeResult(
         metadata={
             "status": "ok" if not report.failed else "partial",
@@ -158,28 +149,31 @@ class LabelboxLabelsConfig(dg.Config):
 @dg.asset(
     group_name="labelbox",
     kinds={"labelbox", "parquet", "png"},
-    deps=[labelbox_uploads, label_sheets],
+    deps=["labelbox_uploads", "label_sheets"],
+    code_version="2",
+    retry_policy=LABELBOX_RETRY,
     description="The Labelbox project's labels: a project.export() retrieval archived under"
     " labelbox/exports/ (never overwritten), parsed into frame labels (source 'labelbox';"
     " classifications, video frame classifications and segments), objects (boxes, polygons,"
     " points, lines, masks) and mask PNGs under media/masks/<frame_id>/.",
 )
 def labelbox_labels(
-    context: AssetExecutionContext,
+    context: dg.AssetExecutionContext,
     config: LabelboxLabelsConfig,
     media_store: MediaStore,
     labelbox: LabelboxResource,
 ) -> dg.MaterializeResult:
+    record_worker(context)
     retrieved_at = dt.datetime.now(dt.UTC)
     if config.archive_key:
         archive_key = config.archive_key
         archive = media_store.fetch(archive_key)
     else:
-        folder = media_store.local_path(f"{EXPORTS_ARCHIVE_PREFIX}/.keep").parent
+        folder = media_store.local_path(f"{keys.LABELBOX_EXPORTS}/.keep").parent
         archive = labelbox.archive_export(labelbox.export_rows(), folder)
-        archive_key = f"{EXPORTS_ARCHIVE_PREFIX}/{archive.name}"
+        archive_key = f"{keys.LABELBOX_EXPORTS}/{archive.name}"
         media_store.publish(archive_key)
-    video_ids = known_videos(context, media_store)
+    video_ids = videos_with_frames(media_store)
     parts = [read_frame_manifest(media_store, vid).to_pandas() for vid in video_ids]
     frames = pd.concat(parts, ignore_index=True) if parts else None
     try:
@@ -187,10 +181,10 @@ def labelbox_labels(
             read_export_ndjson(archive),
             project_id=labelbox.project_id,
             frames=frames,
-            masks_dir=media_store.local_path(f"{MASKS_ROOT}/.keep").parent,
+            masks_dir=media_store.local_path(f"{keys.MASKS}/.keep").parent.parent,
             mask_fetcher=labelbox.fetch_mask,
             schema=read_label_schema(media_store),
-            video_aliases=video_aliases(media_store, video_ids),
+            video_aliases=video_name_index(media_store),
             retrieved_at=retrieved_at,
         )
     except MedvidInputError as error:
@@ -204,9 +198,9 @@ def labelbox_labels(
         raise dg.Failure(
             description=f"Labelbox export {archive_key} cannot be parsed: {error.reason}"
         ) from None
-    media_store.publish_prefix(f"{MASKS_ROOT}/masks")
-    write_table(media_store, table_key("labelbox_labels"), result.frame_labels)
-    write_table(media_store, table_key("labelbox_objects"), result.objects)
+    media_store.publish_prefix(keys.MASKS)
+    write_table(media_store, table_key(Tables.LABELBOX_LABELS), result.frame_labels)
+    write_table(media_store, table_key(Tables.LABELBOX_OBJECTS), result.objects)
     summary = result.summary()
     if result.unknown_labels:
         context.log.warning(

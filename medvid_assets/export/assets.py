@@ -1,44 +1,40 @@
 """The export stage: a training dataset folder under ``<home>/exports/<dataset_name>/``, built
-only from de-identified sources (normalized media, never raw), with asset checks that block a
-dataset a loader would choke on.
+only from de-identified sources (redacted frames and images, never raw or normalized media),
+with asset checks that block a dataset a loader would choke on or a split that leaks a patient.
 
-:func:`exportable_video_ids` is the one gate for anything that leaves medvid: the export and
-the Labelbox upload both take their videos from it."""
+What may leave medvid is decided by one gate, :mod:`medvid.export.gate`, which the Labelbox
+upload uses too. The dataset's name and options come from the home config's ``export`` section,
+so every entry point writes the same dataset.
+"""
 
-import base64
-import io
 import json
 
 import dagster as dg
-import matplotlib
 import pandas as pd
-from dagster import AssetExecutionContext
 
 import medvid
+from medvid.catalog import keys
+from medvid.catalog.keys import Tables, table_key
+from medvid.deid.store import patient_of_cine_video
 from medvid.export.dataset import ExportConfig, write_training_dataset
+from medvid.export.gate import exportable_studies, exportable_videos
 from medvid.export.images import IMAGE_COLUMNS
 from medvid.export.labelsets import export_labels
 from medvid.export.verify import verify_export
 from medvid.frames.extract import FRAME_MANIFEST_SCHEMA
+from medvid.frames.store import read_frame_manifest, sampling_consistency, sampling_record
 from medvid.labels.schema import FRAME_LABELS_SCHEMA
-from medvid_assets.deid import DICOM_IMAGES_PREFIX, study_deidentified, video_deidentified
-from medvid_assets.frames import SAMPLING_METADATA_KEY, frame_count_check, read_frame_manifest
-from medvid_assets.labels import (
-    frame_labels,
-    label_sets_of_videos,
-    read_label_schema,
-    read_patients,
-    segment_labels,
-    video_names,
-)
-from medvid_assets.landing import read_ledger_entry
+from medvid.labels.store import label_sets_of_videos, read_label_schema, read_patients
+from medvid.plots import label_distribution_png
+from medvid.settings import ExportSettings
+from medvid.store import read_table
+from medvid.video.store import read_video_metadata
+from medvid_assets.orchestration.runs import record_worker
 from medvid_assets.partitions import study_partitions, video_partitions
-from medvid_assets.quarantine import quarantined_record
-from medvid_assets.storage import EXPORTS_PREFIX, read_table, table_key
-from medvid_assets.videos import read_video_metadata
+from medvid_assets.policy import SettingsResource, markdown_image, resolve_settings, settings_config
 from medvid_resources import MediaStore
 
-matplotlib.use("Agg")
+TrainingDatasetConfig = settings_config(ExportSettings, "TrainingDatasetConfig")
 
 EXPORT_CHECKS = (
     "has_annotations",
@@ -47,61 +43,13 @@ EXPORT_CHECKS = (
     "frame_counts_match_sampling",
     "export_is_sound",
 )
-
-
-class TrainingDatasetConfig(dg.Config):
-    """What goes into the exported training dataset.
-
-    dataset_name: folder under ``<home>/exports/``. val_ratio: fraction of frames (0..1) in the
-    validation split, which is drawn by patient (no patient in two splits; a video without a
-    patient is its own group) with ``seed``. imagefolder_skip: keep every k-th positive frame
-    per video and label in ``imagefolder/``. include_dead / include_disturbed: export frames
-    flagged dead (black, blank, uniform, frozen) / disturbed (blurred). link_mode: ``hardlink``
-    frames from the media store (falls back to copy across file systems) or ``copy``.
-    """
-
-    dataset_name: str = "default"
-    val_ratio: float = 0.2
-    seed: int = 0
-    imagefolder_skip: int = 1
-    include_dead: bool = False
-    include_disturbed: bool = True
-    link_mode: str = "hardlink"
-    include_predictions: bool = False
-    prediction_model_ids: list[str] = []
-
-    def export_config(self) -> ExportConfig:
-        return ExportConfig(
-            dataset_name=self.dataset_name,
-            val_ratio=self.val_ratio,
-            seed=self.seed,
-            imagefolder_skip=self.imagefolder_skip,
-            include_dead=self.include_dead,
-            include_disturbed=self.include_disturbed,
-            link_mode=self.link_mode,  # type: ignore[arg-type]
-        )
-
-
-def exportable_video_ids(context: AssetExecutionContext, store: MediaStore) -> list[str]:
-    """The one gate for anything that leaves medvid (exports, Labelbox uploads): videos whose
-    input is not quarantined, whose frames and labels exist, and whose de-identification passed
-    (redacted frames with no residual PHI; for a DICOM cine loop, its study's header check
-    too, :func:`medvid_assets.deid.video_deidentified`), in partition order."""
-    keys = context.instance.get_dynamic_partitions(video_partitions.name)
-    return [
-        vid
-        for vid in sorted(keys)
-        if quarantined_record(store, vid) is None
-        and store.exists(table_key("video_frames", vid))
-        and store.exists(table_key("frame_labels", vid))
-        and video_deidentified(store, vid)
-    ]
-
-
-def exportable_study_keys(context: AssetExecutionContext, store: MediaStore) -> list[str]:
-    """Studies whose header and pixel de-identification checks both passed, sorted."""
-    keys = context.instance.get_dynamic_partitions(study_partitions.name)
-    return [s for s in sorted(keys) if study_deidentified(store, s)]
+CHECK_DESCRIPTIONS = {
+    "has_annotations": "The dataset holds frame annotations or still images to train on.",
+    "frame_paths_resolve": "Every frame_relative_path of annotations.csv is a file in frames/.",
+    "no_patient_in_two_splits": "No patient (videos and still images) is in two splits.",
+    "frame_counts_match_sampling": "Every exported video's manifest matches its sampling.",
+    "export_is_sound": "The folder verifies: tables, JSON documents and paths agree.",
+}
 
 
 #: Parsed text fields of ``dicom_images``; exported with a ``text_`` prefix.
@@ -119,11 +67,11 @@ def exportable_images(store: MediaStore, studies: list[str]) -> pd.DataFrame:
     :func:`medvid.export.images.images_csv` (``image_id`` is the salted instance id)."""
     tables = []
     for study in studies:
-        key = table_key("dicom_images", study)
+        key = table_key(Tables.DICOM_IMAGES, study)
         if not store.exists(key):
             continue
         images = read_table(store, key).to_pandas()
-        instances = read_table(store, table_key("dicom_instances", study)).to_pandas()
+        instances = read_table(store, table_key(Tables.DICOM_INSTANCES, study)).to_pandas()
         tables.append(
             images.merge(instances[_INSTANCE_EXPORT_COLUMNS], on="instance_id", how="left")
         )
@@ -137,32 +85,6 @@ def exportable_images(store: MediaStore, studies: list[str]) -> pd.DataFrame:
             **{name: f"text_{name}" for name in _TEXT_FIELDS},
         }
     )
-
-
-def dicom_patient_of_video(store: MediaStore, video_id: str) -> str | None:
-    """The patient pseudonym of a DICOM cine loop's study (None for other videos)."""
-    origin = read_ledger_entry(store, video_id).origin
-    if not origin or not origin.get("study_key"):
-        return None
-    instances = read_table(store, table_key("dicom_instances", origin["study_key"])).to_pandas()
-    match = instances[instances["instance_id"] == origin["instance_id"]]
-    return str(match["patient_pseudonym"].iloc[0]) if len(match) else None
-
-
-def label_distribution_plot(counts: dict[str, dict[str, int]]) -> str:
-    """A bar chart (PNG, base64 markdown) of positive frames per label and split."""
-    import matplotlib.pyplot as plt
-
-    frame = pd.DataFrame(counts).fillna(0).T
-    fig, ax = plt.subplots(figsize=(6, 3), dpi=80)
-    frame.plot.bar(ax=ax)
-    ax.set_ylabel("positive frames")
-    ax.set_title("label distribution by split")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return f"![labels](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})"
 
 
 #: Optional label sets: the export reads them when present; their absence or their updates do
@@ -179,12 +101,16 @@ OPTIONAL_LABEL_SETS = (
 @dg.asset(
     group_name="export",
     kinds={"csv", "json", "jpeg"},
-    deps=[frame_labels, segment_labels, "dicom_images", *OPTIONAL_LABEL_SETS],
-    automation_condition=dg.AutomationCondition.eager().ignore(
-        dg.AssetSelection.assets(*OPTIONAL_LABEL_SETS)
-    ),
+    deps=["frame_labels", "segment_labels", "dicom_images", *OPTIONAL_LABEL_SETS],
+    code_version="2",
     check_specs=[
-        dg.AssetCheckSpec(name, asset="training_dataset", blocking=True) for name in EXPORT_CHECKS
+        dg.AssetCheckSpec(
+            name,
+            asset="training_dataset",
+            blocking=name != "has_annotations",  # an empty dataset is a state, not an error
+            description=CHECK_DESCRIPTIONS[name],
+        )
+        for name in EXPORT_CHECKS
     ],
     description="Training dataset folder: annotations.csv/.json (one row per frame-label,"
     " label sets of every source merged), frames/video_<id>/frame_<frame_id>.jpg,"
@@ -195,9 +121,15 @@ OPTIONAL_LABEL_SETS = (
     " or asked for.",
 )
 def training_dataset(
-    context: AssetExecutionContext, config: TrainingDatasetConfig, media_store: MediaStore
+    context: dg.AssetExecutionContext,
+    config: TrainingDatasetConfig,  # type: ignore[valid-type]
+    media_store: MediaStore,
+    settings: SettingsResource,
 ):
-    video_ids = exportable_video_ids(context, media_store)
+    record_worker(context)
+    config, recorded = resolve_settings(context, settings, "export", config)
+    partitions = context.instance.get_dynamic_partitions(video_partitions.name)
+    video_ids = exportable_videos(media_store, partitions)
     patients = read_patients(media_store)
     label_sets = label_sets_of_videos(media_store, video_ids)
     frames, labels, videos, sampling, dropped = [], [], [], {}, 0
@@ -212,33 +144,36 @@ def training_dataset(
         )
         labels.append(chosen.labels.to_pandas())
         dropped += chosen.unreviewed_predictions_dropped
-        match = patients[patients["video"].isin(video_names(meta))]
-        attributes = match.drop(columns=["video"]).iloc[0].to_dict() if len(match) else {}
+        match = patients[patients["video_id"] == vid]
+        attributes = match.drop(columns=["video_id"]).iloc[0].to_dict() if len(match) else {}
         videos.append({"video_id": vid, "video_hash": meta["sha256"], **attributes})
-        sampling[vid] = json.loads(
-            (manifest.schema.metadata or {}).get(SAMPLING_METADATA_KEY, b"{}")
-        )
+        sampling[vid] = sampling_record(manifest)
     frames_df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     labels_df = pd.concat(labels, ignore_index=True) if labels else pd.DataFrame()
     videos_df = pd.DataFrame(videos, columns=None if videos else ["video_id", "video_hash"])
     if "patient_id" not in videos_df.columns:
         videos_df["patient_id"] = None
-    studies = exportable_study_keys(context, media_store)
+    studies = exportable_studies(
+        media_store, context.instance.get_dynamic_partitions(study_partitions.name)
+    )
     still_images = exportable_images(media_store, studies)
     # a DICOM cine loop belongs to its study's patient, whatever the patients sheet says
     for index, row in videos_df.iterrows():
-        if pseudonym := dicom_patient_of_video(media_store, row["video_id"]):
+        if pseudonym := patient_of_cine_video(media_store, row["video_id"]):
             videos_df.loc[index, "patient_id"] = pseudonym
-    out_dir = media_store.local_path(f"{EXPORTS_PREFIX}/{config.dataset_name}/.keep").parent
+    out_dir = media_store.local_path(f"{keys.export_prefix(config.dataset_name)}/.keep").parent
     context.log.info(
         f"exporting {len(video_ids)} videos and {len(still_images)} still images to {out_dir}"
     )
     if labels_df.empty and still_images.empty:
-        yield dg.MaterializeResult(metadata={"status": "empty", "videos": len(video_ids)})
+        yield dg.MaterializeResult(
+            metadata={"status": "empty", "videos": len(video_ids), **recorded}
+        )
         for name in EXPORT_CHECKS:
             yield dg.AssetCheckResult(
                 check_name=name,
                 passed=name != "has_annotations",
+                severity=dg.AssetCheckSeverity.WARN,
                 description="no labelled frames to export yet",
             )
         return
@@ -250,15 +185,23 @@ def training_dataset(
         frames=frames_df,
         labels=labels_df,
         videos=videos_df,
-        frames_root=media_store.fetch_prefix("media/frames"),
-        config=config.export_config(),
+        frames_root=media_store.fetch_prefix(keys.FRAMES),
+        config=ExportConfig(
+            dataset_name=config.dataset_name,
+            val_ratio=config.val_ratio,
+            seed=config.seed,
+            imagefolder_skip=config.imagefolder_skip,
+            include_dead=config.include_dead,
+            include_disturbed=config.include_disturbed,
+            link_mode=config.link_mode,
+        ),
         medvid_version=medvid.__version__,
         sampling_config=sampling,
         label_schema=read_label_schema(media_store).to_dict(),
         still_images=still_images,
-        images_root=media_store.fetch_prefix(DICOM_IMAGES_PREFIX),
+        images_root=media_store.fetch_prefix(keys.DICOM_IMAGES),
     )
-    media_store.publish_prefix(f"{EXPORTS_PREFIX}/{config.dataset_name}")
+    media_store.publish_prefix(keys.export_prefix(config.dataset_name))
     per_split = summary.counts.get("positives_per_label_and_split", {})
     yield dg.MaterializeResult(
         metadata={
@@ -277,10 +220,15 @@ def training_dataset(
             "splits": dg.MetadataValue.json({k: str(v) for k, v in summary.splits.items()}),
             "counts": dg.MetadataValue.json(summary.counts),
             **(
-                {"label_distribution": dg.MetadataValue.md(label_distribution_plot(per_split))}
+                {
+                    "label_distribution": markdown_image(
+                        label_distribution_png(per_split), "label distribution"
+                    )
+                }
                 if per_split
                 else {}
             ),
+            **recorded,
         }
     )
     yield from export_checks(out_dir, media_store, video_ids)
@@ -297,6 +245,7 @@ def export_checks(out_dir, store: MediaStore, video_ids: list[str]):
     yield dg.AssetCheckResult(
         check_name="has_annotations",
         passed=len(annotations) > 0 or len(images) > 0,
+        severity=dg.AssetCheckSeverity.WARN,
         metadata={"annotation_rows": len(annotations), "still_images": len(images)},
         description="frame annotations or still images to train on",
     )
@@ -321,12 +270,11 @@ def export_checks(out_dir, store: MediaStore, video_ids: list[str]):
         passed=not leaking,
         metadata={"patients": int(splits["patient_id"].nunique()), "in_two_splits": len(leaking)},
     )
-    results = [frame_count_check(store, vid) for vid in video_ids]
-    failed = [vid for vid, r in zip(video_ids, results, strict=True) if not r.passed]
+    failed = [vid for vid in video_ids if not sampling_consistency(store, vid)[0]]
     yield dg.AssetCheckResult(
         check_name="frame_counts_match_sampling",
         passed=not failed,
-        metadata={"videos": len(results), "mismatched": len(failed)},
+        metadata={"videos": len(video_ids), "mismatched": len(failed)},
         description=f"mismatched videos: {failed}" if failed else "all videos agree",
     )
     problems = verify_export(out_dir)

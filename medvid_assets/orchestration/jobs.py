@@ -1,0 +1,119 @@
+"""The jobs medvid launches (from its sensors, its schedule, the ``medvid`` command or the UI).
+
+Jobs select assets by key, so this module imports no stage. Every job's assets read their
+settings from the home config (unset launchpad fields mean "as in medvid.yaml").
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from medvid_assets.partitions import landing_days, study_partitions, video_partitions
+
+INTAKE_ASSETS = ["landing_intake"]
+VIDEO_PIPELINE_ASSETS = [
+    "raw_videos",
+    "video_metadata",
+    "normalized_videos",
+    "video_ocr_text",
+    "video_redaction_plan",
+    "video_frames",
+]
+DICOM_PIPELINE_ASSETS = ["dicom_instances", "dicom_pixels", "dicom_ocr_text", "dicom_images"]
+LABEL_ASSETS = ["label_sheets", "frame_labels", "segment_labels"]
+EXPORT_ASSETS = ["training_dataset", "quarantine", "dicom_studies", "pseudonym_map"]
+
+
+def _job(name: str, assets: list[str], description: str, partitions_def=None, **kwargs):
+    return dg.define_asset_job(
+        name,
+        selection=dg.AssetSelection.assets(*assets),
+        partitions_def=partitions_def,
+        description=description,
+        **kwargs,
+    )
+
+
+intake_job = _job(
+    "intake_job",
+    INTAKE_ASSETS,
+    "Take in one day's landing files: copy, verify, classify, index, record outcomes.",
+    landing_days,
+)
+video_pipeline = _job(
+    "video_pipeline",
+    VIDEO_PIPELINE_ASSETS,
+    "Everything for one video: protected raw copy, metadata, normalized clips, OCR of"
+    " burned-in text and its redaction plan, de-identified frames.",
+    video_partitions,
+)
+dicom_pipeline = _job(
+    "dicom_pipeline",
+    DICOM_PIPELINE_ASSETS,
+    "Everything for one DICOM study: de-identified header table, decoded pixels (cine loops go"
+    " on to the video pipeline), OCR, de-identified images.",
+    study_partitions,
+)
+labels_job = _job(
+    "labels_job",
+    LABEL_ASSETS,
+    "Read the current version of every sheet, the label schema, and every video's frame labels"
+    " from labels and segments sheets.",
+)
+export_job = _job(
+    "export_job",
+    EXPORT_ASSETS,
+    "Write the training dataset, the quarantine table and the study table.",
+)
+label_model_job = _job(
+    "label_model_job",
+    ["label_model"],
+    "Train the label model: cold (on the answers) or blitz (on reviewed labels).",
+)
+predict_job = _job(
+    "predict_job",
+    ["predicted_labels"],
+    "Predict the labels of one video with the current label model (gpu pool).",
+    video_partitions,
+)
+custom_model_job = _job(
+    "custom_model_job",
+    ["custom_model_labels"],
+    "Label one video with a custom model callable (gpu pool).",
+    video_partitions,
+)
+cold_label_queue_job = _job(
+    "cold_label_queue_job",
+    ["cold_label_queue"],
+    "Pick K frames per video for a person to label (cold label).",
+)
+cold_label_answers_job = _job(
+    "cold_label_answers_job",
+    ["cold_label_answers"],
+    "Read the answers a person wrote in the cold-label queue (and Labelbox).",
+)
+labelbox_upload_job = _job(
+    "labelbox_upload_job",
+    ["labelbox_uploads"],
+    "Upload one video's frames to the Labelbox project.",
+    video_partitions,
+)
+labelbox_retrieve_job = _job(
+    "labelbox_retrieve_job",
+    ["labelbox_labels"],
+    "Export the Labelbox project, archive the export, parse labels and masks.",
+)
+JOBS = [
+    intake_job,
+    video_pipeline,
+    dicom_pipeline,
+    labels_job,
+    export_job,
+    label_model_job,
+    predict_job,
+    custom_model_job,
+    cold_label_queue_job,
+    cold_label_answers_job,
+    labelbox_upload_job,
+    labelbox_retrieve_job,
+]

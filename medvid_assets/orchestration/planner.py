@@ -1,0 +1,269 @@
+"""The one planner: which runs medvid needs next, from what the instance and the store say.
+
+The landing and pipeline sensors, the daily schedule and the ``medvid`` command all call
+:func:`plan`; it only looks (runs, materializations, partitions, the store's records) and
+returns :class:`PlannedRun` s. Rules, in order:
+
+1. **intake**: every UTC day with settled landing files that have no outcome yet gets an
+   ``intake_job`` run for exactly those file versions.
+2. **videos / studies**: every video partition without frames and every study whose instances
+   changed since it was last processed gets a ``video_pipeline`` / ``dicom_pipeline`` run,
+   unless its input is quarantined.
+3. When nothing of 1-2 is planned or running (the batch is *drained*): ``labels_job`` when a
+   sheet version, the label settings or any video's frames changed since the labels were last
+   made; then the label model and predictions when the home config has a ``predict`` section;
+   then ``export_job`` when anything the dataset reads changed since the last export.
+
+A unit already running is never planned twice. A unit whose runs failed
+:data:`MAX_ATTEMPTS` times at the same input version is left alone (the summary and the sensor's
+log say so) until its inputs change. Run keys carry the attempt number, so Dagster's run-key
+deduplication never blocks a retry and never launches the same attempt twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from medvid.dicom.registration import read_study_index, study_digest
+from medvid.intake.pending import Look
+from medvid.labels.sheet_versions import labels_version
+from medvid.quarantine import quarantined_ids
+from medvid.settings import MedvidSettings, fingerprint
+from medvid_assets.orchestration.runs import (
+    UNIT_TAG,
+    VERSION_TAG,
+    failures,
+    in_progress_runs,
+)
+from medvid_assets.partitions import study_partitions, video_partitions
+from medvid_resources import MediaStore
+
+MAX_ATTEMPTS = 3
+
+#: What the labels read, and what the export reads (asset keys).
+LABEL_INPUTS = ("video_frames",)
+MODEL_INPUTS = ("frame_labels", "segment_labels", "labelbox_labels", "cold_label_answers")
+EXPORT_INPUTS = (
+    "video_frames",
+    "frame_labels",
+    "segment_labels",
+    "dicom_images",
+    "dicom_instances",
+    "predicted_labels",
+    "custom_model_labels",
+    "labelbox_labels",
+    "cold_label_answers",
+)
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run to launch: which ``unit`` of work, the job and partition, its run config, the
+    input ``version`` it was planned at, the ``attempt`` number and why."""
+
+    unit: str
+    job_name: str
+    partition_key: str | None
+    version: str
+    attempt: int
+    reason: str
+    run_config: dict = field(default_factory=dict)
+
+    @property
+    def run_key(self) -> str:
+        return f"{self.unit}:{self.version}:{self.attempt}"
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {UNIT_TAG: self.unit, VERSION_TAG: self.version}
+
+    def run_request(self) -> dg.RunRequest:
+        return dg.RunRequest(
+            run_key=self.run_key,
+            job_name=self.job_name,
+            partition_key=self.partition_key,
+            run_config=self.run_config,
+            tags=self.tags,
+        )
+
+
+@dataclass
+class Plan:
+    """What :func:`plan` decided: the runs, the units running now, and the units given up."""
+
+    runs: list[PlannedRun] = field(default_factory=list)
+    running: set[str] = field(default_factory=set)
+    given_up: list[str] = field(default_factory=list)
+
+    def units(self) -> set[str]:
+        return {r.unit for r in self.runs}
+
+
+def _digest(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+class _Planner:
+    def __init__(self, instance: dg.DagsterInstance, store: MediaStore, settings: MedvidSettings):
+        self.instance, self.store, self.settings = instance, store, settings
+        self.plan = Plan()
+        running = in_progress_runs(instance)
+        self.plan.running = {r.tags[UNIT_TAG] for r in running if UNIT_TAG in r.tags}
+
+    def add(self, unit, job_name, partition_key, version, reason, run_config=None) -> bool:
+        if unit in self.plan.running:
+            return False
+        attempt = failures(self.instance, unit, version)
+        if attempt >= MAX_ATTEMPTS:
+            self.plan.given_up.append(unit)
+            return False
+        self.plan.runs.append(
+            PlannedRun(unit, job_name, partition_key, version, attempt, reason, run_config or {})
+        )
+        return True
+
+    def latest(self, asset: str) -> dg.EventLogRecord | None:
+        records = self.instance.fetch_materializations(dg.AssetKey(asset), limit=1).records
+        return records[0] if records else None
+
+    def changed_since(self, assets, storage_id: int | None) -> bool:
+        """Whether any of ``assets`` was materialized after ``storage_id`` (or ever, if None)."""
+        for asset in assets:
+            records = self.instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), after_storage_id=storage_id),
+                limit=1,
+            ).records
+            if records:
+                return True
+        return False
+
+    @staticmethod
+    def metadata(record: dg.EventLogRecord | None, name: str):
+        if record is None or record.asset_materialization is None:
+            return None
+        value = record.asset_materialization.metadata.get(name)
+        return value.value if value is not None else None
+
+    # --- the rules ---------------------------------------------------------------------------
+
+    def intake(self, look: Look) -> None:
+        for day in look.days():
+            versions = sorted(p.fingerprint for p in look.ready if p.day == day)
+            self.add(
+                f"intake:{day}",
+                "intake_job",
+                day,
+                _digest(versions),
+                f"{len(versions)} landing file(s) to take in",
+                {"ops": {"landing_intake": {"config": {"fingerprints": versions}}}},
+            )
+
+    def videos(self) -> None:
+        partitions = self.instance.get_dynamic_partitions(video_partitions.name)
+        done = self.instance.get_materialized_partitions(dg.AssetKey("video_frames"))
+        quarantined = quarantined_ids(self.store)
+        for video_id in sorted(set(partitions) - set(done) - quarantined):
+            self.add(f"video:{video_id}", "video_pipeline", video_id, "1", "new video")
+
+    def studies(self) -> None:
+        for study in sorted(self.instance.get_dynamic_partitions(study_partitions.name)):
+            digest = study_digest(list(read_study_index(self.store, study)))
+            records = self.instance.fetch_materializations(
+                dg.AssetRecordsFilter(
+                    asset_key=dg.AssetKey("dicom_images"), asset_partitions=[study]
+                ),
+                limit=1,
+            ).records
+            made = self.metadata(records[0] if records else None, "instances_digest")
+            if made != digest:
+                reason = "new study" if made is None else "instances added"
+                self.add(f"study:{study}", "dicom_pipeline", study, digest, reason)
+
+    def drained(self, look: Look | None) -> bool:
+        busy = {u.split(":", 1)[0] for u in self.plan.units() | self.plan.running}
+        pending_landing = bool(look and (look.ready or look.waiting))
+        return not (busy & {"intake", "video", "study"}) and not pending_landing
+
+    def labels(self) -> bool:
+        version = labels_version(self.store, self.settings.labels, self.settings.segments)
+        last = self.latest("frame_labels")
+        made = self.metadata(self.latest("label_sheets"), "labels_version")
+        if made != version:
+            return self.add("labels", "labels_job", None, version, "sheets or label settings")
+        if last is None or self.changed_since(LABEL_INPUTS, last.storage_id):
+            version = _digest(version, last.storage_id if last else None)
+            return self.add("labels", "labels_job", None, version, "frames of new videos")
+        return False
+
+    def predictions(self) -> bool:
+        predict = self.settings.predict
+        if predict is None:
+            return False
+        planned = False
+        with_frames = self._videos_with_frames()
+        if predict.model is not None:
+            model = self.latest("label_model")
+            if model is None or self.changed_since(MODEL_INPUTS, model.storage_id):
+                version = _digest(fingerprint(predict.model), model.storage_id if model else None)
+                return self.add("model", "label_model_job", None, version, "labels changed")
+            predicted = self._materialized_after("predicted_labels", model.storage_id)
+            for video_id in sorted(with_frames - predicted):
+                version = str(model.storage_id)
+                planned |= self.add(
+                    f"predict:{video_id}", "predict_job", video_id, version, "new model or video"
+                )
+        if predict.custom_model is not None:
+            done = self.instance.get_materialized_partitions(dg.AssetKey("custom_model_labels"))
+            version = fingerprint(predict.custom_model)
+            for video_id in sorted(with_frames - set(done)):
+                planned |= self.add(
+                    f"custom:{video_id}", "custom_model_job", video_id, version, "new video"
+                )
+        return planned
+
+    def export(self) -> None:
+        last = self.latest("training_dataset")
+        made = self.metadata(last, "settings_fingerprint")
+        if last is None or made != fingerprint(self.settings.export):
+            self.add("export", "export_job", None, _digest(None), "no dataset with these settings")
+        elif self.changed_since(EXPORT_INPUTS, last.storage_id):
+            self.add("export", "export_job", None, _digest(last.storage_id), "inputs changed")
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _videos_with_frames(self) -> set[str]:
+        done = set(self.instance.get_materialized_partitions(dg.AssetKey("video_frames")))
+        return done - quarantined_ids(self.store)
+
+    def _materialized_after(self, asset: str, storage_id: int) -> set[str]:
+        records = self.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), after_storage_id=storage_id),
+            limit=100_000,
+        ).records
+        return {r.partition_key for r in records if r.partition_key}
+
+
+def plan(
+    instance: dg.DagsterInstance,
+    store: MediaStore,
+    settings: MedvidSettings,
+    *,
+    look: Look | None = None,
+    intake: bool = True,
+    pipelines: bool = True,
+) -> Plan:
+    """The runs medvid needs now (see the module docstring). ``look`` is what a look at the
+    landing zone found (None: do not plan intake, and do not wait for the landing zone)."""
+    planner = _Planner(instance, store, settings)
+    if intake and look is not None:
+        planner.intake(look)
+    if pipelines:
+        planner.videos()
+        planner.studies()
+        if planner.drained(look) and not planner.labels() and not planner.predictions():
+            planner.export()
+    return planner.plan

@@ -1,0 +1,111 @@
+"""Sensors and the schedule: they look (list, stat, read records), runs work.
+
+- ``landing_sensor`` (every 30 s, on by default): lists the landing zone and requests an
+  ``intake_job`` run for the file versions that settled since the last tick and have no outcome.
+  It writes nothing: its state is its cursor, saved only when Dagster applies the tick, so
+  "Preview tick result" in the UI changes nothing.
+- ``pipeline_sensor`` (every 30 s, on by default): requests what :func:`plan` says the
+  partitions, labels, predictions and export need.
+- ``daily_intake`` (05:00 UTC, off by default): the same intake as the sensor, for sites that
+  prefer one batch a day (files still for a minute are taken).
+"""
+
+import json
+import time
+
+import dagster as dg
+
+from medvid.intake.ledger import has_intake_record
+from medvid.intake.pending import look
+from medvid_assets.orchestration.jobs import JOBS, intake_job
+from medvid_assets.orchestration.planner import plan
+from medvid_assets.policy import SettingsResource
+from medvid_resources import LandingZone, MediaStore
+
+
+def _look(zone: LandingZone, store: MediaStore, cursor: dict | None, **kwargs):
+    return look(
+        zone.list_files(),
+        zone.uri,
+        lambda fp: has_intake_record(store, fp),
+        cursor,
+        now=time.time(),
+        **kwargs,
+    )
+
+
+@dg.sensor(
+    job=intake_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Lists the landing zone. A file version is taken once its size and mtime are"
+    " unchanged across two ticks (temporary upload files are ignored) and it has no recorded"
+    " outcome: one intake_job run per UTC day of landing. Writes nothing (safe to preview).",
+)
+def landing_sensor(
+    context: dg.SensorEvaluationContext,
+    landing_zone: LandingZone,
+    media_store: MediaStore,
+    settings: SettingsResource,
+) -> dg.SensorResult:
+    cursor = json.loads(context.cursor) if context.cursor else None
+    found = _look(landing_zone, media_store, cursor, require_stable=True)
+    planned = plan(context.instance, media_store, settings.load(), look=found, pipelines=False)
+    if found.waiting:
+        context.log.info(f"waiting for {len(found.waiting)} file(s) to settle")
+    for unit in planned.given_up:
+        context.log.warning(f"{unit}: failed {3} times at this input version; not retried")
+    return dg.SensorResult(
+        run_requests=[r.run_request() for r in planned.runs],
+        cursor=json.dumps(found.cursor, sort_keys=True),
+    )
+
+
+@dg.sensor(
+    jobs=[job for job in JOBS if job is not intake_job],
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Requests the runs medvid's planner finds needed: the pipeline of every new"
+    " video and study, then (when those are done) labels, the label model and predictions when"
+    " configured, and the export. Looks only (runs, materializations, records).",
+)
+def pipeline_sensor(
+    context: dg.SensorEvaluationContext, media_store: MediaStore, settings: SettingsResource
+) -> dg.SensorResult:
+    planned = plan(context.instance, media_store, settings.load(), intake=False)
+    for unit in planned.given_up:
+        context.log.warning(f"{unit}: failed repeatedly at this input version; not retried")
+    if not planned.runs:
+        return dg.SensorResult(skip_reason=dg.SkipReason("nothing to do"))
+    return dg.SensorResult(run_requests=[r.run_request() for r in planned.runs])
+
+
+@dg.schedule(
+    job=intake_job,
+    cron_schedule="0 5 * * *",
+    execution_timezone="UTC",
+    name="daily_intake",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Every day at 05:00 UTC: take every landing file still for a minute that has no"
+    " outcome yet (the landing sensor does the same continuously; turn this on instead of it"
+    " for a nightly batch).",
+)
+def daily_intake(
+    context: dg.ScheduleEvaluationContext,
+    landing_zone: LandingZone,
+    media_store: MediaStore,
+    settings: SettingsResource,
+):
+    found = look(
+        landing_zone.list_files(),
+        landing_zone.uri,
+        lambda fp: has_intake_record(media_store, fp),
+        None,
+        require_stable=False,
+        min_age_s=60.0,
+        now=context.scheduled_execution_time.timestamp(),
+    )
+    planned = plan(context.instance, media_store, settings.load(), look=found, pipelines=False)
+    if not planned.runs:
+        return dg.SkipReason(f"nothing to take in ({len(found.waiting)} file(s) too recent)")
+    return [r.run_request() for r in planned.runs]
