@@ -6,8 +6,6 @@ Export rows are the real export v2 fixture (``shared/data/labels``), re-keyed to
 plus classifications, a review state, masks (the real endoscope field-of-view mask) and a video
 data row in the documented export v2 shape."""
 
-from __future__ import annotations
-
 import copy
 import json
 from pathlib import Path
@@ -18,12 +16,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from medvid.catalog.keys import table_key
 from medvid.ids import frame_id
 from medvid.labels.labelbox import read_export_ndjson
-from medvid_assets.quarantine import quarantine_input
-from medvid_assets.storage import table_key
-from tests.assets.conftest import AVI, MP4
-from tests.assets.label_pipeline import (
+from medvid.quarantine import quarantine_input
+from tests.fakes.labelbox_fake import FakeLabelboxClient
+from tests.stages.conftest import AVI, MP4
+from tests.stages.label_pipeline import (
     LABELBOX_PROJECT,
     Processed,
     fake_labelbox,
@@ -31,7 +30,6 @@ from tests.assets.label_pipeline import (
     open_copy,
     process_clips,
 )
-from tests.fakes.labelbox_fake import FakeLabelboxClient
 
 LABEL_IDS = {"b_lines": 0, "a_lines": 1}
 MASK_URL = "https://api.labelbox.com/api/v1/projects/p/masks/{}"

@@ -1,8 +1,6 @@
-"""Helpers of the label, Labelbox and prediction asset tests: real clips through the whole video
-pipeline (the job's own asset selection, so the tests follow the pipeline as it grows), with
-every resource of medvid in-process and Labelbox replaced at its SDK client boundary."""
-
-from __future__ import annotations
+"""Helpers of the label, Labelbox and prediction tests: real clips taken in and through the
+whole video pipeline once per module (as the planner runs them), with Labelbox replaced at its
+SDK client boundary and the torch device on the CPU."""
 
 import os
 import shutil
@@ -13,17 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import yaml
 
 from medvid.ids import content_id, sha256_file
-from medvid_assets.definitions import STAGES, build_definitions
-from medvid_assets.jobs import VIDEO_PIPELINE_ASSETS
+from medvid.settings import SETTINGS_FILE
+from medvid_assets.definitions import build_definitions
+from medvid_resources import DeidentificationResource
 from medvid_resources.labelbox import LabelboxResource
 from medvid_resources.torch_device import TorchDeviceResource
-from tests.assets.conftest import register  # noqa: F401 (re-exported to the label tests)
 from tests.fakes.labelbox_fake import FakeLabelboxClient
 
-ALL_ASSETS = dg.load_assets_from_modules(STAGES)
 LABELBOX_PROJECT = "8ikpemouf4oszagoc7vlj67wq"  # the project of the export v2 fixture
+SALT = "test-salt-not-a-secret"
 #: Frames every 10th frame: 92-frame AVI -> 10 frames, 123-frame MP4 -> 13 frames.
 EVERY_10 = {"strategy": "every_n", "every_n": 10}
 
@@ -45,17 +44,22 @@ def fake_labelbox(fake: FakeLabelboxClient, masks: dict[str, bytes] | None = Non
 
 def medvid_resources(home: Path, labelbox: LabelboxResource | None = None) -> dict:
     """The resources of ``build_definitions(home)`` (landing zone ``home/landing``, media store
-    ``home``, de-identification, OCR...), with the torch device on the CPU and Labelbox faked."""
+    ``home``, the test salt...), with the torch device on the CPU and Labelbox faked."""
     saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("MEDVID_")}
     try:
-        resources = dict(build_definitions(home).resources)
+        resources = dict(build_definitions(home, home / "landing").resources)
     finally:
         os.environ.update(saved)
+    resources["deid"] = DeidentificationResource(salt=SALT)
     resources["torch_device"] = TorchDeviceResource(device="cpu", cpu_threads=2)
     resources["labelbox"] = labelbox or fake_labelbox(
         FakeLabelboxClient(project_id=LABELBOX_PROJECT)
     )
     return resources
+
+
+def _defs(home: Path) -> dg.Definitions:
+    return build_definitions(home, home / "landing")
 
 
 def materialize(
@@ -67,9 +71,11 @@ def materialize(
     raise_on_error: bool = True,
 ) -> dg.ExecuteInProcessResult:
     """Materialize the named assets (of all of medvid) in-process."""
+    home = Path(resources["media_store"].root)
+    defs = _defs(home)
+    assets = [defs.get_assets_def(dg.AssetKey(n)) for n in names]
     return dg.materialize(
-        ALL_ASSETS,
-        selection=dg.AssetSelection.assets(*names),
+        assets,
         partition_key=partition_key,
         instance=instance,
         resources=resources,
@@ -78,35 +84,16 @@ def materialize(
     )
 
 
-def process_videos(
-    instance: dg.DagsterInstance,
-    resources: dict,
-    video_ids: list[str],
-    labels_config: dict | None = None,
-) -> None:
-    """``label_sheets`` then the whole video pipeline of each video, every 10th frame."""
-    materialize(
-        instance,
-        resources,
-        "label_sheets",
-        run_config={"ops": {"label_sheets": {"config": labels_config or {}}}},
-    )
-    for video_id in video_ids:
-        materialize(
-            instance,
-            resources,
-            *VIDEO_PIPELINE_ASSETS,
-            partition_key=video_id,
-            run_config={"ops": {"video_frames": {"config": EVERY_10}}},
-        )
-
-
 @dataclass(frozen=True)
 class Processed:
-    """A medvid home whose videos went through the whole video pipeline."""
+    """A medvid home whose videos went through the whole video pipeline and labels."""
 
     home: Path
     video_ids: dict[str, str]  # clip file name -> video_id
+
+
+def write_settings(home: Path, settings: dict) -> None:
+    (home / SETTINGS_FILE).write_text(yaml.safe_dump(settings))
 
 
 def process_clips(
@@ -117,16 +104,24 @@ def process_clips(
     labels_config: dict | None = None,
 ) -> Processed:
     """Drop ``clips`` (and sheets: file name -> CSV text) into ``root/home/landing`` and run
-    label_sheets and the video pipeline on them."""
+    intake, the video pipeline (every 10th frame) and the labels, as the planner would."""
+    from medvid_assets.orchestration.launch import run_until_done
+
     home = root / "home"
     (home / "landing").mkdir(parents=True)
     for clip in clips:
         shutil.copyfile(videos_dir / clip, home / "landing" / clip)
     for name, text in (sheets or {}).items():
         (home / "landing" / name).write_text(text)
+    write_settings(home, {"frames": EVERY_10, "labels": labels_config or {}})
     with dg.instance_for_test() as instance:
         resources = medvid_resources(home)
-        process_videos(instance, resources, register(instance, resources), labels_config)
+        keys = ("landing_zone", "media_store", "settings")
+        with dg.build_resources({k: resources[k] for k in keys}, instance=instance) as res:
+            launched = run_until_done(
+                _defs(home), instance, res, only={"intake", "video", "study", "labels"}
+            )
+        assert not launched.failed, launched.failed
     ids = {clip: content_id(sha256_file(videos_dir / clip)) for clip in clips}
     return Processed(home=home, video_ids=ids)
 
@@ -142,3 +137,14 @@ def open_copy(
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("videos", sorted(processed.video_ids.values()))
         yield instance, medvid_resources(home, labelbox), home
+
+
+def take_in(instance: dg.DagsterInstance, resources: dict) -> None:
+    """Intake runs for whatever landed since (as the landing sensor would launch them)."""
+    from medvid_assets.orchestration.launch import run_until_done
+
+    home = Path(resources["media_store"].root)
+    keys = ("landing_zone", "media_store", "settings")
+    with dg.build_resources({k: resources[k] for k in keys}, instance=instance) as res:
+        launched = run_until_done(_defs(home), instance, res, only={"intake"})
+    assert not launched.failed

@@ -2,8 +2,6 @@
 label models (cold and blitz), predictions per video in the gpu pool, custom models, and the
 lung-ultrasound evaluation. Training is tiny (32 px inputs, 1-2 epochs) so it runs in seconds."""
 
-from __future__ import annotations
-
 import csv
 import json
 from pathlib import Path
@@ -12,11 +10,10 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from medvid.catalog.keys import table_key
 from medvid.predict.model import load_model
-from medvid_assets import predict
-from medvid_assets.storage import table_key
-from tests.assets.conftest import AVI, MP4, SONOSITE
-from tests.assets.label_pipeline import Processed, materialize, open_copy, process_clips
+from tests.stages.conftest import AVI, MP4, SONOSITE
+from tests.stages.label_pipeline import Processed, materialize, open_copy, process_clips
 
 LABEL_IDS = {"healthy": 0, "viral_pneumonia": 1, "red": 2, "blue": 3}
 SHEETS = {
@@ -213,41 +210,9 @@ def test_a_custom_model_labels_every_live_frame(processed: Processed, tmp_path: 
     assert "confidences outside [0, 1]" in failure.event_specific_data.error.message
 
 
-def test_prediction_assets_run_in_the_gpu_pool() -> None:
-    for asset in (
-        predict.label_model,
-        predict.predicted_labels,
-        predict.custom_model_labels,
-        predict.label_prediction_evaluation,
-    ):
-        assert asset.op.pool == "gpu"
+def test_prediction_assets_run_in_the_gpu_pool(tmp_path: Path) -> None:
+    from medvid_assets.definitions import build_definitions
 
-
-def test_the_evaluation_reports_blitz_cold_and_the_reference(
-    processed: Processed, tmp_path: Path
-) -> None:
-    config = {"k_values": [1], "input_size": 32, "epochs": 1, "batch_size": 16, "patience": 1}
-    with open_copy(processed, tmp_path) as (instance, resources, home):
-        result = materialize(
-            instance,
-            resources,
-            "label_prediction_evaluation",
-            run_config=_config("label_prediction_evaluation", **config),
-        )
-        report = json.loads((home / "reports" / "label_prediction_evaluation.json").read_text())
-        markdown = (home / "reports" / "label_prediction_evaluation.md").read_text()
-    metadata = result.asset_materializations_for_node("label_prediction_evaluation")[0].metadata
-    assert (metadata["videos"].value, metadata["frames"].value) == (2, 23)  # SONOSITE: no tag
-    methods = [m["method"] for m in report["methods"]]
-    assert methods == [
-        "blitz label, leave one video out (skip 3)",
-        "cold label, K=1 per video (uniform)",
-        "reference: all videos (skip 3), in-sample",
-    ]
-    assert {v["class"] for v in report["videos"]} == {"healthy", "viral_pneumonia"}
-    cold = report["methods"][1]
-    assert cold["human_labelled_fraction"] == pytest.approx(2 / 23)
-    assert cold["frames_scored"] == 21
-    assert all(0 <= m["frame_accuracy"] <= 1 for m in report["methods"])
-    assert "| method | frame accuracy | macro F1 |" in markdown
-    assert metadata["report"].value == markdown
+    defs = build_definitions(tmp_path)
+    for name in ("label_model", "predicted_labels", "custom_model_labels"):
+        assert defs.get_assets_def(dg.AssetKey(name)).op.pool == "gpu"

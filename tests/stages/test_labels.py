@@ -2,20 +2,25 @@
 first, the project label schema from config, reviews sheets, and the export's rule that
 predictions leave medvid only once reviewed or when asked for."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from medvid.catalog.keys import table_key
 from medvid.ids import frame_id
-from medvid_assets.labels import label_sets_of_videos
-from medvid_assets.quarantine import quarantine_records
-from medvid_assets.storage import table_key
-from tests.assets.conftest import AVI, MP4
-from tests.assets.label_pipeline import Processed, materialize, open_copy, process_clips, register
+from medvid.labels.store import label_sets_of_videos
+from medvid.quarantine import quarantine_records
+from tests.stages.conftest import AVI, MP4
+from tests.stages.label_pipeline import (
+    Processed,
+    materialize,
+    open_copy,
+    process_clips,
+    take_in,
+    write_settings,
+)
 
 LABEL_IDS = {"healthy": 0, "b_lines": 1, "red": 2, "blue": 3}
 SEGMENTS = (
@@ -64,44 +69,40 @@ def test_segments_become_labels_of_exactly_the_extracted_frames_inside(
     assert not mp4["reviewed"].any()  # segments sheets are not assumed reviewed
 
 
-def test_label_sheets_reports_the_segment_dry_run_over_extracted_frames(
+def test_segment_labels_reports_the_dry_run_over_extracted_frames(
     processed: Processed, tmp_path: Path
 ) -> None:
     with open_copy(processed, tmp_path) as (instance, resources, _):
-        result = materialize(instance, resources, "label_sheets")
-    metadata = result.asset_materializations_for_node("label_sheets")[0].metadata
+        sheets = materialize(instance, resources, "label_sheets")
+        result = materialize(instance, resources, "segment_labels")
+    metadata = result.asset_materializations_for_node("segment_labels")[0].metadata
     avi, mp4 = processed.video_ids[AVI], processed.video_ids[MP4]
-    assert metadata["segments_dry_run"].value == {
+    assert metadata["dry_run"].value == {
         "rows": 8,
         "per_label": {"b_lines": 8},
         "per_video": dict(sorted({avi: 3, mp4: 5}.items())),
         "segments": 4,
         "segments_without_frames": [5],
     }
-    assert metadata["label_schema"].value == LABEL_IDS
+    labels = sheets.asset_materializations_for_node("label_sheets")[0].metadata
+    assert labels["label_schema"].value == LABEL_IDS
 
 
 def test_a_dry_run_counts_and_writes_nothing(processed: Processed, tmp_path: Path) -> None:
-    avi = processed.video_ids[AVI]
+    avi, mp4 = processed.video_ids[AVI], processed.video_ids[MP4]
     with open_copy(processed, tmp_path) as (instance, resources, home):
-        (home / table_key("segment_labels", avi)).unlink()
+        for vid in (avi, mp4):
+            (home / table_key("segment_labels", vid)).unlink()
         result = materialize(
             instance,
             resources,
             "segment_labels",
-            partition_key=avi,
             run_config={"ops": {"segment_labels": {"config": {"dry_run": True}}}},
         )
         assert not (home / table_key("segment_labels", avi)).exists()
     metadata = result.asset_materializations_for_node("segment_labels")[0].metadata
     assert metadata["status"].value == "dry_run"
-    assert metadata["dry_run"].value == {
-        "rows": 3,
-        "per_label": {"b_lines": 3},
-        "per_video": {avi: 3},
-        "segments": 2,
-        "segments_without_frames": [5],
-    }
+    assert metadata["dry_run"].value["per_video"] == dict(sorted({avi: 3, mp4: 5}.items()))
 
 
 def test_segments_configured_as_reviewed_are_ground_truth(
@@ -113,7 +114,6 @@ def test_segments_configured_as_reviewed_are_ground_truth(
             instance,
             resources,
             "segment_labels",
-            partition_key=mp4,
             run_config={
                 "ops": {"segment_labels": {"config": {"reviewed": True, "reviewer": "Dr S"}}}
             },
@@ -144,17 +144,15 @@ def test_a_closed_label_schema_quarantines_a_sheet_with_an_unknown_label(
         (home / "landing" / "more.csv").write_text(
             f"video,start_s,end_s,label\n{MP4},0,1,pneumothorax\n"
         )
-        register(instance, resources)
-        result = materialize(
-            instance,
-            resources,
-            "label_sheets",
-            run_config={
-                "ops": {
-                    "label_sheets": {"config": {"label_ids": LABEL_IDS, "allow_new_labels": False}}
-                }
+        take_in(instance, resources)
+        write_settings(
+            home,
+            {
+                "frames": {"every_n": 10},
+                "labels": {"label_ids": LABEL_IDS, "allow_new_labels": False},
             },
         )
+        result = materialize(instance, resources, "label_sheets")
         [record] = quarantine_records(resources["media_store"])
         schema = json.loads((home / "tables" / "label_schema.json").read_text())
     assert (record.file, record.stage) == ("more.csv", "label_sheets")
@@ -193,13 +191,8 @@ def test_predictions_are_exported_only_when_reviewed_or_asked_for(
         materialize(instance, resources, "training_dataset", run_config=asked)
         when_asked = _annotations(home)
         (home / "landing" / "reviewed.csv").write_text(f"video,reviewer,source\n{MP4},Dr R,model\n")
-        register(instance, resources)
-        materialize(
-            instance,
-            resources,
-            "label_sheets",
-            run_config={"ops": {"label_sheets": {"config": {"label_ids": LABEL_IDS}}}},
-        )
+        take_in(instance, resources)
+        materialize(instance, resources, "label_sheets")
         reviewed = materialize(instance, resources, "training_dataset", run_config=export)
         after_review = _annotations(home)
         multilabel = json.loads((home / "exports" / "t" / "multilabel.json").read_text())

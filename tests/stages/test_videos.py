@@ -1,0 +1,113 @@
+"""The per-video pipeline on real clips and broken copies of them."""
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from medvid.catalog.keys import Tables, table_key
+from medvid.ids import content_id, sha256_file
+from medvid.quarantine import quarantine_records
+from medvid.video.probe import probe_video
+from medvid_assets.export.assets import EXPORT_CHECKS
+from tests.stages.conftest import AVI, MP4, drop
+
+
+def test_avi_is_copied_normalized_and_sampled_with_redacted_frames(medvid_home, videos_dir):
+    clip = drop(videos_dir, medvid_home.landing, AVI)
+    launched = medvid_home.run("intake", "video")
+    assert not launched.failed
+    home, video_id = medvid_home.path, content_id(sha256_file(clip))
+    meta = pq.read_table(home / table_key(Tables.VIDEO_METADATA, video_id)).to_pylist()[0]
+    assert (meta["codec"], meta["width"], meta["height"], meta["frame_count"]) == (
+        "mpeg4",
+        478,
+        478,
+        92,
+    )
+    assert meta["display_name"] == "covid19us_Reg_northumbria_1009_vid1.avi"
+    clip_info = probe_video(home / "protected" / "media" / "normalized" / video_id / "clip_000.mp4")
+    assert (clip_info.codec, clip_info.pix_fmt, clip_info.frame_count) == ("h264", "yuv420p", 92)
+    manifest = pq.read_table(home / table_key(Tables.VIDEO_FRAMES, video_id)).to_pandas()
+    assert manifest["frame_number"].tolist() == list(range(0, 92, 10))
+    for path in manifest["frame_relative_path"]:
+        assert (home / "media" / "frames" / path).is_file()
+    # raw and normalized pixels (burned-in text still there) live only in protected/
+    assert not (home / "media" / "raw").exists() and not (home / "media" / "normalized").exists()
+
+
+def test_a_video_pipeline_rerun_writes_the_same_bytes(medvid_home, videos_dir):
+    drop(videos_dir, medvid_home.landing, MP4)
+    medvid_home.run("intake", "video")
+    [video_id] = medvid_home.instance.get_dynamic_partitions("videos")
+    manifest_path = medvid_home.path / table_key(Tables.VIDEO_FRAMES, video_id)
+    first = pq.read_table(manifest_path)
+    image = medvid_home.path / "media" / "frames" / first["frame_relative_path"][3].as_py()
+    first_image = image.read_bytes()
+    result = medvid_home.materialize(
+        "raw_videos",
+        "video_metadata",
+        "normalized_videos",
+        "video_ocr_text",
+        "video_redaction_plan",
+        "video_frames",
+        partition_key=video_id,
+    )
+    assert result.success
+    assert pq.read_table(manifest_path).equals(first)
+    assert image.read_bytes() == first_image
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda data: data[: len(data) * 2 // 5],
+        lambda data: b"these are my notes, not a video\n" * 40,
+    ],
+    ids=["truncated", "text"],
+)
+def test_a_broken_video_is_quarantined_the_run_succeeds_and_it_is_not_retried(
+    medvid_home, videos_dir, make
+):
+    (medvid_home.landing / "broken.mp4").write_bytes(make((videos_dir / MP4).read_bytes()))
+    launched = medvid_home.run("intake", "video")
+    assert not launched.failed
+    [record] = quarantine_records(medvid_home.store)
+    assert record.file == "broken.mp4"
+    assert record.stage in {"video_metadata", "normalized_videos", "raw_videos"}
+    assert record.reason
+    assert medvid_home.run("intake", "video").runs == []
+
+
+def test_labels_sheet_marks_frames_in_ranges_and_export_passes_checks(medvid_home, videos_dir):
+    landing = medvid_home.landing
+    drop(videos_dir, landing, MP4)
+    drop(videos_dir, landing, AVI)
+    (landing / "labels.csv").write_text(
+        f"video,start_s,end_s,label\n{MP4},1.0,2.0,b_lines\n{AVI},0,10,a_lines\n"
+    )
+    (landing / "patients.csv").write_text(f"video,patient_id,score\n{MP4},P1,3\n{AVI},P2,0\n")
+    medvid_home.configure("export: {dataset_name: t, val_ratio: 0.5}\n")
+    launched = medvid_home.run()
+    assert not launched.failed
+    home = medvid_home.path
+    mp4_id = content_id(sha256_file(landing / MP4))
+    frame_labels = pq.read_table(home / table_key(Tables.FRAME_LABELS, mp4_id)).to_pandas()
+    positives = frame_labels[frame_labels["value"]]
+    assert positives["frame_number"].tolist() == [30, 40, 50]  # 25 fps: 1.2 s, 1.6 s, 2.0 s
+    assert set(frame_labels["source"]) == {"sheet"}
+    [export_run] = [r for r, ok in launched.runs if r.unit == "export"]
+    assert export_run.job_name == "export_job"
+    manifest = json.loads((home / "exports" / "t" / "manifest.json").read_text())
+    assert sorted(manifest["source_video_sha256"]) == sorted(
+        sha256_file(landing / n) for n in (MP4, AVI)
+    )
+    checks = medvid_home.instance.event_log_storage.get_latest_asset_check_execution_by_key
+    import dagster as dg
+
+    keys = [dg.AssetCheckKey(dg.AssetKey("training_dataset"), c) for c in EXPORT_CHECKS]
+    statuses = {k.name: r.status.value for k, r in checks(keys).items()}
+    assert statuses == dict.fromkeys(EXPORT_CHECKS, "SUCCEEDED")
+    # patients: pseudonyms, never the sheet's ids
+    splits = (home / "exports" / "t" / "splits.csv").read_text()
+    assert "P1," not in splits and ",P1" not in splits
