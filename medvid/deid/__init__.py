@@ -1,7 +1,8 @@
 """De-identification: DICOM headers, burned-in pixel text, and the residual check.
 
 - header: :class:`PseudonymMap`, :func:`deidentify_dataset`, :func:`study_key`,
-  :func:`patient_key`, :func:`mark_pixels_cleaned`, :func:`residual_header_phi`
+  :func:`patient_key`, :func:`patient_key_for_id`, :func:`mark_pixels_cleaned`,
+  :func:`residual_header_phi`
 - phi: :class:`PhiValues`, :func:`phi_hits`
 - pixels: :func:`redact_pixels`, :func:`detect_field_of_view`, :func:`residual_phi`,
   :func:`replace_pixels`, :class:`RedactionBox`
@@ -17,6 +18,7 @@ from medvid.deid.header import (
     instance_key,
     mark_pixels_cleaned,
     patient_key,
+    patient_key_for_id,
     residual_header_phi,
     study_key,
 )
@@ -42,6 +44,7 @@ __all__ = [
     "mark_pixels_cleaned",
     "pattern_phi_hits",
     "patient_key",
+    "patient_key_for_id",
     "phi_hits",
     "redact_pixels",
     "replace_pixels",
