@@ -17,9 +17,12 @@ users' dataloaders read (seed 004), in this order: :data:`ANNOTATION_COLUMNS`.
   ``2024-05-01T08:30:00.000000+00:00``.
 
 CSV cells: booleans ``true``/``false``, nulls empty, floats in Python's shortest round-trip
-form (``repr``). JSON: a list of objects with the same keys in the same order, native
-booleans/numbers/``null``, dates as the same strings. :func:`format_cell` turns a JSON value
-into its CSV text, so the two files can be compared cell by cell.
+form (``repr``), and text a spreadsheet would run as a formula prefixed with ``'``
+(:func:`medvid.csv_injection.neutralize_formula`, OWASP CSV Injection). JSON: a list of objects
+with the same keys in the same order, native booleans/numbers/``null``, dates as the same
+strings, text as it is. :func:`format_cell` turns a JSON value into its CSV text, so the two
+files can be compared cell by cell; :func:`cell_text` is the same text without the formula
+guard, for JSON documents that carry values as text.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
+from medvid.csv_injection import neutralize_formula
 from medvid.labels.schema import (
     SOURCE_LABELBOX,
     SOURCE_MANUAL,
@@ -119,8 +123,9 @@ def json_value(value: Any) -> Any:
     return str(value)
 
 
-def format_cell(value: Any) -> str:
-    """The CSV text of a JSON-native cell value (see the module docstring)."""
+def cell_text(value: Any) -> str:
+    """A cell value as text: ``""`` for null, ``true``/``false``, ``repr`` of a float, ``str``
+    of anything else (no formula guard: for JSON, not for CSV)."""
     value = json_value(value)
     if value is None:
         return ""
@@ -129,6 +134,12 @@ def format_cell(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
     return str(value)
+
+
+def format_cell(value: Any) -> str:
+    """The CSV text of a JSON-native cell value: :func:`cell_text` with a formula neutralised
+    (see the module docstring). Every CSV of an export writes its cells with it."""
+    return neutralize_formula(cell_text(value))
 
 
 def records_to_csv(records: Sequence[Mapping[str, Any]]) -> bytes:

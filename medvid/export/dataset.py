@@ -61,6 +61,7 @@ import pandas as pd
 from medvid.export.annotations import (
     ANNOTATION_COLUMNS,
     ISO_UTC_FORMAT,
+    cell_text,
     format_cell,
     information_source_ids,
     records_to_csv,
@@ -481,7 +482,7 @@ def write_training_dataset(
                     if vid == video_id
                 },
                 "attributes": {
-                    name: format_cell(value)
+                    name: cell_text(value)
                     for name, value in zip(attribute_columns, attributes, strict=True)
                 },
             }
