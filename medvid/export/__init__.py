@@ -15,6 +15,8 @@ from medvid.export.annotations import ANNOTATION_COLUMNS, information_source_ids
 from medvid.export.dataset import (
     ExportConfig,
     ExportSummary,
+    PatientIdError,
+    export_date,
     label_folder_name,
     write_training_dataset,
 )
@@ -27,6 +29,8 @@ __all__ = [
     "ExportConfig",
     "ExportLabels",
     "ExportSummary",
+    "PatientIdError",
+    "export_date",
     "export_labels",
     "information_source_ids",
     "label_folder_name",

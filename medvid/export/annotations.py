@@ -13,8 +13,9 @@ users' dataloaders read (seed 004), in this order: :data:`ANNOTATION_COLUMNS`.
   ``segment``, ``manual``, ``model:<model_id>``); ``information_source_id`` a small int from
   :func:`information_source_ids` (fixed for human sources, numbered in name order for models);
   ``model_meta_id`` the model id of a model source, else null.
-- ``date_created``/``date_modified`` ISO-8601 UTC with microseconds,
-  ``2024-05-01T08:30:00.000000+00:00``.
+- ``date_created``/``date_modified`` ISO-8601 UTC, the year only:
+  ``2024-01-01T00:00:00.000000+00:00`` (:data:`medvid.export.dataset.EXPORT_DATE_FORMAT`;
+  label times disclose when a patient was seen).
 
 CSV cells: booleans ``true``/``false``, nulls empty, floats in Python's shortest round-trip
 form (``repr``), and text a spreadsheet would run as a formula prefixed with ``'``
@@ -72,7 +73,8 @@ HUMAN_SOURCE_IDS: Final[Mapping[str, int]] = {
 }
 MODEL_SOURCE_FIRST_ID: Final = 100
 
-#: strftime pattern of the date cells (UTC, microseconds).
+#: strftime pattern of a full UTC time with microseconds (exports write the year only:
+#: :data:`medvid.export.dataset.EXPORT_DATE_FORMAT`).
 ISO_UTC_FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%f+00:00"
 
 
