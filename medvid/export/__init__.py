@@ -9,6 +9,8 @@
 - :mod:`medvid.export.torch_dataset` — :class:`MultilabelFrameDataset` (imports torch; import
   it from its module).
 - :mod:`medvid.export.verify` — :func:`verify_export`, the checks run before training.
+- :mod:`medvid.export.phi_scan` — :func:`~medvid.export.phi_scan.scan_export`, the PHI scan of
+  a written export (imports the de-identification stack; import it from its module).
 """
 
 from medvid.export.annotations import ANNOTATION_COLUMNS, information_source_ids
