@@ -76,112 +76,30 @@ ISSUER_COLUMNS: Final = ("issuer", "issuer_of_patient_id")
 #: longer text is free text, which Annex E removes from headers too.
 MAX_ATTRIBUTE_CHARS: Final = 64
 
-_NAME_WORDS = frozenset(
-    [
-        "initials",
-        "given",
-        "family",
-        "maiden",
-        "physician",
-        "doctor",
-        "referrer",
-        "referring",
-        "operator",
-        "nurse",
-        "sonographer",
-        "consultant",
-        "surgeon",
-        "staff",
-    ]
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+#: Words of a column name that say what the column identifies.
+_NAME_WORDS = _words(
+    "initials given family maiden physician doctor referrer referring operator nurse "
+    "sonographer consultant surgeon staff"
 )
-_DATE_WORDS = frozenset(
-    [
-        "date",
-        "dates",
-        "dob",
-        "birth",
-        "birthday",
-        "born",
-        "time",
-        "timestamp",
-        "datetime",
-        "datum",
-        "admission",
-        "admitted",
-        "discharge",
-        "discharged",
-        "death",
-        "died",
-        "deceased",
-        "visit",
-    ]
+_DATE_WORDS = _words(
+    "date dates dob birth birthday born time timestamp datetime datum admission admitted "
+    "discharge discharged death died deceased visit"
 )
-_ID_WORDS = frozenset(
-    [
-        "id",
-        "ids",
-        "mrn",
-        "nhs",
-        "ssn",
-        "sin",
-        "bsn",
-        "insurance",
-        "accession",
-        "acc",
-        "number",
-        "no",
-        "nr",
-        "num",
-        "record",
-        "chart",
-        "pid",
-        "uid",
-        "uuid",
-        "passport",
-        "license",
-        "licence",
-        "account",
-        "medicare",
-        "medicaid",
-    ]
+_ID_WORDS = _words(
+    "id ids mrn nhs ssn sin bsn insurance accession acc number no nr num record chart "
+    "pid uid uuid passport license licence account medicare medicaid"
 )
-_CONTACT_WORDS = frozenset(
-    [
-        "address",
-        "street",
-        "city",
-        "town",
-        "zip",
-        "postcode",
-        "postal",
-        "phone",
-        "telephone",
-        "tel",
-        "mobile",
-        "fax",
-        "email",
-        "mail",
-        "contact",
-        "ip",
-        "url",
-        "website",
-    ]
+_CONTACT_WORDS = _words(
+    "address street city town zip postcode postal phone telephone tel mobile fax email "
+    "mail contact ip url website"
 )
-_FREE_TEXT_WORDS = frozenset(
-    [
-        "comment",
-        "comments",
-        "note",
-        "notes",
-        "remark",
-        "remarks",
-        "text",
-        "description",
-        "history",
-        "memo",
-        "narrative",
-        "report",
-    ]
+_FREE_TEXT_WORDS = _words(
+    "comment comments note notes remark remarks text description history memo narrative report"
 )
 #: Glued header words ("patientname", "dateofbirth") found inside a word.
 _GLUED = (
