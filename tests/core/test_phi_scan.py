@@ -8,8 +8,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 
+from medvid.deid import PseudonymMap, known_identifiers, pseudonymize_patients
 from medvid.export import ExportConfig, write_training_dataset
 from medvid.export.images import IMAGE_COLUMNS
 from medvid.export.phi_scan import scan_export
@@ -18,6 +20,10 @@ from medvid.images import write_png
 from medvid.ocr import OcrBox
 from tests.core.test_export import (  # the helpers of the export tests
     VA,
+    VB,
+    VC,
+    VD,
+    VE,
     _export,
     _frame_table,
     _label_table,
@@ -202,3 +208,43 @@ def test_real_ocr_finds_a_name_and_date_burned_into_an_exported_frame(tmp_path: 
 def test_scan_of_a_missing_folder_raises(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         scan_export(tmp_path / "nope", identifiers=[])
+
+
+# --- the case, end to end ----------------------------------------------------------------
+
+
+def test_a_patients_sheet_with_mrns_names_and_birth_dates_leaves_nothing_in_the_export(
+    tmp_path: Path, frames_root: Path
+) -> None:
+    names = {VA: "SMITH_JOHN_5551234_20240215.mp4", VB: "SMITH_JOHN_5551234_20240301.mp4"}
+    names |= {VC: "=HYPERLINK(x).mp4", VD: "DOE_JANE_7770001.mp4", VE: "ROE_RICK.mp4"}
+    sheet = pd.DataFrame(
+        {
+            "video": list(names.values()),
+            "patient_id": ["5551234", "5551234", "N/A", "7770001", '=HYPERLINK("x")'],
+            "patient_name": ["Smith, John", "Smith, John", "", "Doe, Jane", "Roe, Rick"],
+            "dob": ["1970-01-01", "1970-01-01", "", "1980-02-02", "1990-03-03"],
+            "diagnosis": ["covid", "covid", "", "seen 15/02/2024 by Dr Doe", "healthy"],
+        },
+        dtype=str,
+    )
+    patients, report = pseudonymize_patients(sheet, PseudonymMap(tmp_path / "map.json", "s"))
+    video_of = {name: video_id for video_id, name in names.items()}
+    videos = patients.assign(video_id=patients["video"].map(video_of)).drop(columns="video")
+    frames = _frame_table()
+    write_training_dataset(
+        tmp_path / "ds",
+        frames=frames,
+        labels=_label_table(frames),
+        videos=videos.assign(video_hash=videos["video_id"].str.repeat(4)),
+        frames_root=frames_root,
+        config=ExportConfig(dataset_name="lung"),
+        medvid_version="0.1.0",
+    )
+    identifiers = known_identifiers(patients=sheet, file_names=names.values())
+    assert scan_export(tmp_path / "ds", identifiers=identifiers) == []
+    assert report.dropped_columns == {
+        "patient_name": "looks like a name",
+        "dob": "looks like a date",
+    }
+    assert report.dropped_values == {"diagnosis": {"date": 1, "known identifier": 1}}
