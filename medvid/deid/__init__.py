@@ -1,8 +1,11 @@
 """De-identification: DICOM headers, burned-in pixel text, and the residual check.
 
 - header: :class:`PseudonymMap`, :func:`deidentify_dataset`, :func:`study_key`,
-  :func:`patient_key`, :func:`mark_pixels_cleaned`, :func:`residual_header_phi`
-- phi: :class:`PhiValues`, :func:`phi_hits`
+  :func:`patient_key`, :func:`patient_key_for_id`, :func:`mark_pixels_cleaned`,
+  :func:`residual_header_phi`
+- phi: :class:`PhiValues`, :func:`phi_hits`, :class:`IdentifierMatcher`
+- sheets: :func:`pseudonymize_patients` (patients sheets: pseudonyms, allow-listed attributes)
+- names: :func:`display_name`, :func:`known_identifiers` (file names without PHI)
 - pixels: :func:`redact_pixels`, :func:`detect_field_of_view`, :func:`residual_phi`,
   :func:`replace_pixels`, :class:`RedactionBox`
 
@@ -17,10 +20,18 @@ from medvid.deid.header import (
     instance_key,
     mark_pixels_cleaned,
     patient_key,
+    patient_key_for_id,
     residual_header_phi,
     study_key,
 )
-from medvid.deid.phi import PhiValues, header_phi_hits, pattern_phi_hits, phi_hits
+from medvid.deid.names import display_name, known_identifiers
+from medvid.deid.phi import (
+    IdentifierMatcher,
+    PhiValues,
+    header_phi_hits,
+    pattern_phi_hits,
+    phi_hits,
+)
 from medvid.deid.pixels import (
     RedactionBox,
     detect_field_of_view,
@@ -28,21 +39,28 @@ from medvid.deid.pixels import (
     replace_pixels,
     residual_phi,
 )
+from medvid.deid.sheets import PatientsSheetReport, pseudonymize_patients
 
 __all__ = [
+    "IdentifierMatcher",
     "PatientPseudonym",
+    "PatientsSheetReport",
     "PhiValues",
     "PseudonymMap",
     "RedactionBox",
     "cine_video_id",
     "deidentify_dataset",
     "detect_field_of_view",
+    "display_name",
     "header_phi_hits",
     "instance_key",
+    "known_identifiers",
     "mark_pixels_cleaned",
     "pattern_phi_hits",
     "patient_key",
+    "patient_key_for_id",
     "phi_hits",
+    "pseudonymize_patients",
     "redact_pixels",
     "replace_pixels",
     "residual_header_phi",

@@ -252,12 +252,24 @@ def cine_video_id(sha256: str, salt: str | bytes) -> str:
     return _hmac_hex(salt, "cine:" + sha256)[:16]
 
 
+def patient_key_for_id(patient_id: str, issuer: str = "") -> str:
+    """The patient key of a patient id: ``"id:<issuer>|<patient_id>"``, both trimmed.
+
+    One scheme for every source, so a patients sheet's ``patient_id`` and a DICOM header's
+    PatientID (0010,0020) with the same IssuerOfPatientID (0010,0021) get the same key, hence
+    the same pseudonym from :meth:`PseudonymMap.patient`. Ids are compared exactly (case and
+    leading zeros count): ``"007"`` and ``"7"`` are different patients.
+    """
+    return f"id:{str(issuer or '').strip()}|{str(patient_id).strip()}"
+
+
 def patient_key(ds: Dataset) -> str:
-    """What identifies the patient in a header: IssuerOfPatientID|PatientID, else
-    PatientName|PatientBirthDate, else the study (each study its own patient)."""
+    """What identifies the patient in a header: IssuerOfPatientID|PatientID
+    (:func:`patient_key_for_id`), else PatientName|PatientBirthDate, else the study (each study
+    its own patient)."""
     patient_id = str(ds.get("PatientID", "") or "").strip()
     if patient_id.upper() not in PLACEHOLDERS:
-        return f"id:{str(ds.get('IssuerOfPatientID', '') or '').strip()}|{patient_id}"
+        return patient_key_for_id(patient_id, str(ds.get("IssuerOfPatientID", "") or ""))
     name = str(ds.get("PatientName", "") or "").strip()
     if name.upper() not in PLACEHOLDERS:
         return f"name:{name.upper()}|{str(ds.get('PatientBirthDate', '') or '').strip()}"
@@ -478,6 +490,27 @@ def mark_pixels_cleaned(ds: Dataset) -> None:
 
 _PSEUDONYM = re.compile(r"^P[0-9A-F]{11}$")
 
+#: Every CID 7050 code medvid writes into DeidentificationMethodCodeSequence.
+_MEDVID_CODES = frozenset(
+    {
+        _CODE_BASIC_PROFILE,
+        _CODE_MODIFIED_DATES,
+        _CODE_PATIENT_CHARACTERISTICS,
+        _CODE_DEVICE_IDENTITY,
+        _CODE_CLEAN_PIXELS,
+    }
+)
+
+
+def _is_medvid_code(item: Dataset) -> bool:
+    """True when a code item is exactly one medvid writes (value, meaning, DCM, nothing else)."""
+    code = (str(item.get("CodeValue", "")), str(item.get("CodeMeaning", "")))
+    return (
+        code in _MEDVID_CODES
+        and item.get("CodingSchemeDesignator") == "DCM"
+        and {e.keyword for e in item} == {"CodeValue", "CodeMeaning", "CodingSchemeDesignator"}
+    )
+
 
 #: Value representations a person's identity can be written in. UIDs (replaced wholesale, so
 #: their digits are random and would match a short numeric id by chance), numbers and binary
@@ -497,6 +530,11 @@ def residual_header_phi(ds: Dataset, phi: PhiValues) -> list[str]:
     institution, physicians). The device identity elements kept under Annex E
     option 113109 (:data:`DEVICE_IDENTITY`) are not searched: a vendor that also fills
     InstitutionName with its own name ("Philips Healthcare") is not a patient's hospital.
+    Nor is what medvid itself writes: the values of DeidentificationMethod (0012,0063) that are
+    :data:`DEIDENTIFICATION_METHOD` and the items of DeidentificationMethodCodeSequence
+    (0012,0064) that are exactly one of medvid's CID 7050 codes (PS3.16), so a patient called
+    "Basic" or "Shift" does not fail the study on medvid's own words; any other value of these
+    two elements (left by an earlier tool, or tampered with) is searched like everything else.
     Findings name the element keyword and the reason, never the value, so they can go into
     check metadata.
     """
@@ -512,6 +550,8 @@ def residual_header_phi(ds: Dataset, phi: PhiValues) -> list[str]:
                 continue
             if element.VR == "SQ":
                 for index, item in enumerate(element.value or []):
+                    if name == "DeidentificationMethodCodeSequence" and _is_medvid_code(item):
+                        continue
                     visit(item, f"{where}{name}[{index}].")
                 continue
             if element.VR not in _SEARCHED_VRS or element.value is None:
@@ -519,6 +559,8 @@ def residual_header_phi(ds: Dataset, phi: PhiValues) -> list[str]:
             values = (
                 element.value if isinstance(element.value, list | MultiValue) else [element.value]
             )
+            if name == "DeidentificationMethod":
+                values = [v for v in values if str(v) not in DEIDENTIFICATION_METHOD]
             text = " ".join(str(v) for v in values)
             if element.keyword in ("PatientName", "PatientID") and _PSEUDONYM.match(text):
                 continue  # the pseudonym itself (random hex may contain a short id by chance)

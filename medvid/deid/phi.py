@@ -162,6 +162,24 @@ class PhiValues:
             accession_number=_clean_value(ds.get("AccessionNumber")),
         )
 
+    def identifiers(self) -> list[str]:
+        """Every value of this header to look for elsewhere (file names, exports), as
+        :class:`IdentifierMatcher` takes them: name parts (patient, other and birth names,
+        physicians) one by one, ids, accession number and birth date whole, the institution
+        name whole and its distinctive words (:meth:`institution_words`). PHI: protected zone
+        only."""
+        values = [
+            *self.name_parts,
+            *self.physician_name_parts,
+            self.patient_id,
+            *self.other_ids,
+            self.accession_number,
+            self.patient_birth_date,
+            self.institution_name,
+            *self.institution_words(),
+        ]
+        return list(dict.fromkeys(v for v in values if v))
+
     def ids(self) -> list[str]:
         """Compact (alphanumeric, upper-case) ids of 3+ characters."""
         values = [self.patient_id, self.accession_number, *self.other_ids]
@@ -256,3 +274,99 @@ def phi_hits(text: str, phi: PhiValues | None) -> list[str]:
 
 def unique(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(items))
+
+
+#: Letter runs (any script) and digit runs: the atoms identifiers are compared by.
+_ATOM = re.compile(r"[^\W\d_]+|\d+")
+#: Most characters between two atoms of one identifier ("MRN-12345", "Doe, Jane").
+MAX_IDENTIFIER_GAP = 3
+
+
+def _atoms(text: str) -> list[re.Match[str]]:
+    return list(_ATOM.finditer(text))
+
+
+class IdentifierMatcher:
+    """Finds known identifiers (names, ids, dates as written) in text, case-insensitively.
+
+    An identifier is split into atoms (runs of letters, runs of digits): ``"MRN-12345"`` is
+    ``MRN`` ``12345``, ``"O'Brien"`` is ``O`` ``BRIEN``. It matches a text where the same atoms
+    follow each other with at most :data:`MAX_IDENTIFIER_GAP` non-alphanumeric characters
+    between them, so ``"MRN12345"``, ``"mrn 12345"`` and ``"MRN_12345"`` all match
+    ``"MRN-12345"``. Pass name parts one by one (``"DOE"``, ``"JANE"``): a whole name only
+    matches in its own order. Identifiers with fewer than ``min_chars`` letters and digits, and
+    placeholders (:data:`PLACEHOLDERS`), are ignored: a 2-character id would match everywhere.
+
+    Boundaries, the rule that keeps short ids out of longer tokens:
+
+    - ``glued=False`` (token rule, for exported text): the match must not touch another letter
+      or digit on either side, nor continue a decimal number (``"0.1009"`` holds no ``1009``).
+      A 4-digit id therefore never matches inside a 16-hex content id (``"3fa1009c..."``), a
+      longer number or a frame number.
+    - ``glued=True`` (class rule, for file names, where parts are often glued:
+      ``"Smith1234567"``, ``"pat1009"``): the match must not continue a run of its own kind
+      (letters before a name, digits before an id) but may touch the other kind.
+    """
+
+    def __init__(self, identifiers: Iterable[str], *, min_chars: int = 3, glued: bool = False):
+        self.glued = glued
+        self._by_first: dict[str, list[tuple[str, ...]]] = {}
+        count = 0
+        for identifier in identifiers:
+            text = str(identifier).strip()
+            if not text or text.upper() in PLACEHOLDERS:
+                continue
+            atoms = tuple(m.group().casefold() for m in _atoms(text))
+            if not atoms or sum(len(a) for a in atoms) < min_chars:
+                continue
+            bucket = self._by_first.setdefault(atoms[0], [])
+            if atoms not in bucket:
+                bucket.append(atoms)
+                count += 1
+        for bucket in self._by_first.values():
+            bucket.sort(key=len, reverse=True)  # longest identifier first
+        self._count = count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def spans(self, text: str) -> list[tuple[int, int, str]]:
+        """``(start, end, kind)`` of every match, in text order; ``kind`` is ``"id"`` when the
+        identifier has a digit, else ``"name"``. Overlapping matches are all returned."""
+        if not self._count:
+            return []
+        atoms = _atoms(text)
+        folded = [m.group().casefold() for m in atoms]
+        found: list[tuple[int, int, str]] = []
+        for i, first in enumerate(folded):
+            for candidate in self._by_first.get(first, ()):
+                last = i + len(candidate) - 1
+                if last >= len(atoms) or tuple(folded[i : last + 1]) != candidate:
+                    continue
+                if any(
+                    atoms[k + 1].start() - atoms[k].end() > MAX_IDENTIFIER_GAP
+                    for k in range(i, last)
+                ):
+                    continue
+                start, end = atoms[i].start(), atoms[last].end()
+                if not self._bounded(text, start, end):
+                    continue
+                kind = "id" if any(a[0].isdigit() for a in candidate) else "name"
+                found.append((start, end, kind))
+        return found
+
+    def search(self, text: str) -> bool:
+        """True when any identifier occurs in ``text``."""
+        return bool(self.spans(text))
+
+    def _bounded(self, text: str, start: int, end: int) -> bool:
+        before = text[start - 1] if start > 0 else ""
+        after = text[end] if end < len(text) else ""
+        if self.glued:
+            # maximal atoms already end where their kind changes
+            return True
+        if before.isalnum() or after.isalnum():
+            return False
+        if text[start].isdigit() and re.search(r"\d[.,]$", text[max(0, start - 2) : start]):
+            return False
+        return not (text[end - 1].isdigit() and re.match(r"[.,]\d", text[end : end + 2]))

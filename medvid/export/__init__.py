@@ -9,12 +9,16 @@
 - :mod:`medvid.export.torch_dataset` — :class:`MultilabelFrameDataset` (imports torch; import
   it from its module).
 - :mod:`medvid.export.verify` — :func:`verify_export`, the checks run before training.
+- :mod:`medvid.export.phi_scan` — :func:`~medvid.export.phi_scan.scan_export`, the PHI scan of
+  a written export (imports the de-identification stack; import it from its module).
 """
 
 from medvid.export.annotations import ANNOTATION_COLUMNS, information_source_ids
 from medvid.export.dataset import (
     ExportConfig,
     ExportSummary,
+    PatientIdError,
+    export_date,
     label_folder_name,
     write_training_dataset,
 )
@@ -27,6 +31,8 @@ __all__ = [
     "ExportConfig",
     "ExportLabels",
     "ExportSummary",
+    "PatientIdError",
+    "export_date",
     "export_labels",
     "information_source_ids",
     "label_folder_name",

@@ -13,13 +13,17 @@ users' dataloaders read (seed 004), in this order: :data:`ANNOTATION_COLUMNS`.
   ``segment``, ``manual``, ``model:<model_id>``); ``information_source_id`` a small int from
   :func:`information_source_ids` (fixed for human sources, numbered in name order for models);
   ``model_meta_id`` the model id of a model source, else null.
-- ``date_created``/``date_modified`` ISO-8601 UTC with microseconds,
-  ``2024-05-01T08:30:00.000000+00:00``.
+- ``date_created``/``date_modified`` ISO-8601 UTC, the year only:
+  ``2024-01-01T00:00:00.000000+00:00`` (:data:`medvid.export.dataset.EXPORT_DATE_FORMAT`;
+  label times disclose when a patient was seen).
 
 CSV cells: booleans ``true``/``false``, nulls empty, floats in Python's shortest round-trip
-form (``repr``). JSON: a list of objects with the same keys in the same order, native
-booleans/numbers/``null``, dates as the same strings. :func:`format_cell` turns a JSON value
-into its CSV text, so the two files can be compared cell by cell.
+form (``repr``), and text a spreadsheet would run as a formula prefixed with ``'``
+(:func:`medvid.csv_injection.neutralize_formula`, OWASP CSV Injection). JSON: a list of objects
+with the same keys in the same order, native booleans/numbers/``null``, dates as the same
+strings, text as it is. :func:`format_cell` turns a JSON value into its CSV text, so the two
+files can be compared cell by cell; :func:`cell_text` is the same text without the formula
+guard, for JSON documents that carry values as text.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
+from medvid.csv_injection import neutralize_formula
 from medvid.labels.schema import (
     SOURCE_LABELBOX,
     SOURCE_MANUAL,
@@ -68,7 +73,8 @@ HUMAN_SOURCE_IDS: Final[Mapping[str, int]] = {
 }
 MODEL_SOURCE_FIRST_ID: Final = 100
 
-#: strftime pattern of the date cells (UTC, microseconds).
+#: strftime pattern of a full UTC time with microseconds (exports write the year only:
+#: :data:`medvid.export.dataset.EXPORT_DATE_FORMAT`).
 ISO_UTC_FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%f+00:00"
 
 
@@ -119,8 +125,9 @@ def json_value(value: Any) -> Any:
     return str(value)
 
 
-def format_cell(value: Any) -> str:
-    """The CSV text of a JSON-native cell value (see the module docstring)."""
+def cell_text(value: Any) -> str:
+    """A cell value as text: ``""`` for null, ``true``/``false``, ``repr`` of a float, ``str``
+    of anything else (no formula guard: for JSON, not for CSV)."""
     value = json_value(value)
     if value is None:
         return ""
@@ -129,6 +136,12 @@ def format_cell(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
     return str(value)
+
+
+def format_cell(value: Any) -> str:
+    """The CSV text of a JSON-native cell value: :func:`cell_text` with a formula neutralised
+    (see the module docstring). Every CSV of an export writes its cells with it."""
+    return neutralize_formula(cell_text(value))
 
 
 def records_to_csv(records: Sequence[Mapping[str, Any]]) -> bytes:

@@ -36,6 +36,19 @@ Which frames: those with at least one annotation, minus dead frames (unless
 frame is not in the frames table are dropped and counted. Original video file names are not
 written anywhere (they often hold patient names).
 
+Patients and dates: ``patient_id`` must be medvid's pseudonym (``"P"`` + 11 upper-case hex
+digits, :meth:`medvid.deid.header.PseudonymMap.patient`, which patients sheets get through
+:func:`medvid.deid.sheets.pseudonymize_patients`) or null (no patient: the video is split on
+its own); anything else is refused (:class:`PatientIdError`) unless the caller passes
+``allow_unpseudonymized_patient_ids=True`` for data without real patients. The dates of the
+labels (``date_created``/``date_modified``, the manifest's and ``dataset.json``'s ``created``)
+are written as their year only, ``YYYY-01-01T00:00:00.000000+00:00``: they are the times
+sheets arrived and labels were drawn, which sit days after an exam and so disclose its date
+(HIPAA Safe Harbor keeps only the year of dates related to a patient, 45 CFR
+164.514(b)(2)(i)(C)). The full times still decide which answer wins when sources disagree; no
+run time is written, so a re-export of the same labels is byte-identical. Still images carry
+their StudyDate as the DICOM stage shifted it per patient.
+
 Positive or not: when one (frame, label) has annotations from several sources, the
 ImageFolder and the ``positives`` counts use one of them: human sources before models, then
 the latest ``date_modified``, then source and annotator name. ``annotations.*`` keep all rows.
@@ -60,7 +73,7 @@ import pandas as pd
 
 from medvid.export.annotations import (
     ANNOTATION_COLUMNS,
-    ISO_UTC_FORMAT,
+    cell_text,
     format_cell,
     information_source_ids,
     records_to_csv,
@@ -78,6 +91,11 @@ from medvid.export.multilabel import MULTILABEL_JSON, multilabel_document
 from medvid.export.splits import Split, normalize_patient_id, split_by_patient
 from medvid.io import atomic_dir
 from medvid.labels.schema import model_id_of_source
+
+#: strftime pattern of every date an export writes: the year only (see the module docstring).
+EXPORT_DATE_FORMAT: Final = "%Y-01-01T00:00:00.000000+00:00"
+#: medvid's patient pseudonym, the only ``patient_id`` an export takes by default.
+PSEUDONYM_PATTERN: Final = re.compile(r"P[0-9A-F]{11}")
 
 ANNOTATIONS_CSV: Final = "annotations.csv"
 ANNOTATIONS_JSON: Final = "annotations.json"
@@ -164,6 +182,34 @@ class ExportSummary:
     splits: dict[str, Split] = field(default_factory=dict)
 
 
+class PatientIdError(ValueError):
+    """A ``patient_id`` given to the export is not a medvid pseudonym (a raw MRN would leak)."""
+
+
+def _check_pseudonyms(table: pd.DataFrame, what: str) -> None:
+    if "patient_id" not in table.columns:
+        return
+    ids = [normalize_patient_id(p) for p in table["patient_id"]]
+    raw = sum(1 for p in ids if p is not None and not PSEUDONYM_PATTERN.fullmatch(p))
+    if raw:
+        raise PatientIdError(
+            f"{raw} patient_id value(s) of the {what} table are not medvid pseudonyms (P + 11 "
+            "upper-case hex digits): pseudonymise patients sheets with "
+            "medvid.deid.pseudonymize_patients, or pass allow_unpseudonymized_patient_ids=True "
+            "for data without real patients"
+        )
+
+
+def export_date(value: Any) -> str | None:
+    """A date as an export writes it: its UTC year, ``YYYY-01-01T00:00:00.000000+00:00``
+    (:data:`EXPORT_DATE_FORMAT`); None for a missing one. Naive datetimes are taken as UTC."""
+    if value is None or pd.isna(value):
+        return None
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.strftime(EXPORT_DATE_FORMAT)
+
+
 def label_folder_name(label_name: str, label_id: int) -> str:
     """A folder name for a label: characters other than ``A-Za-z0-9._-`` become ``_``, leading
     dots are dropped; an empty result becomes ``label_<label_id>``."""
@@ -240,6 +286,7 @@ def write_training_dataset(
     label_schema: Mapping[str, int] | None = None,
     still_images: pd.DataFrame | None = None,
     images_root: Path | None = None,
+    allow_unpseudonymized_patient_ids: bool = False,
 ) -> ExportSummary:
     """Write the training dataset described in the module docstring to ``out_dir``.
 
@@ -261,6 +308,7 @@ def write_training_dataset(
         sampling_config: how the frames were sampled, written to the manifest as given.
         created: the manifest's creation date; default the newest ``date_modified`` of the
             exported annotations, so re-running on the same labels writes the same manifest.
+            Written as its year only, like every date of the export.
         progress: called as ``progress(done, total)`` after each frame file is placed.
         label_schema: the project's ``{label_name: label_id}``, which fixes the positions of
             the multilabel vectors (labels without annotations keep a position, masked out);
@@ -270,17 +318,25 @@ def write_training_dataset(
             :data:`~medvid.export.images.IMAGE_COLUMNS`), written to ``images/`` and
             ``images.csv`` and split by patient together with the videos.
         images_root: folder the still images' paths are relative to.
+        allow_unpseudonymized_patient_ids: take ``patient_id`` values that are not medvid
+            pseudonyms (synthetic or public data without real patients). Off by default.
 
-    Returns an :class:`ExportSummary`. Raises ``ValueError`` for missing columns, duplicate
-    annotations, unknown sources, annotated videos missing from ``videos``, unsafe relative
-    paths or two labels whose folder names collide; ``FileNotFoundError`` when a frame file is
-    missing under ``frames_root`` (the previous dataset, if any, is then left untouched).
+    Returns an :class:`ExportSummary`. Raises :class:`PatientIdError` (a ``ValueError``) when a
+    ``patient_id`` of ``videos`` or ``still_images`` is neither a medvid pseudonym nor null
+    (unless allowed); ``ValueError`` for missing columns, duplicate annotations, unknown
+    sources, annotated videos missing from ``videos``, unsafe relative paths or two labels
+    whose folder names collide; ``FileNotFoundError`` when a frame file is missing under
+    ``frames_root`` (the previous dataset, if any, is then left untouched).
     """
     out_dir = Path(out_dir)
     frames_root = Path(frames_root)
     _require(frames, _FRAME_COLUMNS, "frames")
     _require(labels, _LABEL_COLUMNS, "labels")
     _require(videos, _VIDEO_COLUMNS, "videos")
+    if not allow_unpseudonymized_patient_ids:
+        _check_pseudonyms(videos, "videos")
+        if still_images is not None:
+            _check_pseudonyms(still_images, "still images")
 
     # --- which annotations and frames --------------------------------------------------------
     frame_table = frames.loc[:, list(_FRAME_COLUMNS)].copy()
@@ -342,7 +398,7 @@ def write_training_dataset(
     rows["annotator"] = rows["annotator"].astype(str)
     rows["_modified"] = pd.to_datetime(rows["date_modified"], utc=True)
     for column in ("date_created", "date_modified"):
-        rows[column] = pd.to_datetime(rows[column], utc=True).dt.strftime(ISO_UTC_FORMAT)
+        rows[column] = pd.to_datetime(rows[column], utc=True).dt.strftime(EXPORT_DATE_FORMAT)
     rows["frame_relative_path"] = [
         _safe_relative(str(p)).as_posix() for p in rows["frame_relative_path"]
     ]
@@ -417,8 +473,7 @@ def write_training_dataset(
         resolved, export_labels if label_schema is None else dict(label_schema)
     )
 
-    created_at = created if created is not None else rows["_modified"].max()
-    created_text = None if pd.isna(created_at) else pd.Timestamp(created_at).isoformat()
+    created_text = export_date(created if created is not None else rows["_modified"].max())
     manifest = {
         "format_version": MANIFEST_FORMAT_VERSION,
         "dataset_name": config.dataset_name,
@@ -481,7 +536,7 @@ def write_training_dataset(
                     if vid == video_id
                 },
                 "attributes": {
-                    name: format_cell(value)
+                    name: cell_text(value)
                     for name, value in zip(attribute_columns, attributes, strict=True)
                 },
             }

@@ -10,7 +10,7 @@ tool needs, for consumers that prefer one contract to a folder of CSV files (see
       "dataset_name": "...",
       "dataset_type": "image",
       "model_type": "image_multilabel_classification",
-      "created": "<ISO-8601 UTC>",
+      "created": "<YYYY-01-01T00:00:00.000000+00:00>",  # the year only
       "medvid_version": "...",
       "labels": [{"label_id": 0, "label_name": "..."}, ...],   # multilabel vector order
       "summary": {"n_videos", "n_frames", "n_annotations", "splits": {...},
@@ -72,7 +72,7 @@ def dataset_document(
         videos: one JSON-able mapping per exported video (see the module docstring).
         labels: ``[{"label_id", "label_name"}]`` in multilabel vector order.
         summary: counts (JSON-able).
-        created: ISO-8601 creation date or None.
+        created: the creation date as the export writes dates (the year only) or None.
         medvid_version: the medvid version that wrote the export.
     """
     annotations = [{name: json_value(r[name]) for name in ANNOTATION_COLUMNS} for r in records]

@@ -21,6 +21,8 @@ from typing import Final
 
 import pandas as pd
 
+from medvid.csv_injection import neutralize_formula
+
 IMAGES_DIR: Final = "images"
 IMAGES_CSV: Final = "images.csv"
 
@@ -28,7 +30,9 @@ IMAGES_CSV: Final = "images.csv"
 #: ``region_*`` the imaging region in pixels (x1/y1 exclusive) from SequenceOfUltrasoundRegions
 #: or detected (``region_source``); ``PhysicalDelta*`` in the units of
 #: ``PhysicalUnits*Direction`` (3 = cm per pixel); ``text_*`` parsed from burned-in text that
-#: stays visible (``text_measurements`` JSON ``[[name, value, unit], ...]``).
+#: stays visible (``text_measurements`` JSON ``[[name, value, unit], ...]``). Text a
+#: spreadsheet would run as a formula is prefixed with ``'``
+#: (:func:`medvid.csv_injection.neutralize_formula`).
 IMAGE_COLUMNS: Final[tuple[str, ...]] = (
     "image_id",
     "study_key",
@@ -71,7 +75,7 @@ def _cell(value: object) -> str:
         return ""
     if isinstance(value, float) and value.is_integer():
         return str(int(value)) if abs(value) < 1e15 else repr(value)
-    return str(value)
+    return neutralize_formula(str(value))
 
 
 def image_groups(still_images: pd.DataFrame) -> pd.DataFrame:

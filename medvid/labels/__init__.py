@@ -2,8 +2,8 @@
 
 - :mod:`medvid.labels.schema` — :data:`FRAME_LABELS_SCHEMA` (one row per frame, label and
   source) and :class:`LabelSchema` (label names to stable ids).
-- :mod:`medvid.labels.sheets` — labels and patients CSV sheets, and frame labels from the time
-  ranges of a labels sheet.
+- :mod:`medvid.labels.sheets` — labels and patients CSV sheets, frame labels from the time
+  ranges of a labels sheet, and :func:`validate_label_name` (labels safe in CSV and as folders).
 """
 
 from medvid.labels.schema import (
@@ -21,6 +21,7 @@ from medvid.labels.sheets import (
     read_labels_sheet,
     read_patients_sheet,
     sheet_kind,
+    validate_label_name,
 )
 
 __all__ = [
@@ -36,4 +37,5 @@ __all__ = [
     "read_labels_sheet",
     "read_patients_sheet",
     "sheet_kind",
+    "validate_label_name",
 ]

@@ -45,7 +45,10 @@ from medvid.labels.schema import (
     empty_frame_labels,
     frame_labels_from_pandas,
 )
-from medvid.labels.sheets import _read_rows  # one CSV reader for every sheet
+from medvid.labels.sheets import (
+    _read_rows,  # one CSV reader for every sheet
+    validate_label_name,
+)
 
 __all__ = [
     "SEGMENT_COLUMNS",
@@ -122,6 +125,10 @@ def _parse_row(row: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError("video is empty")
     if not label:
         raise ValueError("label is empty")
+    try:
+        validate_label_name(label)
+    except SheetError as error:
+        raise ValueError(error.reason) from None
     has = {
         name: not _blank(row.get(name)) for name in ("start_frame", "end_frame", "start_s", "end_s")
     }
@@ -210,7 +217,8 @@ def read_segments_sheet(path: str | Path) -> pd.DataFrame:
 
     Raises:
         SheetError: the file cannot be read, a required column is missing, or rows are bad
-            (every bad row is listed with its row number and reason).
+            (every bad row is listed with its row number and reason; a label
+            :func:`~medvid.labels.sheets.validate_label_name` refuses is a bad row).
     """
     path = Path(path)
     header, rows = _read_rows(path)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import math
+import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +35,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from medvid.csv_injection import FORMULA_TRIGGERS
 from medvid.errors import SheetError
 from medvid.labels.schema import FRAME_LABELS_SCHEMA, SOURCE_SHEET, LabelSchema
 
@@ -108,6 +110,59 @@ def _read_rows(path: str | Path) -> tuple[list[str], list[tuple[int, list[str]]]
     return header, rows
 
 
+#: Windows device names: a folder called ``CON`` or ``nul.txt`` cannot be created there.
+_WINDOWS_DEVICE_NAMES = frozenset(
+    ["CON", "PRN", "AUX", "NUL"] + [f"{p}{n}" for p in ("COM", "LPT") for n in range(1, 10)]
+)
+#: Longest label name: 255 is the longest file name ext4, APFS and NTFS allow, and a label
+#: name becomes an ``imagefolder/`` folder name.
+MAX_LABEL_NAME_CHARS = 255
+_SHOWN_NAME_CHARS = 40
+
+
+def _shown(name: str) -> str:
+    return repr(name if len(name) <= _SHOWN_NAME_CHARS else name[:_SHOWN_NAME_CHARS] + "...")
+
+
+def validate_label_name(name: str) -> str:
+    """The label name, trimmed, when it is safe as a spreadsheet cell and a folder name.
+
+    Label names are written to CSV exports and become folder names under ``imagefolder/``
+    (:func:`medvid.export.dataset.label_folder_name`). Refused:
+
+    - a first character a spreadsheet evaluates as a formula: ``=``, ``+``, ``-``, ``@``
+      (:data:`medvid.csv_injection.FORMULA_TRIGGERS`, OWASP CSV Injection; write "negative"
+      rather than "-ve");
+    - control and format characters (Unicode categories Cc and Cf: tab, CR, NUL, zero-width
+      and bidirectional marks that make two labels look alike);
+    - path separators ``/`` and ``\\``, and the names ``.`` and ``..``;
+    - Windows device names (``CON``, ``NUL``, ``COM1``...), with or without an extension;
+    - an empty name, or one longer than :data:`MAX_LABEL_NAME_CHARS` characters.
+
+    Raises:
+        SheetError: why the name is refused (the name is shown, cut to 40 characters).
+    """
+    text = str(name).strip()
+    if not text:
+        raise SheetError("empty label name")
+    shown = _shown(text)
+    if text.startswith(FORMULA_TRIGGERS):
+        raise SheetError(
+            f"label {shown} starts with {text[0]!r}: a spreadsheet would run it as a formula"
+        )
+    if any(unicodedata.category(c) in ("Cc", "Cf") for c in text):
+        raise SheetError(f"label {shown} contains a control or invisible formatting character")
+    if "/" in text or "\\" in text:
+        raise SheetError(f"label {shown} contains a path separator (/ or \\)")
+    if text in (".", ".."):
+        raise SheetError(f"label {shown} is not a usable folder name")
+    if text.split(".")[0].strip().upper() in _WINDOWS_DEVICE_NAMES:
+        raise SheetError(f"label {shown} is a Windows device name, not a usable folder name")
+    if len(text) > MAX_LABEL_NAME_CHARS:
+        raise SheetError(f"label {shown} is longer than {MAX_LABEL_NAME_CHARS} characters")
+    return text
+
+
 def _rows_phrase(rows: Sequence[int]) -> str:
     shown = ", ".join(str(r) for r in rows[:_MAX_ROWS_IN_REASON])
     more = f" (+{len(rows) - _MAX_ROWS_IN_REASON} more)" if len(rows) > _MAX_ROWS_IN_REASON else ""
@@ -176,8 +231,8 @@ def read_labels_sheet(path: str | Path) -> pd.DataFrame:
     Other columns (comments) are ignored.
 
     Raises :class:`SheetError` naming the spreadsheet rows at fault when a column is missing, a
-    video or label cell is empty, a time is not a finite number of seconds >= 0, or
-    ``start_s > end_s``.
+    video or label cell is empty, a label is refused by :func:`validate_label_name`, a time is
+    not a finite number of seconds >= 0, or ``start_s > end_s``.
     """
     path = Path(path)
     header, rows = _read_rows(path)
@@ -197,6 +252,12 @@ def read_labels_sheet(path: str | Path) -> pd.DataFrame:
         if not label:
             problems.setdefault("empty label", []).append(row_number)
             bad = True
+        else:
+            try:
+                validate_label_name(label)
+            except SheetError as error:
+                problems.setdefault(error.reason, []).append(row_number)
+                bad = True
         if start is None or end is None:
             problems.setdefault(
                 "start_s/end_s not a number of seconds >= 0 (e.g. 12.5)", []

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from medvid.csv_injection import neutralize_formula
 from medvid.io import write_bytes_atomic, write_json_atomic
 from medvid.labels.schema import (
     FRAME_LABELS_SCHEMA,
@@ -112,11 +113,12 @@ def write_labelling_queue(
     """Write the frames to label as ``<path>.csv`` and ``<path>.json`` (atomic); return both.
 
     The CSV has :data:`QUEUE_COLUMNS` with an empty ``label`` column for a person to fill in
-    (any spreadsheet opens it). The JSON holds ``format``, the allowed ``labels`` and the same
-    ``frames`` with ``"label": null``, for a labelling UI. ``frame_relative_path`` is relative
-    to the frames root. ``answers`` (``{frame_id: label}``, e.g. :func:`queue_answers` of the
-    previous queue) pre-fills the frames already answered, so re-writing a queue never loses a
-    person's work.
+    (any spreadsheet opens it; a cell a spreadsheet would run as a formula is prefixed with
+    ``'``, :func:`medvid.csv_injection.neutralize_formula`). The JSON holds ``format``, the
+    allowed ``labels`` and the same ``frames`` with ``"label": null``, for a labelling UI.
+    ``frame_relative_path`` is relative to the frames root. ``answers`` (``{frame_id: label}``,
+    e.g. :func:`queue_answers` of the previous queue) pre-fills the frames already answered,
+    so re-writing a queue never loses a person's work.
     """
     answers = answers or {}
     check_manifest(selected)
@@ -137,13 +139,12 @@ def write_labelling_queue(
     writer = csv.DictWriter(buffer, fieldnames=QUEUE_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for frame in frames:
-        writer.writerow(
-            {
-                **frame,
-                "label": frame["label"] or "",
-                "frame_timestamp": repr(frame["frame_timestamp"]),
-            }
-        )
+        cells = {
+            **frame,
+            "label": frame["label"] or "",
+            "frame_timestamp": repr(frame["frame_timestamp"]),
+        }
+        writer.writerow({name: neutralize_formula(str(cells[name])) for name in QUEUE_COLUMNS})
     csv_path = write_bytes_atomic(base.with_suffix(".csv"), buffer.getvalue().encode())
     json_path = write_json_atomic(
         base.with_suffix(".json"),

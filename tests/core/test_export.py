@@ -24,6 +24,7 @@ from medvid.export import (
     ANNOTATION_COLUMNS,
     ExportConfig,
     ExportSummary,
+    PatientIdError,
     split_by_patient,
     verify_export,
     write_training_dataset,
@@ -37,7 +38,8 @@ CREATED = datetime(2024, 5, 1, 8, 30, tzinfo=UTC)
 MODEL_DATE = datetime(2024, 6, 2, 9, 0, tzinfo=UTC)
 
 VA, VB, VC, VD, VE = (c * 16 for c in "abcde")
-PATIENTS = {VA: "P1", VB: "P1", VC: None, VD: "P2", VE: "P3"}
+P1, P2, P3 = "P0A1B2C3D4E5", "P1F2E3D4C5B6", "P2ABCDEF0123"  # medvid pseudonyms
+PATIENTS = {VA: P1, VB: P1, VC: None, VD: P2, VE: P3}
 FRAME_NUMBERS = [0, 5, 10, 15, 20, 25]  # every 5th frame at 25 fps: t = 0.0 ... 1.0 s
 SCHEMA = LabelSchema.from_names(["b_lines", "pleural effusion"])  # b_lines=0, effusion=1
 SHEET = pd.DataFrame(
@@ -281,8 +283,8 @@ def test_annotations_csv_has_the_exact_columns_and_rows(tmp_path: Path, frames_r
         "information_source_id": "100",
         "information_source_name": "model:resnet18-v1",
         "model_meta_id": "resnet18-v1",
-        "date_created": "2024-06-02T09:00:00.000000+00:00",
-        "date_modified": "2024-06-02T09:00:00.000000+00:00",
+        "date_created": "2024-01-01T00:00:00.000000+00:00",  # the year only
+        "date_modified": "2024-01-01T00:00:00.000000+00:00",
     }
     assert (second["information_source_name"], second["information_source_id"]) == ("sheet", "2")
     assert (second["value"], second["float_value"], second["model_meta_id"]) == ("true", "", "")
@@ -352,7 +354,7 @@ def test_splits_csv_keeps_patients_together_and_attributes(
     header, *rows = _read_csv(tmp_path / "ds" / "splits.csv")
     assert header == ["video_id", "patient_id", "split", "diagnosis"]
     assert [row[0] for row in rows] == [VA, VB, VC, VD]  # VE has no labels: not exported
-    assert rows[0][1:] == ["P1", summary.splits[VA], "covid"]
+    assert rows[0][1:] == [P1, summary.splits[VA], "covid"]
     assert rows[2][1] == "" and rows[2][3] == ""
     assert summary.splits[VA] == summary.splits[VB]
     assert set(summary.splits.values()) == {"train", "val"}
@@ -364,7 +366,7 @@ def test_manifest_counts(tmp_path: Path, frames_root: Path) -> None:
     summary = _export(tmp_path / "ds", frames_root)
     manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
     assert manifest["dataset_name"] == "lung" and manifest["medvid_version"] == "0.1.0"
-    assert manifest["created"] == "2024-06-02T09:00:00+00:00"  # newest label date
+    assert manifest["created"] == "2024-01-01T00:00:00.000000+00:00"  # newest label's year
     assert manifest["config"]["imagefolder_skip"] == 2
     assert manifest["sampling_config"] == {"every_nth_frame": 5}
     assert manifest["label_schema"] == {"b_lines": 0, "pleural effusion": 1}
@@ -457,7 +459,7 @@ def test_verify_export_reports_a_patient_in_two_splits(tmp_path: Path, frames_ro
             row[2] = "val" if row[2] == "train" else "train"
     with path.open("w", newline="") as stream:
         csv.writer(stream, lineterminator="\n").writerows([header, *rows])
-    assert verify_export(tmp_path / "ds") == ["patient(s) in more than one split: P1"]
+    assert verify_export(tmp_path / "ds") == [f"patient(s) in more than one split: {P1}"]
 
 
 def test_verify_export_reports_json_that_differs_from_csv(
@@ -497,3 +499,92 @@ def test_verify_export_reports_zero_annotation_rows(tmp_path: Path, frames_root:
     assert verify_export(tmp_path / "ds") == [
         "annotations.csv has zero annotation rows (and no still images)"
     ]
+
+
+# --- patients, dates and spreadsheet cells -------------------------------------------------------
+
+
+def test_export_refuses_patient_ids_that_are_not_pseudonyms(
+    tmp_path: Path, frames_root: Path
+) -> None:
+    frames = _frame_table()
+    videos = _video_table().assign(patient_id=["MRN5551234", "MRN5551234", None, P2, P3])
+    with pytest.raises(PatientIdError, match="2 patient_id value") as raised:
+        write_training_dataset(
+            tmp_path / "ds",
+            frames=frames,
+            labels=_label_table(frames),
+            videos=videos,
+            frames_root=frames_root,
+            config=ExportConfig(dataset_name="lung"),
+            medvid_version="0.1.0",
+        )
+    assert "MRN5551234" not in str(raised.value)
+    assert not (tmp_path / "ds").exists()
+
+
+def test_export_refuses_still_images_with_raw_patient_ids(
+    tmp_path: Path, frames_root: Path
+) -> None:
+    frames = _frame_table()
+    images = pd.DataFrame(
+        {"image_id": ["i0123456789abcde"], "patient_id": ["12345"], "image_relative_path": ["x"]}
+    )
+    with pytest.raises(PatientIdError, match="still images"):
+        write_training_dataset(
+            tmp_path / "ds",
+            frames=frames,
+            labels=_label_table(frames),
+            videos=_video_table(),
+            frames_root=frames_root,
+            config=ExportConfig(dataset_name="lung"),
+            medvid_version="0.1.0",
+            still_images=images,
+        )
+
+
+def test_export_takes_other_patient_ids_only_when_allowed(
+    tmp_path: Path, frames_root: Path
+) -> None:
+    frames = _frame_table()
+    write_training_dataset(
+        tmp_path / "ds",
+        frames=frames,
+        labels=_label_table(frames),
+        videos=_video_table().assign(patient_id=["A", "A", None, "B", "C"]),
+        frames_root=frames_root,
+        config=ExportConfig(dataset_name="lung"),
+        medvid_version="0.1.0",
+        allow_unpseudonymized_patient_ids=True,
+    )
+    header, *rows = _read_csv(tmp_path / "ds" / "splits.csv")
+    assert [row[1] for row in rows] == ["A", "A", "", "B"]
+
+
+def test_cells_a_spreadsheet_would_run_are_quoted_in_csv_and_kept_in_json(
+    tmp_path: Path, frames_root: Path
+) -> None:
+    frames = _frame_table()
+    labels = _label_table(frames)
+    model = labels["source"] == "model:resnet18-v1"
+    labels.loc[model, "float_value"] = -0.25
+    labels.loc[model, "annotator"] = "=cmd|' /C calc'!A0"
+    payload = '=HYPERLINK("http://x","y")'
+    write_training_dataset(
+        tmp_path / "ds",
+        frames=frames,
+        labels=labels,
+        videos=_video_table().assign(diagnosis=[payload, "covid", None, "h1n1", "healthy"]),
+        frames_root=frames_root,
+        config=ExportConfig(dataset_name="lung"),
+        medvid_version="0.1.0",
+    )
+    header, first, *_ = _read_csv(tmp_path / "ds" / "annotations.csv")
+    row = dict(zip(header, first, strict=True))
+    assert (row["annotator"], row["float_value"]) == ("'=cmd|' /C calc'!A0", "-0.25")
+    splits = {r[0]: r[3] for r in _read_csv(tmp_path / "ds" / "splits.csv")[1:]}
+    assert splits[VA] == "'" + payload
+    document = json.loads((tmp_path / "ds" / "dataset.json").read_text())
+    assert document["videos"][0]["attributes"] == {"diagnosis": payload}
+    assert document["frame_annotations"][0]["annotator"] == "=cmd|' /C calc'!A0"
+    assert verify_export(tmp_path / "ds") == []

@@ -22,6 +22,7 @@ from medvid.export.torch_dataset import MultilabelFrameDataset
 from medvid.ids import frame_id
 from medvid.labels.schema import FRAME_LABELS_SCHEMA
 from tests.core.test_export import (  # the helpers of the export tests
+    P1,
     VA,
     VB,
     VC,
@@ -171,7 +172,7 @@ def test_dataset_json_holds_the_whole_dataset(tmp_path: Path, frames_root: Path)
     assert document["summary"]["n_annotations"] == summary.n_annotations == 29
     videos = {v["video_id"]: v for v in document["videos"]}
     assert sorted(videos) == sorted([VA, VB, VC, VD])
-    assert videos[VB]["patient_id"] == "P1" and videos[VB]["split"] == summary.splits[VB]
+    assert videos[VB]["patient_id"] == P1 and videos[VB]["split"] == summary.splits[VB]
     assert videos[VB]["positive_frames"] == {"b_lines": 5}
     assert videos[VA]["attributes"] == {"diagnosis": "covid"}
     assert "Doe_John" not in (tmp_path / "ds" / "dataset.json").read_text()

@@ -85,3 +85,15 @@ def test_a_few_frames_are_drawn_up_to_min_images_per_epoch(frames) -> None:
     assert train_classifier(root, manifest, None, spec, few).history[0]["images"] == 40
     one_pass = TrainConfig(epochs=1, batch_size=8, device="cpu", min_images_per_epoch=0)
     assert train_classifier(root, manifest, None, spec, one_pass).history[0]["images"] == 10
+
+
+def test_queue_csv_quotes_a_cell_a_spreadsheet_would_run(frames, tmp_path: Path) -> None:
+    _, manifest = frames
+    base = tmp_path / "queue"
+    frame = manifest["frame_id"].iloc[0]
+    write_labelling_queue(manifest, base, SCHEMA.names, answers={frame: "=1+1"})
+    with base.with_suffix(".csv").open(newline="") as stream:
+        labels = {row["frame_id"]: row["label"] for row in csv.DictReader(stream)}
+    assert labels[frame] == "'=1+1"
+    document = json.loads(base.with_suffix(".json").read_text())
+    assert document["frames"][0]["label"] == "=1+1"  # JSON keeps the value as it is

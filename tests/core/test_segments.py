@@ -205,3 +205,9 @@ def test_dataframe_segments_are_validated_like_a_sheet(frames: pd.DataFrame) -> 
     bad = pd.DataFrame({"video": [VIDEO_B], "start_s": [0.5], "end_s": [0.5], "label": ["x"]})
     with pytest.raises(SheetError, match="row 2: end_s 0.5 is not after start_s 0.5"):
         dry_run_counts(frames, bad)
+
+
+def test_a_label_a_spreadsheet_would_run_is_a_bad_row(tmp_path: Path) -> None:
+    path = _write(tmp_path, f"video,start_frame,end_frame,label\n{VIDEO_A},0,10,@SUM(1)\n")
+    with pytest.raises(SheetError, match="row 2: label '@SUM\\(1\\)' starts with '@'"):
+        read_segments_sheet(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from medvid.labels.sheets import (
     read_labels_sheet,
     read_patients_sheet,
     sheet_kind,
+    validate_label_name,
 )
 
 VIDEO_ID = "0123456789abcdef"
@@ -296,3 +298,44 @@ def test_label_schema_extend_keeps_existing_ids() -> None:
 def test_label_schema_rejects_shared_ids() -> None:
     with pytest.raises(ValueError, match="share id 0"):
         LabelSchema({"a": 0, "b": 0})
+
+
+# --- label names ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("=cmd|' /C calc'!A0", "starts with '=': a spreadsheet would run it as a formula"),
+        ("@SUM(1)", "starts with '@'"),
+        ("-ve", "starts with '-'"),
+        ("+ve", "starts with '+'"),
+        ("b\x00lines", "control or invisible formatting character"),
+        ("b\u200blines", "control or invisible formatting character"),
+        ("lines\tleft", "control or invisible formatting character"),
+        ("../etc", "path separator"),
+        ("a\\b", "path separator"),
+        ("..", "not a usable folder name"),
+        ("con", "Windows device name"),
+        ("NUL.txt", "Windows device name"),
+        ("x" * 256, "longer than 255 characters"),
+        ("  ", "empty label name"),
+    ],
+)
+def test_validate_label_name_refuses_unsafe_names(name: str, reason: str) -> None:
+    with pytest.raises(SheetError, match=re.escape(reason)):
+        validate_label_name(name)
+
+
+@pytest.mark.parametrize("name", ["b_lines", "pleural effusion", "A-lines", "grade 2+", "négatif"])
+def test_validate_label_name_returns_safe_names_trimmed(name: str) -> None:
+    assert validate_label_name(f" {name} ") == name
+
+
+def test_a_formula_label_quarantines_the_labels_sheet_naming_the_row(tmp_path: Path) -> None:
+    path = _write(tmp_path, "video,start_s,end_s,label\na.mp4,0,1,b_lines\na.mp4,1,2,=1+1\n")
+    with pytest.raises(SheetError) as raised:
+        read_labels_sheet(path)
+    assert raised.value.reason == (
+        "sheet.csv: label '=1+1' starts with '=': a spreadsheet would run it as a formula in row 3"
+    )
