@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 SETTINGS_FILE = "medvid.yaml"
 
@@ -105,10 +105,30 @@ class LabelSettings(_Section):
     """The project's label schema. ``label_ids``: ``{name: id}`` (distinct ids in
     0..2147483647), written in every label table, export and model; names match exactly.
     ``allow_new_labels``: a label first seen in a sheet gets the next free id (kept in
-    ``tables/label_schema.json``); when false such a sheet is quarantined, naming the label."""
+    ``tables/label_schema.json``); when false such a sheet is quarantined, naming the label.
+    ``patient_attributes``: which patients-sheet columns are exported (names, birth dates and
+    free text never are)."""
 
     label_ids: dict[str, int] = Field(default_factory=dict)
     allow_new_labels: bool = True
+    patient_attributes: list[str] | None = Field(
+        None,
+        description="Patients-sheet columns exported besides the pseudonymised patient_id"
+        " (unset: diagnosis-like clinical fields, medvid.deid.sheets.DEFAULT_ATTRIBUTES).",
+    )
+
+    @field_validator("label_ids")
+    @classmethod
+    def _safe_label_names(cls, value: dict[str, int]) -> dict[str, int]:
+        from medvid.errors import SheetError
+        from medvid.labels.sheets import validate_label_name
+
+        for name in value:
+            try:
+                validate_label_name(name)
+            except SheetError as error:
+                raise ValueError(error.reason) from None
+        return value
 
 
 class SegmentSettings(_Section):

@@ -129,3 +129,37 @@ def open_pseudonym_map(store: Store, salt: str) -> PseudonymMap:
     publish :data:`medvid.catalog.keys.PSEUDONYM_MAP` after adding patients."""
     path = store.fetch(keys.PSEUDONYM_MAP) if store.exists(keys.PSEUDONYM_MAP) else None
     return PseudonymMap(path or store.local_path(keys.PSEUDONYM_MAP), salt)
+
+
+def known_identifiers_of(store: Store, *, file_names: bool = False) -> list[str]:
+    """Every identifier medvid knows of its patients (PHI: use inside the protected zone only):
+    the ids, names and dates of the current patients sheets, the PHI of every DICOM header read
+    so far, and (``file_names``) every original file name and its stem.
+
+    For :func:`medvid.deid.names.display_name` (without file names) and the export's PHI scan
+    (:func:`medvid.export.phi_scan.scan_export`, with them)."""
+    import pandas as pd
+
+    from medvid.deid.names import known_identifiers
+    from medvid.intake.ledger import ledger_entries
+    from medvid.labels.sheet_versions import current_sheet_versions
+    from medvid.labels.sheets import read_patients_sheet, sheet_kind
+    from medvid.store import stems
+
+    sheets = []
+    for version in current_sheet_versions(store):
+        path = store.fetch(keys.sheet_copy_key(version["content_id"]))
+        try:
+            if sheet_kind(path) == "patients":
+                sheets.append(read_patients_sheet(path))
+        except Exception:  # a malformed sheet is quarantined by label_sheets; nothing known
+            continue
+    phi = []
+    for study in stems(store, keys.DICOM_PHI):
+        phi += [phi_from_dict(v) for v in read_json(store, keys.dicom_phi_key(study)).values()]
+    names = [n for e in ledger_entries(store) for n in e.names] if file_names else []
+    return known_identifiers(
+        patients=pd.concat(sheets, ignore_index=True) if sheets else None,
+        phi_values=phi,
+        file_names=names,
+    )

@@ -91,7 +91,7 @@ def ingest(
             propagates: the run fails and the file stays pending.
     """
     uri = zone.uri(key)
-    shown = display_name(key, known_identifiers)
+    shown = display_name(key.rsplit("/", 1)[-1], known_identifiers)
     record = IntakeRecord(
         fingerprint=fingerprint(uri, size, mtime),
         landing_key=key,

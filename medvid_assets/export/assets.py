@@ -15,11 +15,12 @@ import pandas as pd
 import medvid
 from medvid.catalog import keys
 from medvid.catalog.keys import Tables, table_key
-from medvid.deid.store import patient_of_cine_video
+from medvid.deid.store import known_identifiers_of, patient_of_cine_video
 from medvid.export.dataset import ExportConfig, write_training_dataset
 from medvid.export.gate import exportable_studies, exportable_videos
 from medvid.export.images import IMAGE_COLUMNS
 from medvid.export.labelsets import export_labels
+from medvid.export.phi_scan import scan_export
 from medvid.export.verify import verify_export
 from medvid.frames.extract import FRAME_MANIFEST_SCHEMA
 from medvid.frames.store import read_frame_manifest, sampling_consistency, sampling_record
@@ -31,12 +32,22 @@ from medvid.store import read_table
 from medvid.video.store import read_video_metadata
 from medvid_assets.orchestration.runs import record_worker
 from medvid_assets.partitions import study_partitions, video_partitions
-from medvid_assets.policy import SettingsResource, markdown_image, resolve_settings, settings_config
+from medvid_assets.policy import (
+    SettingsResource,
+    deid_check_result,
+    markdown_image,
+    resolve_settings,
+    settings_config,
+)
 from medvid_resources import MediaStore
+from medvid_resources.ocr import OcrEngineResource
 
 TrainingDatasetConfig = settings_config(ExportSettings, "TrainingDatasetConfig")
+#: Exported images the PHI scan reads by OCR (a seeded sample of distinct files).
+PHI_SCAN_OCR_SAMPLE = 16
 
 EXPORT_CHECKS = (
+    "export_has_no_phi",
     "has_annotations",
     "frame_paths_resolve",
     "no_patient_in_two_splits",
@@ -44,6 +55,9 @@ EXPORT_CHECKS = (
     "export_is_sound",
 )
 CHECK_DESCRIPTIONS = {
+    "export_has_no_phi": "Every exported text, table and file name is scanned for PHI patterns"
+    " and for every identifier medvid knows (sheets, headers, original file names), and a"
+    " sample of exported images is read by OCR; any finding blocks the dataset.",
     "has_annotations": "The dataset holds frame annotations or still images to train on.",
     "frame_paths_resolve": "Every frame_relative_path of annotations.csv is a file in frames/.",
     "no_patient_in_two_splits": "No patient (videos and still images) is in two splits.",
@@ -125,6 +139,7 @@ def training_dataset(
     config: TrainingDatasetConfig,  # type: ignore[valid-type]
     media_store: MediaStore,
     settings: SettingsResource,
+    ocr_engine: OcrEngineResource,
 ):
     record_worker(context)
     config, recorded = resolve_settings(context, settings, "export", config)
@@ -231,11 +246,26 @@ def training_dataset(
             **recorded,
         }
     )
-    yield from export_checks(out_dir, media_store, video_ids)
+    yield from export_checks(out_dir, media_store, video_ids, ocr_engine.engine(), config.seed)
 
 
-def export_checks(out_dir, store: MediaStore, video_ids: list[str]):
+def export_checks(out_dir, store: MediaStore, video_ids: list[str], engine, seed: int):
     """The asset checks of ``training_dataset``, computed on the folder as written."""
+    findings = scan_export(
+        out_dir,
+        identifiers=known_identifiers_of(store, file_names=True),
+        ocr_engine=engine,
+        ocr_sample=PHI_SCAN_OCR_SAMPLE,
+        seed=seed,
+    )
+    yield deid_check_result(
+        "export_has_no_phi",
+        findings,
+        checked=sum(1 for p in out_dir.rglob("*") if p.is_file()),
+        what="files",
+        passed_text="no PHI pattern or known identifier in any exported file, nor in the"
+        f" OCR of up to {PHI_SCAN_OCR_SAMPLE} sampled images",
+    )
     annotations = pd.read_csv(out_dir / "annotations.csv", dtype=str)
     images = (
         pd.read_csv(out_dir / "images.csv", dtype=str)

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from medvid.catalog import keys
 from medvid.catalog.schemas import ARRIVALS_SCHEMA
+from medvid.deid.store import known_identifiers_of
 from medvid.intake.classify import below, dicomdir_folders
 from medvid.intake.ingest import LandingFileChanged, ingest
 from medvid.intake.ledger import has_intake_record, intake_records, write_intake_record
@@ -75,6 +76,7 @@ def landing_intake(
     )
     pending = [p for p in found.ready if p.day == day and (not wanted or p.fingerprint in wanted)]
     salt = deid.get_salt() if pending else ""
+    known = known_identifiers_of(media_store) if pending else []
     counts = {"processed": 0, "duplicate": 0, "quarantined": 0, "changed": 0, "failed": 0}
     failed: list[str] = []
     for number, item in enumerate(pending, start=1):
@@ -87,6 +89,7 @@ def landing_intake(
                 item.mtime,
                 salt=salt,
                 in_dicomdir_folder=below(item.key, dicomdirs),
+                known_identifiers=known,
             )
         except LandingFileChanged:
             counts["changed"] += 1

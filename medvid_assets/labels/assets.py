@@ -23,7 +23,8 @@ from medvid.catalog.schemas import (
     REVIEWS_SCHEMA,
     SEGMENT_SHEETS_SCHEMA,
 )
-from medvid.deid.store import open_pseudonym_map
+from medvid.deid.sheets import pseudonymize_patients
+from medvid.deid.store import known_identifiers_of, open_pseudonym_map
 from medvid.errors import MedvidInputError, SheetError
 from medvid.frames.store import read_frame_manifest
 from medvid.ids import sha256_file
@@ -60,21 +61,6 @@ from medvid_resources import DeidentificationResource, MediaStore
 LabelSheetsConfig = settings_config(LabelSettings, "LabelSheetsConfig")
 SegmentLabelsConfig = settings_config(SegmentSettings, "SegmentLabelsConfig")
 
-#: Patients-sheet attribute columns exported by default (clinical, diagnosis-like fields).
-DEFAULT_PATIENT_ATTRIBUTES = (
-    "diagnosis",
-    "label",
-    "class",
-    "severity",
-    "score",
-    "finding",
-    "findings",
-    "indication",
-    "outcome",
-    "grade",
-    "stage",
-)
-
 
 def _check_labels(schema: LabelSchema, names, allow_new: bool) -> None:
     if allow_new:
@@ -88,23 +74,6 @@ def _resolve(sheet: pd.DataFrame, names: dict[str, str]) -> tuple[pd.DataFrame, 
     video_ids = sheet["video"].astype(str).str.strip().map(names)
     known = sheet.assign(video_id=video_ids)[video_ids.notna()]
     return known, int(video_ids.isna().sum())
-
-
-def _pseudonymize_patients(
-    patients: pd.DataFrame, salt: str, store: MediaStore
-) -> tuple[pd.DataFrame, list[str]]:
-    """``patient_id`` -> the salted pseudonym a DICOM patient with that PatientID gets; only
-    allow-listed attribute columns kept. Returns the table and the dropped column names."""
-    mapping = open_pseudonym_map(store, salt)
-    out = patients.copy()
-    out["patient_id"] = [mapping.patient(f"id:|{pid}").pseudonym for pid in out["patient_id"]]
-    mapping.save()
-    store.publish(keys.PSEUDONYM_MAP)
-    keep = ["video_id", "patient_id"] + [
-        c for c in out.columns if c.strip().lower() in DEFAULT_PATIENT_ATTRIBUTES
-    ]
-    dropped = [c for c in out.columns if c not in keep and c != "video"]
-    return out[keep], dropped
 
 
 @dg.asset(
@@ -175,7 +144,7 @@ def label_sheets(
         elif kind == "reviews":
             reviews.append(known.assign(**extra))
         else:
-            patients.append(known)
+            patients.append(rows)  # resolved after pseudonymisation (row order is kept)
     if unknown:
         context.log.warning(
             f"{sum(unknown.values())} sheet row(s) name videos medvid has not seen (kept until"
@@ -196,22 +165,30 @@ def label_sheets(
     write_table(media_store, table_key(Tables.LABEL_RANGES), ranges_table)
     write_table(media_store, table_key(Tables.SEGMENT_SHEETS), segments_table)
     write_table(media_store, table_key(Tables.LABEL_REVIEWS), reviews_table)
-    patients_df = (
-        pd.concat(patients, ignore_index=True).drop_duplicates("video_id", keep="last")
-        if patients
-        else pd.DataFrame(columns=["video_id", "patient_id"])
-    )
-    dropped: list[str] = []
-    if len(patients_df):
-        patients_df, dropped = _pseudonymize_patients(patients_df, deid.get_salt(), media_store)
-        if dropped:
-            context.log.warning(
-                f"patients sheet columns not exported (not allow-listed): {dropped}"
-            )
+    patients_df = pd.DataFrame(columns=["video_id", "patient_id"])
+    report: dict = {}
+    if patients:
+        mapping = open_pseudonym_map(media_store, deid.get_salt())
+        pseudonymous, sheet_report = pseudonymize_patients(
+            pd.concat(patients, ignore_index=True),
+            mapping,
+            attributes=labels.patient_attributes,
+            known_identifiers=known_identifiers_of(media_store),
+        )
+        mapping.save()
+        media_store.publish(keys.PSEUDONYM_MAP)
+        report = sheet_report.as_dict()
+        for warning in sheet_report.warnings():
+            context.log.warning(f"patients sheet: {warning}")
+        resolved, _ = _resolve(pseudonymous, names)
+        patients_df = resolved.drop(columns=["video"]).drop_duplicates("video_id", keep="last")
+        patients_df = patients_df[
+            ["video_id", *[c for c in patients_df.columns if c != "video_id"]]
+        ]
     write_table(
         media_store,
         table_key(Tables.PATIENTS),
-        pa.Table.from_pandas(patients_df.astype(str), preserve_index=False),
+        pa.Table.from_pandas(patients_df.astype("string"), preserve_index=False),
     )
     if labels.allow_new_labels:
         used = [*ranges_table["label"].to_pylist(), *segments_table["label"].to_pylist()]
@@ -227,7 +204,7 @@ def label_sheets(
             "segments": segments_table.num_rows,
             "reviews": reviews_table.num_rows,
             "patients": int(patients_df["patient_id"].nunique()) if len(patients_df) else 0,
-            "patient_columns_dropped": dg.MetadataValue.json(dropped),
+            "patients_sheet_report": dg.MetadataValue.json(report),
             "rows_naming_unknown_videos": sum(unknown.values()),
             "unknown_videos_by_sheet": dg.MetadataValue.json(unknown),
             "quarantined_sheets": quarantined,
