@@ -134,7 +134,9 @@ def open_pseudonym_map(store: Store, salt: str) -> PseudonymMap:
 def known_identifiers_of(store: Store, *, file_names: bool = False) -> list[str]:
     """Every identifier medvid knows of its patients (PHI: use inside the protected zone only):
     the ids, names and dates of the current patients sheets, the PHI of every DICOM header read
-    so far, and (``file_names``) every original file name and its stem.
+    so far, and (``file_names``) every original file name whole (not its stem alone: a stem
+    like ``healthy`` is a common word, while the PHI inside a name is matched through the
+    sheets and headers that know it).
 
     For :func:`medvid.deid.names.display_name` (without file names) and the export's PHI scan
     (:func:`medvid.export.phi_scan.scan_export`, with them)."""
@@ -157,9 +159,8 @@ def known_identifiers_of(store: Store, *, file_names: bool = False) -> list[str]
     phi = []
     for study in stems(store, keys.DICOM_PHI):
         phi += [phi_from_dict(v) for v in read_json(store, keys.dicom_phi_key(study)).values()]
-    names = [n for e in ledger_entries(store) for n in e.names] if file_names else []
-    return known_identifiers(
-        patients=pd.concat(sheets, ignore_index=True) if sheets else None,
-        phi_values=phi,
-        file_names=names,
+    known = known_identifiers(
+        patients=pd.concat(sheets, ignore_index=True) if sheets else None, phi_values=phi
     )
+    names = {n for e in ledger_entries(store) for n in e.names} if file_names else set()
+    return sorted(set(known) | names)
