@@ -201,7 +201,8 @@ class ExportSettings(_Section):
     frame per video and label in ``imagefolder/``; ``include_dead``/``include_disturbed``
     export flagged frames; ``link_mode`` ``hardlink`` (falls back to copy) or ``copy``;
     predictions only when reviewed, unless ``include_predictions`` or their model ids are in
-    ``prediction_model_ids``."""
+    ``prediction_model_ids``; ``phi_scan_ocr_images`` exported images are read by OCR in the
+    blocking PHI scan (every text file and table is read whole)."""
 
     dataset_name: str = "default"
     val_ratio: float = 0.2
@@ -212,6 +213,9 @@ class ExportSettings(_Section):
     link_mode: Literal["hardlink", "copy"] = "hardlink"
     include_predictions: bool = False
     prediction_model_ids: list[str] = Field(default_factory=list)
+    phi_scan_ocr_images: int = Field(
+        16, description="Exported images the blocking PHI scan reads by OCR (a seeded sample)."
+    )
 
 
 class MedvidSettings(_Section):

@@ -43,8 +43,6 @@ from medvid_resources import MediaStore
 from medvid_resources.ocr import OcrEngineResource
 
 TrainingDatasetConfig = settings_config(ExportSettings, "TrainingDatasetConfig")
-#: Exported images the PHI scan reads by OCR (a seeded sample of distinct files).
-PHI_SCAN_OCR_SAMPLE = 16
 
 EXPORT_CHECKS = (
     "export_has_no_phi",
@@ -246,17 +244,17 @@ def training_dataset(
             **recorded,
         }
     )
-    yield from export_checks(out_dir, media_store, video_ids, ocr_engine.engine(), config.seed)
+    yield from export_checks(out_dir, media_store, video_ids, ocr_engine.engine(), config)
 
 
-def export_checks(out_dir, store: MediaStore, video_ids: list[str], engine, seed: int):
+def export_checks(out_dir, store: MediaStore, video_ids: list[str], engine, config):
     """The asset checks of ``training_dataset``, computed on the folder as written."""
     findings = scan_export(
         out_dir,
         identifiers=known_identifiers_of(store, file_names=True),
         ocr_engine=engine,
-        ocr_sample=PHI_SCAN_OCR_SAMPLE,
-        seed=seed,
+        ocr_sample=config.phi_scan_ocr_images,
+        seed=config.seed,
     )
     yield deid_check_result(
         "export_has_no_phi",
@@ -264,7 +262,7 @@ def export_checks(out_dir, store: MediaStore, video_ids: list[str], engine, seed
         checked=sum(1 for p in out_dir.rglob("*") if p.is_file()),
         what="files",
         passed_text="no PHI pattern or known identifier in any exported file, nor in the"
-        f" OCR of up to {PHI_SCAN_OCR_SAMPLE} sampled images",
+        f" OCR of up to {config.phi_scan_ocr_images} sampled images",
     )
     annotations = pd.read_csv(out_dir / "annotations.csv", dtype=str)
     images = (
