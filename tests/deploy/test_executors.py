@@ -79,9 +79,9 @@ def test_gpu_op_tags_reach_the_step_the_executor_routes():
 
 
 def test_one_gpu_run_at_a_time_is_the_limit_of_the_gpu_run_tag():
-    coordinator = yaml.safe_load((DOCKER / "dagster.yaml").read_text())["run_coordinator"]
-    [(key, value)] = GPU_RUN_TAGS.items()
-    assert {"key": key, "limit": 1} in coordinator["config"]["tag_concurrency_limits"]
+    runs = yaml.safe_load((DOCKER / "dagster.yaml").read_text())["concurrency"]["runs"]
+    [(key, _)] = GPU_RUN_TAGS.items()
+    assert {"key": key, "limit": 1} in runs["tag_concurrency_limits"]
 
 
 def test_compose_workers_listen_on_the_executor_queues():

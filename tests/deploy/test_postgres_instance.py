@@ -14,7 +14,7 @@ from dagster._serdes import serialize_value
 from dagster_postgres.utils import pg_url_from_config
 from sqlalchemy.engine import make_url
 
-from tests.deploy.conftest import PostgresDatabase, storage_block, write_instance_yaml
+from tests.deploy.conftest import DOCKER, PostgresDatabase, storage_block, write_instance_yaml
 
 
 @dg.asset
@@ -103,3 +103,24 @@ def test_instance_ref_sent_to_workers_names_the_password_variable_not_its_value(
         ref = serialize_value(InstanceRef.from_dir(str(tmp_path / "home")))
     assert "DAGSTER_PG_PASSWORD" in ref
     assert secret not in ref
+
+
+def test_the_whole_production_instance_config_loads(pg_env, tmp_path):
+    """Every section of docker/dagster.yaml passes Dagster's instance schema and builds."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((DOCKER / "dagster.yaml").read_text())
+    env = {
+        "DAGSTER_COMPUTE_LOG_BUCKET": "dagster-compute-logs",
+        "MEDVID_S3_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AWS_REGION": "us-east-1",
+    }
+    with mock.patch.dict(os.environ, env), dg.DagsterInstance.from_config(str(home)) as instance:
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        concurrency = instance.get_concurrency_config()
+        assert concurrency.run_queue_config.max_concurrent_runs == 8
+        assert concurrency.run_queue_config.tag_concurrency_limits == [
+            {"key": "medvid/gpu", "limit": 1}
+        ]
+        assert concurrency.pool_config.default_pool_limit == 1
+        assert type(instance.compute_log_manager).__name__ == "S3ComputeLogManager"
