@@ -44,6 +44,7 @@ import argparse
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -199,6 +200,12 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=600.0)
     parser.add_argument("--keep-db", action="store_true")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--model",
+        choices=["videos", "sharded"],
+        default="videos",
+        help="videos: medvid today; sharded: day x shard partitions, per-video status in a table",
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="medvid-bench-partitions-"))
@@ -214,7 +221,7 @@ def main() -> None:
     write_instance(work / "dagster_home")
     admin("CREATE DATABASE " + database)
     try:
-        rows = run(args, work)
+        rows = run(args, work) if args.model == "videos" else run_sharded(args, work)
     finally:
         if not args.keep_db:
             admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
@@ -301,7 +308,8 @@ def run(args, work: Path) -> list[Row]:
                 scale,
                 instance,
                 workspace,
-                args.backfill,
+                # the newest videos of this scale: never materialized, never backfilled before
+                [video_id(i) for i in range(max(0, scale - args.backfill), scale)],
                 args.backfill_window_s,
                 execute_dagster_graphql,
                 execute_backfill_iteration,
@@ -361,9 +369,8 @@ def measure_health(budget, scale, workspace, query, execute) -> None:
             raise RuntimeError(result.errors)
         node = result.data["assetNodeOrError"]
         size = len(json.dumps(result.data))
-        keys = len(node["partitionKeysByDimension"][0]["partitionKeys"])
-        done = len(node["assetPartitionStatuses"]["materializedPartitions"])
-        return f"{keys} keys, {done} materialized, answer {size / 1e6:.1f} MB"
+        keys = math.prod(len(d["partitionKeys"]) for d in node["partitionKeysByDimension"])
+        return f"{keys} partition keys, answer {size / 1e6:.2f} MB"
 
     budget.measure(scale, "partition_health_query", health)
     budget.measure(scale, "partition_health_query_again", health)
@@ -401,18 +408,19 @@ def measure_export(budget, scale, instance, store, exportable_video_ids) -> None
     budget.measure(scale, "export_planning_local", plan)
 
 
-def measure_backfill(budget, scale, instance, workspace, count, window_s, execute, iterate) -> None:
+def measure_backfill(
+    budget, scale, instance, workspace, keys, window_s, execute, iterate, assets=None
+) -> None:
     from dagster._core.execution.backfill import BulkActionStatus
     from dagster._core.storage.dagster_run import RunsFilter
 
+    assets = assets or VIDEO_PIPELINE_ASSETS
     state: dict = {}
-    # the newest videos of this scale: never materialized, never backfilled before
-    keys = [video_id(i) for i in range(max(0, scale - count), scale)]
 
     def launch() -> str:
         params = {
             "partitionNames": keys,
-            "assetSelection": [{"path": [name]} for name in VIDEO_PIPELINE_ASSETS],
+            "assetSelection": [{"path": [name]} for name in assets],
         }
         result = execute(
             workspace.create_request_context(), LAUNCH_BACKFILL, {"backfillParams": params}
@@ -421,7 +429,7 @@ def measure_backfill(budget, scale, instance, workspace, count, window_s, execut
         if answer["__typename"] != "LaunchBackfillSuccess":
             raise RuntimeError(answer)
         state["id"] = answer["backfillId"]
-        return f"{len(keys)} partitions x {len(VIDEO_PIPELINE_ASSETS)} assets"
+        return f"{len(keys)} partitions x {len(assets)} assets"
 
     budget.measure(scale, "backfill_launch", launch)
     if "id" not in state:
@@ -454,13 +462,205 @@ def measure_backfill(budget, scale, instance, workspace, count, window_s, execut
     finished = created >= len(keys)
     note = f"{created} runs in {elapsed:.0f} s ({rate:.2f} runs/s)"
     if finished:
-        budget.rows.append(Row(scale, f"backfill_create_{len(keys)}_runs", elapsed, note))
+        budget.rows.append(Row(scale, "backfill_create_runs", elapsed, note))
     else:
         estimate = len(keys) / rate if rate else float("inf")
-        budget.rows.append(
-            Row(scale, f"backfill_create_{len(keys)}_runs", estimate, note, extrapolated=True)
-        )
+        budget.rows.append(Row(scale, "backfill_create_runs", estimate, note, extrapolated=True))
     print(f"  backfill: first run after {first_run} s; {note}", flush=True)
+
+
+# --- the alternative: day x shard partitions, per-video status in a table -------------------
+#
+# Dagster sees one partition per (arrival day, shard): since 2024-01-01, 16 shards a day, 17,024
+# partitions on 2026-11-30 (+16 a day) whatever the number of videos; a run processes every video of its day and shard. Which video
+# is done, quarantined or de-identified lives in a PostgreSQL table (``video_status``), queried
+# by the sensor, the export and the UI's own pages. Synthetic assets with the same graph and
+# automation conditions as the video pipeline stand in for medvid's.
+
+SHARDS = 16
+SHARD_DAYS = ("2024-01-01", "2027-01-01")
+STATUS_TABLE = """
+CREATE TABLE video_status (
+    video_id text PRIMARY KEY,
+    arrival_day date NOT NULL,
+    shard smallint NOT NULL,
+    labels_done boolean NOT NULL DEFAULT false,
+    deid_passed boolean NOT NULL DEFAULT false,
+    quarantined boolean NOT NULL DEFAULT false
+);
+CREATE INDEX video_status_partition ON video_status (arrival_day, shard);
+CREATE INDEX video_status_todo ON video_status (arrival_day, shard) WHERE NOT labels_done;
+"""
+
+
+def _sharded_definitions():
+    import dagster as dg
+
+    partitions = dg.MultiPartitionsDefinition(
+        {
+            "day": dg.DailyPartitionsDefinition(
+                start_date=SHARD_DAYS[0], end_date=SHARD_DAYS[1], timezone="UTC"
+            ),
+            "shard": dg.StaticPartitionsDefinition([f"{i:02d}" for i in range(SHARDS)]),
+        }
+    )
+    assets = []
+    previous = None
+    eager = dg.AutomationCondition.eager()
+    for name in VIDEO_PIPELINE_ASSETS:
+        deps = [previous] if previous and name != "segment_labels" else ["video_frames"]
+        if name == "raw_videos":
+            deps = []
+        condition = eager if name in ("frame_labels", "segment_labels") else None
+
+        @dg.asset(name=name, partitions_def=partitions, deps=deps, automation_condition=condition)
+        def _asset() -> None:
+            return None
+
+        assets.append(_asset)
+        if name != "segment_labels":
+            previous = name
+
+    @dg.asset(deps=["frame_labels", "segment_labels"], automation_condition=eager)
+    def training_dataset() -> None:
+        return None
+
+    return dg.Definitions(assets=[*assets, training_dataset])
+
+
+sharded_defs = _sharded_definitions()
+
+
+def run_sharded(args, work: Path) -> list[Row]:
+    import dagster as dg
+    import psycopg2
+    from dagster._core.test_utils import create_test_daemon_workspace_context
+    from dagster._core.workspace.load_target import ModuleTarget
+    from dagster._daemon.backfill import execute_backfill_iteration
+    from dagster_graphql.test.utils import execute_dagster_graphql
+
+    logging.getLogger("dagster").setLevel(logging.WARNING)
+    budget = Budget(args.budget_s)
+    instance = dg.DagsterInstance.get()
+    partitions = sharded_defs.resolve_assets_def("frame_labels").partitions_def
+    keys = partitions.get_partition_keys()
+    per_partition = max(scale for scale in args.scales) / len(keys)
+    # partitions holding --materialized videos at the largest scale, oldest first
+    done = keys[: max(1, round(args.materialized / per_partition))]
+    started = time.perf_counter()
+    for asset in ("video_frames", "frame_labels"):
+        for key in done:
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(asset_key=asset, partition=key)
+            )
+    budget.rows.append(
+        Row(0, "record_materializations", time.perf_counter() - started, f"{2 * len(done)} events")
+    )
+    target = ModuleTarget(
+        module_name="benchmarks.partitions",
+        attribute="sharded_defs",
+        working_directory=str(REPO),
+        location_name="sharded",
+    )
+    health_query = ui_query("PartitionHealthQuery")
+    with create_test_daemon_workspace_context(target, instance) as workspace:
+        print(f"Dagster side ({len(keys):,} partitions, any number of videos)", flush=True)
+        state: dict = {}
+
+        def automation_tick(first: bool) -> str:
+            cursor = None if first else state.get("cursor")
+            result = dg.evaluate_automation_conditions(
+                defs=sharded_defs, instance=instance, cursor=cursor
+            )
+            state["cursor"] = result.cursor
+            return f"{result.total_requested} requested"
+
+        budget.measure(0, "automation_tick_first", lambda: automation_tick(True))
+        budget.measure(0, "automation_tick_next", lambda: automation_tick(False))
+        measure_health(budget, 0, workspace, health_query, execute_dagster_graphql)
+        # as many day-shards as hold --backfill videos at the largest scale
+        count = max(1, round(args.backfill / per_partition))
+        measure_backfill(
+            budget,
+            0,
+            instance,
+            workspace,
+            keys[len(done) : len(done) + count],
+            args.backfill_window_s,
+            execute_dagster_graphql,
+            execute_backfill_iteration,
+        )
+
+    connection = psycopg2.connect(
+        host=os.environ["DAGSTER_PG_HOST"],
+        user=os.environ["DAGSTER_PG_USERNAME"],
+        dbname=os.environ["DAGSTER_PG_DB"],
+    )
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(STATUS_TABLE)
+        for scale in args.scales:
+            print(f"video_status with {scale:,} videos", flush=True)
+            measure_status_table(budget, scale, connection, args)
+    finally:
+        connection.close()
+    return budget.rows
+
+
+def measure_status_table(budget, scale, connection, args) -> None:
+    """The per-video questions medvid asks, as queries on ``video_status`` with ``scale`` rows
+    spread over the day x shard partitions (``--materialized`` done and de-identified,
+    ``--quarantined`` quarantined)."""
+    days = "SELECT (date %(start)s + (i %% %(days)s)), (i / %(days)s) %% %(shards)s"
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE video_status")
+        started = time.perf_counter()
+        cursor.execute(
+            "INSERT INTO video_status (video_id, arrival_day, shard, labels_done, deid_passed,"
+            " quarantined) SELECT substr(md5('synthetic-video-' || i), 1, 16), d.day, d.shard,"
+            " i < %(done)s, i < %(done)s, i >= %(done)s AND i < %(done)s + %(quarantined)s"
+            f" FROM generate_series(0, %(n)s - 1) AS i, LATERAL ({days}) AS d(day, shard)",
+            {
+                "start": SHARD_DAYS[0],
+                "days": 1096,
+                "shards": SHARDS,
+                "done": args.materialized,
+                "quarantined": args.quarantined,
+                "n": scale,
+            },
+        )
+        cursor.execute("ANALYZE video_status")
+        budget.rows.append(Row(scale, "status_table_load", time.perf_counter() - started))
+
+        def query(sql: str, params: tuple = ()) -> str:
+            cursor.execute(sql, params)
+            return f"{len(cursor.fetchall())} rows"
+
+        budget.measure(
+            scale,
+            "status_todo_of_one_partition",
+            lambda: query(
+                "SELECT video_id FROM video_status WHERE arrival_day = %s AND shard = %s"
+                " AND NOT labels_done",
+                ("2025-06-01", 3),
+            ),
+        )
+        budget.measure(
+            scale,
+            "status_partitions_with_todo",
+            lambda: query(
+                "SELECT DISTINCT arrival_day, shard FROM video_status WHERE NOT labels_done"
+            ),
+        )
+        budget.measure(
+            scale,
+            "status_export_gate",
+            lambda: query(
+                "SELECT video_id FROM video_status WHERE labels_done AND deid_passed"
+                " AND NOT quarantined ORDER BY video_id"
+            ),
+        )
 
 
 def markdown(rows: list[Row], scales: list[int]) -> str:

@@ -15,6 +15,9 @@ from dagster._core.definitions.reconstruct import ReconstructableRepository
 
 from tests.deploy.conftest import DOCKER, REPO, VENV_BIN, write_instance_yaml
 
+# dagster-celery registers its step task again for every step it submits
+pytestmark = pytest.mark.filterwarnings("ignore:Task name 'execute_plan' is already registered")
+
 pytest.importorskip(
     "dagster_celery", reason="the celery extra is not installed: pip install -e '.[celery]'"
 )
@@ -81,7 +84,7 @@ def test_steps_run_on_the_worker_of_their_queue(celery_env, processes):
     for service in ("worker-default", "worker-gpu"):
         processes.start(service, compose_worker_command(service), env=celery_env, cwd=REPO)
     for worker in processes.started:
-        worker.wait_for_log(r"celery@\S+ ready|\S+@\S+ ready\.", timeout=120)
+        worker.wait_for_log(r"\S+@\S+ ready\.", timeout=120)
 
     with dg.DagsterInstance.get() as instance:
         result = dg.execute_job(celery_pipeline(), instance=instance)
