@@ -136,3 +136,17 @@ def amqp_vhost() -> Iterator[str]:
         yield f"amqp://{AMQP_USER}:{AMQP_PASSWORD}@{AMQP_HOST}:{AMQP_PORT}/{vhost}"
     finally:
         _rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture
+def moto_s3(processes) -> str:
+    """An S3 endpoint (``moto_server`` on a free port) for this test; its URL."""
+    from tests.deploy.processes import free_port
+
+    executable = VENV_BIN / "moto_server"
+    if not executable.exists():
+        pytest.skip("moto_server is not installed: pip install -e '.[dev]'")
+    port = free_port()
+    server = processes.start("moto_server", [str(executable), "-H", "127.0.0.1", "-p", str(port)])
+    server.wait_for_port(port, timeout=60)
+    return f"http://127.0.0.1:{port}"

@@ -108,3 +108,18 @@ def test_stop_all_stops_every_child(tmp_path):
     processes.stop_all()
     assert [child.running() for child in children] == [False, False, False]
     assert [child.popen.returncode for child in children] == [-signal.SIGTERM] * 3
+
+
+def test_moto_s3_fixture_serves_buckets(moto_s3):
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_s3,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    s3.create_bucket(Bucket="landing")
+    s3.put_object(Bucket="landing", Key="clip.mp4", Body=b"\x00")
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="landing")["Contents"]] == ["clip.mp4"]
