@@ -472,10 +472,11 @@ def measure_backfill(
 # --- the alternative: day x shard partitions, per-video status in a table -------------------
 #
 # Dagster sees one partition per (arrival day, shard): since 2024-01-01, 16 shards a day, 17,024
-# partitions on 2026-11-30 (+16 a day) whatever the number of videos; a run processes every video of its day and shard. Which video
-# is done, quarantined or de-identified lives in a PostgreSQL table (``video_status``), queried
-# by the sensor, the export and the UI's own pages. Synthetic assets with the same graph and
-# automation conditions as the video pipeline stand in for medvid's.
+# partitions on 2026-11-30 (+16 a day) whatever the number of videos; a run processes every
+# video of its day and shard. Which video is done, quarantined or de-identified lives in a
+# PostgreSQL table (``video_status``), queried by the sensor, the export and the UI's own pages.
+# Synthetic assets with the same graph and automation conditions as the video pipeline stand in
+# for medvid's.
 
 SHARDS = 16
 SHARD_DAYS = ("2024-01-01", "2027-01-01")
@@ -664,9 +665,14 @@ def measure_status_table(budget, scale, connection, args) -> None:
 
 
 def markdown(rows: list[Row], scales: list[int]) -> str:
+    """Seconds per operation and scale; scale 0 (the sharded model's Dagster side, the same
+    for any number of videos) gets its own column."""
     operations = list(dict.fromkeys(r.operation for r in rows))
     by_key = {(r.operation, r.scale): r for r in rows}
-    header = "| operation | " + " | ".join(f"{s:,}" for s in scales) + " |"
+    if any(r.scale == 0 for r in rows):
+        scales = [0, *scales]
+    names = ["any" if s == 0 else f"{s:,}" for s in scales]
+    header = "| operation | " + " | ".join(names) + " |"
     lines = [header, "|---|" + "---:|" * len(scales)]
     for operation in operations:
         cells = []
