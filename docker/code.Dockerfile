@@ -2,6 +2,7 @@
 # starts, and the Celery workers (same image, other command). Build from the repository root:
 #   docker build -f docker/code.Dockerfile -t medvid-code .
 # GPU workers: --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
+# Kubernetes (docker/helm): --build-arg MEDVID_EXTRAS=celery,k8s
 # No secret is baked in: salt, passwords and keys come from the environment at run time.
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
@@ -9,6 +10,8 @@ FROM ${PYTHON_IMAGE} AS build
 # torch 2.14.1 (pinned in pyproject.toml) from this index: CPU wheels by default (no CUDA
 # libraries, ~1.5 GB smaller); a CUDA index for the GPU worker's image.
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# the executors' extras (medvid_assets/executors.py): celery for compose, k8s for Helm
+ARG MEDVID_EXTRAS=celery
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
@@ -20,7 +23,7 @@ COPY medvid_resources ./medvid_resources
 COPY medvid_assets ./medvid_assets
 # installs this project; every dependency is pinned exactly in its pyproject.toml
 # hadolint ignore=DL3013
-RUN pip install --no-cache-dir --extra-index-url "${TORCH_INDEX_URL}" ".[celery]"
+RUN pip install --no-cache-dir --extra-index-url "${TORCH_INDEX_URL}" ".[${MEDVID_EXTRAS}]"
 
 FROM ${PYTHON_IMAGE}
 # tesseract-ocr: the optional OCR engine (MEDVID_OCR_ENGINE=tesseract); rapidocr, the default,

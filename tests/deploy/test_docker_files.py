@@ -177,3 +177,18 @@ def test_helm_values_use_the_same_database_driver_and_limits_as_compose():
     env = {e["name"]: e["value"] for e in deployment["env"]}
     assert env["MEDVID_EXECUTOR"] == "k8s"
     assert deployment["codeServerArgs"][:2] == ["-m", "medvid_assets.definitions"]
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_build_context_holds_what_the_dockerfile_copies_and_no_env_file(dockerfile):
+    ignore = Path(f"{dockerfile}.dockerignore").read_text().splitlines()
+    patterns = [line for line in ignore if line and not line.startswith("#")]
+    assert patterns[0] == "**"  # everything excluded, then re-included one by one
+    included = {p[1:].removesuffix("/**") for p in patterns if p.startswith("!")}
+    sources = []
+    for line in dockerfile.read_text().splitlines():
+        words = line.split()
+        if words[:1] == ["COPY"] and not any(w.startswith("--from") for w in words):
+            sources += [w.rstrip("/") for w in words[1:-1]]
+    assert sources and set(sources) <= included
+    assert not any(".env" in path for path in included)
