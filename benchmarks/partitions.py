@@ -47,6 +47,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -198,7 +199,9 @@ def main() -> None:
     parser.add_argument("--backfill", type=int, default=1_000)
     parser.add_argument("--backfill-window-s", type=float, default=180.0)
     parser.add_argument("--budget-s", type=float, default=600.0)
-    parser.add_argument("--keep-db", action="store_true")
+    parser.add_argument(
+        "--keep-db", action="store_true", help="keep the database and the work folder"
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument(
         "--model",
@@ -225,6 +228,7 @@ def main() -> None:
     finally:
         if not args.keep_db:
             admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+            shutil.rmtree(work, ignore_errors=True)
     table = markdown(rows, args.scales)
     print(table)
     if args.json:
