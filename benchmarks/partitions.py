@@ -3,8 +3,10 @@ and 1M videos on the production instance (PostgreSQL, docker/dagster.yaml's stor
 
     nice -n 10 .venv/bin/python benchmarks/partitions.py [--scales 10000 100000 1000000]
         [--materialized 1000] [--quarantined 50] [--backfill 1000] [--backfill-window-s 180]
-        [--budget-s 600]
-        [--json FILE]
+        [--budget-s 600] [--model videos|sharded] [--json FILE]
+
+``--model sharded`` measures the alternative instead (day x shard partitions, per-video status
+in a table; see ``run_sharded``).
 
 A fresh database ``medvid_bench_<time>`` on $DAGSTER_PG_HOST (default 127.0.0.1, user postgres)
 is created and dropped at the end (``--keep-db`` keeps it). At each scale, in order:
