@@ -139,7 +139,7 @@ def _run(landing_dir: Path, home: Path, summary: RunSummary, progress: bool) -> 
 
     from medvid_assets.definitions import build_definitions
     from medvid_assets.orchestration.launch import run_until_done
-    from medvid_assets.orchestration.runs import reap_stale_runs, remove_stale_temporaries
+    from medvid_assets.runs import reap_stale_runs, remove_stale_temporaries
 
     defs = build_definitions(home, landing_dir)
     instance = dg.DagsterInstance.get()

@@ -1,17 +1,16 @@
-"""Partitions: one dynamic partition per video (keyed by content id) and per DICOM study
-(keyed by a pseudonymous study id), and one daily partition per UTC day of landing."""
+"""Partitions: batches (a UTC day of landing x a shard: :mod:`medvid.batches`) for the per-video
+and per-study work, and UTC days for intake.
 
-from __future__ import annotations
+A batch's videos and studies are its members; every batch asset works member by member
+(:func:`medvid_assets.policy.per_member`), so one run processes many videos and the number of
+partitions grows with days, not videos. A day's batches are the keys starting with that day
+(``2026-11-30.*``): backfill them in the UI to take a day through the whole path again.
+"""
 
 import dagster as dg
 
-video_partitions = dg.DynamicPartitionsDefinition(name="videos")
-"""One partition per video, keyed by its content id (first 16 hex digits of its sha256), or a
-salted id for a DICOM cine loop (:func:`medvid.deid.cine_video_id`)."""
-
-study_partitions = dg.DynamicPartitionsDefinition(name="studies")
-"""One partition per DICOM study, keyed by a pseudonymous study id (``s`` + 15 hex digits of a
-salted HMAC of the StudyInstanceUID, :func:`medvid.deid.study_key`), never by a raw UID."""
+batch_partitions = dg.DynamicPartitionsDefinition(name="batches")
+"""One partition per batch that has members, keyed ``YYYY-MM-DD.SS`` (added by intake)."""
 
 landing_days = dg.DailyPartitionsDefinition(start_date="2020-01-01", timezone="UTC", end_offset=1)
 """One partition per UTC day on which landing files were last modified: the day's intake

@@ -1,16 +1,17 @@
 """Policies applied to every medvid asset in one place.
 
-- :func:`per_file`: the bad-input policy of partitioned assets. Each video or study partition
-  is one input; any bad-input error (:func:`medvid.quarantine.is_input_error`) raised by the
-  asset ends as a quarantine record with its reason and stage, the asset reports ``quarantined``
-  and the run succeeds; later assets of a quarantined partition report ``skipped``. Other errors
-  (bugs, a full disk, an unreachable store) fail the run as usual. The input is not tried again
-  until it changes (new bytes are a new partition).
+- :func:`per_member`: the per-file policy of batch assets (a batch, :mod:`medvid.batches`, is
+  the partition; its videos and studies are the members). Each member is worked on alone: a
+  bad-input error (:func:`medvid.quarantine.is_input_error`) quarantines that member with its
+  reason and stage and the others go on; members of a quarantined input are skipped at every
+  later stage; members whose work is unchanged are reused (:mod:`medvid.status`). Other errors
+  (bugs, a full disk, an unreachable store) leave that member for the next run, and the run
+  fails after the others are done. An input is not tried again until it changes.
 - :func:`settings_config` / :func:`resolve_settings`: every asset's settings come from the home
   config (:mod:`medvid.settings`), with single fields overridable in a run's config; the
   resolved settings and their fingerprint go into the materialization's metadata, and a rerun
   with other settings says which fields changed.
-- :func:`table_preview`, :func:`deid_check_result`, :func:`markdown_png`: the UI's metadata.
+- :func:`table_preview`, :func:`deid_check_result`, :func:`markdown_image`: the UI's metadata.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from __future__ import annotations
 import base64
 import functools
 import inspect
+import traceback
 import typing
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
 import dagster as dg
@@ -27,9 +30,13 @@ import pyarrow as pa
 import pydantic
 from pydantic import BaseModel, Field
 
+from medvid.batches import members as batch_members
+from medvid.batches import members_digest as batch_members_digest
 from medvid.intake.ledger import ledger_entry_or_none
-from medvid.quarantine import is_input_error, quarantine_error, quarantined_record
+from medvid.quarantine import is_input_error, quarantine_error, quarantined_ids
 from medvid.settings import MedvidSettings, changed_fields, fingerprint, with_overrides
+from medvid.status import MemberStatus, read_status, work_version, write_status
+from medvid_assets.runs import record_worker
 from medvid_resources import MediaStore
 
 # --- settings ---------------------------------------------------------------------------------
@@ -136,67 +143,165 @@ def _previous_settings(context: dg.AssetExecutionContext) -> dict | None:
     return value.value if value is not None else None  # type: ignore[return-value]
 
 
-# --- the bad-input policy ---------------------------------------------------------------------
+# --- the per-member policy of batch assets ------------------------------------------------------
+
+REDO_TAG = "medvid/redo"
+"""A run tagged ``medvid/redo: true`` recomputes every member of its batch, even unchanged."""
+PREVIEWS_SHOWN = 4
 
 
-def partition_display_name(store: MediaStore, partition_key: str) -> str:
-    """What a partition is called outside protected/: a video's display name, else its key."""
-    entry = ledger_entry_or_none(store, partition_key)
-    return entry.display_name if entry is not None else partition_key
+@dataclass
+class MemberResult:
+    """What a batch asset's body returns for one member: small JSON-able ``metadata`` (a row
+    of the batch's table in the UI), ``checks`` (check name -> findings; none = passed) and
+    an optional ``preview`` (JPEG bytes shown for the first members)."""
+
+    metadata: dict[str, Any] = field(default_factory=dict)
+    checks: dict[str, list[str]] = field(default_factory=dict)
+    preview: bytes | None = None
 
 
-def _check_results(context: dg.AssetExecutionContext, description: str) -> list:
-    return [
-        dg.AssetCheckResult(
-            asset_key=key.asset_key, check_name=key.name, passed=True, description=description
-        )
-        for key in sorted(context.selected_asset_check_keys, key=lambda k: k.name)
-    ]
+def member_display_name(store: MediaStore, member: str) -> str:
+    """What a member is called outside protected/: a video's display name, else its key."""
+    entry = ledger_entry_or_none(store, member)
+    return entry.display_name if entry is not None else member
 
 
-def per_file(fn: Callable) -> Callable:
-    """Decorate a partitioned asset's body with the bad-input policy (module docstring).
+def per_member(
+    kind: str,
+    *,
+    section: str | None = None,
+    upstream: tuple[str, ...] = (),
+    check_descriptions: dict[str, str] | None = None,
+    version_of: Callable[[MediaStore], Any] | None = None,
+) -> Callable:
+    """Make a per-member body (``body(context, member_id, options, **params)``) into the body
+    of a batch-partitioned asset.
 
-    The body takes ``context`` and a ``media_store`` parameter and returns or yields its
-    results; the decorated function is what ``@dg.asset`` wraps."""
-    is_generator = inspect.isgeneratorfunction(fn)
+    For each ``kind`` member (``video`` or ``study``) of the run's batch, in order: a member
+    quarantined before (or whose ``upstream`` work was) is skipped; a member whose status
+    (:mod:`medvid.status`) already has the version this run would compute (code version,
+    settings of ``section`` or the run's own config, upstream versions, and ``version_of(store)``
+    for inputs outside the batch such as the current model) is reused unless the run is tagged
+    :data:`REDO_TAG`; otherwise the body runs. A bad-input error (:func:`is_input_error`)
+    quarantines that member with its reason; any other error is logged and the member is left
+    for the next run, the others go on, and the run fails at the end (so the planner tries the
+    batch again). The batch's materialization shows counts and a table of its members; each
+    check passes when no member has findings (ERROR severity, never blocking: what may leave
+    medvid is decided per member by the export gate).
+    """
 
-    @functools.wraps(fn)
-    def wrapper(context: dg.AssetExecutionContext, *args, **kwargs):
-        store: MediaStore = kwargs["media_store"]
-        stage = context.asset_key.to_user_string()
-        record = quarantined_record(store, context.partition_key)
-        if record is not None:
-            context.log.info(f"skipping: input quarantined at {record.stage}: {record.reason}")
-            yield dg.MaterializeResult(
-                metadata={
-                    "status": "skipped",
-                    "reason": f"quarantined at {record.stage}: {record.reason}",
-                }
+    def decorate(body: Callable) -> Callable:
+        signature = inspect.signature(body, eval_str=True)
+        exposed = [p for n, p in signature.parameters.items() if n not in ("member_id", "options")]
+
+        @functools.wraps(body)
+        def wrapper(context: dg.AssetExecutionContext, **kwargs):
+            store: MediaStore = kwargs["media_store"]
+            record_worker(context)
+            asset = context.asset_key.to_user_string()
+            batch = context.partition_key
+            options, recorded = (
+                resolve_settings(context, kwargs["settings"], section, kwargs.get("config"))
+                if section
+                else (None, {})
             )
-            yield from _check_results(context, "input quarantined: nothing written")
-            return
-        try:
-            if is_generator:
-                yield from fn(context, *args, **kwargs)
+            if options is not None:
+                settings_print = fingerprint(options)
+            elif kwargs.get("config") is not None:
+                settings_print = fingerprint(kwargs["config"].model_dump(mode="json"))
             else:
-                yield fn(context, *args, **kwargs)
-        except Exception as error:
-            if not is_input_error(error):
-                raise
-            name = partition_display_name(store, context.partition_key)
-            record = quarantine_error(
-                store, error, content_id=context.partition_key, file=name, stage=stage
-            )
-            context.log.warning(f"quarantined {name} at {stage}: {record.reason}")
-            yield dg.MaterializeResult(
-                metadata={"status": "quarantined", "reason": record.reason, "stage": stage}
-            )
-            yield from _check_results(context, "input quarantined: nothing written")
+                settings_print = ""
+            outside = version_of(store) if version_of is not None else None
+            code = context.assets_def.code_versions_by_key.get(context.asset_key) or ""
+            redo = context.run.tags.get(REDO_TAG) == "true"
+            ids = batch_members(store, batch, kind)
+            quarantined = quarantined_ids(store)
+            counts = {"processed": 0, "reused": 0, "quarantined": 0, "skipped": 0, "failed": 0}
+            rows, previews, findings = [], [], {}
+            for number, member in enumerate(ids, start=1):
+                shown = member_display_name(store, member)
+                ups = [read_status(store, up, member) for up in upstream]
+                if member in quarantined or any(u is None or u.outcome != "ok" for u in ups):
+                    counts["skipped"] += 1
+                    rows.append({"member": shown, "outcome": "skipped"})
+                    continue
+                version = work_version(code, settings_print, [u.version for u in ups], outside)
+                status = read_status(store, asset, member)
+                if redo or status is None or status.version != version or status.outcome != "ok":
+                    context.log.info(f"{asset}: {kind} {number}/{len(ids)} {shown}")
+                    try:
+                        result = body(context, member, options, **kwargs) or MemberResult()
+                    except Exception as error:
+                        if is_input_error(error):
+                            record = quarantine_error(
+                                store, error, content_id=member, file=shown, stage=asset
+                            )
+                            context.log.warning(f"quarantined {shown} at {asset}: {record.reason}")
+                            counts["quarantined"] += 1
+                            rows.append({"member": shown, "outcome": "quarantined"})
+                        else:
+                            counts["failed"] += 1
+                            context.log.error(
+                                f"{asset} failed for {shown} (tried again next run):\n"
+                                + traceback.format_exc()
+                            )
+                            rows.append({"member": shown, "outcome": "failed"})
+                        continue
+                    status = MemberStatus(
+                        asset=asset,
+                        member=member,
+                        outcome="ok",
+                        version=version,
+                        metadata=result.metadata,
+                        checks={name: {"findings": f} for name, f in result.checks.items()},
+                    )
+                    write_status(store, status)
+                    counts["processed"] += 1
+                    if result.preview is not None and len(previews) < PREVIEWS_SHOWN:
+                        previews.append((shown, result.preview))
+                else:
+                    counts["reused"] += 1
+                rows.append({"member": shown, "outcome": "ok", **status.metadata})
+                for name, check in status.checks.items():
+                    findings.setdefault(name, [])
+                    findings[name] += [f"{shown}: {f}" for f in check["findings"]]
+            if counts["failed"]:
+                raise dg.Failure(
+                    description=f"{asset}: {counts['failed']} of {len(ids)} {kind}(s) failed"
+                    " (see the log); the others are done and the batch is tried again",
+                    metadata=counts,
+                )
+            metadata: dict[str, Any] = {
+                **counts,
+                f"{kind}s": len(ids),
+                "members_digest": batch_members_digest(store, batch),
+                kind + "_table": table_preview(pa.Table.from_pylist(rows), empty="(none)"),
+                **recorded,
+            }
+            for index, (shown, image) in enumerate(previews):
+                metadata[f"preview_{index + 1}"] = markdown_image(image, shown, "image/jpeg")
+            yield dg.MaterializeResult(metadata=metadata)
+            for key in sorted(context.selected_asset_check_keys, key=lambda k: k.name):
+                found = findings.get(key.name, [])
+                yield dg.AssetCheckResult(
+                    asset_key=key.asset_key,
+                    check_name=key.name,
+                    passed=not found,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    metadata={
+                        "findings": dg.MetadataValue.json(found[:50]),
+                        "members_with_findings": len({f.split(": ", 1)[0] for f in found}),
+                    },
+                    description=(check_descriptions or {}).get(key.name, "")
+                    if not found
+                    else f"{len(found)} finding(s): those {kind}s stay out of exports",
+                )
 
-    # Dagster reads the parameters' types: give it the body's, resolved in the body's module
-    wrapper.__signature__ = inspect.signature(fn, eval_str=True)  # type: ignore[attr-defined]
-    return wrapper
+        wrapper.__signature__ = signature.replace(parameters=exposed)  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
 
 
 # --- metadata for the UI ------------------------------------------------------------------------

@@ -35,6 +35,10 @@ PROTECTED_TABLES = f"{PROTECTED}/tables"
 DEID_SALT = f"{PROTECTED}/deid_salt"
 
 # --- de-identified zone ----------------------------------------------------------------------
+BATCHES = "batches"
+"""``<batch>/<kind>_<id>.json``: which videos and studies a batch (a partition) holds."""
+STATUS = "status"
+"""``<asset>/<member>.json``: what an asset did for one video or study of a batch."""
 TABLES = "tables"
 FRAMES = "media/frames"
 """``video_<video_id>/frame_<frame_id>.<jpg|png>``: redacted frames (the export's layout)."""
@@ -214,3 +218,22 @@ def report_prefix(name: str) -> str:
 
 def label_index_key(label_set: str) -> str:
     return f"{LABEL_INDEXES}/{label_set}.json"
+
+
+# --- batches and per-member status ------------------------------------------------------------
+def batch_prefix(batch: str) -> str:
+    return f"{BATCHES}/{batch}"
+
+
+def batch_member_key(batch: str, kind: str, member_id: str) -> str:
+    """``batches/<batch>/<kind>_<id>.json``: one record per member (no read-modify-write)."""
+    return f"{BATCHES}/{batch}/{kind}_{member_id}.json"
+
+
+def study_batch_key(study: str) -> str:
+    """The batch a study was first registered in (its later instances join it there)."""
+    return f"{DICOM_INDEX}/{study}.batch.json"
+
+
+def status_key(asset: str, member_id: str) -> str:
+    return f"{STATUS}/{asset}/{member_id}.json"

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
+from medvid.batches import add_member, batch_key, study_batch
 from medvid.catalog import keys
 from medvid.deid.names import display_name
 from medvid.dicom.registration import register_dicom_arrival
@@ -53,12 +54,14 @@ class LandingFileChanged(Exception):
 @dataclass
 class IngestResult:
     """The outcome of :func:`ingest`: the record to write, the ledger entry (None when
-    quarantined), the partitions to add, and the quarantine records written."""
+    quarantined), the videos and studies it fed, the batches (partitions) to add, and the
+    quarantine records written."""
 
     record: IntakeRecord
     entry: LedgerEntry | None = None
     videos: list[str] = field(default_factory=list)
     studies: list[str] = field(default_factory=list)
+    batches: list[str] = field(default_factory=list)
     quarantined: list[QuarantineRecord] = field(default_factory=list)
 
 
@@ -134,7 +137,7 @@ def ingest(
                 size=size,
                 landed_at=landed_at(mtime),
                 display_name=shown,
-                partition=cid if kind == "video" else None,
+                partition=batch_key(record.day, cid) if kind == "video" else None,
             )
         else:
             record.outcome = "duplicate"
@@ -153,9 +156,7 @@ def ingest(
                 store, error, content_id=cid or "f" + record.fingerprint, file=shown, stage="intake"
             )
         )
-    record.partitions = [f"videos:{v}" for v in result.videos] + [
-        f"studies:{s}" for s in result.studies
-    ]
+    record.partitions = sorted(set(result.batches))
     return result
 
 
@@ -171,7 +172,9 @@ def _take(
     suffix = entry.suffix
     if entry.kind == "video":
         _copy_verified(zone, store, key, keys.raw_video_key(entry.content_id, suffix), entry.sha256)
+        add_member(store, entry.partition, "video", entry.content_id)
         result.videos.append(entry.content_id)
+        result.batches.append(entry.partition)
     elif entry.kind == "sheet":
         _copy_verified(zone, store, key, keys.sheet_copy_key(entry.content_id), entry.sha256)
         _set_sheet_version(store, entry, result.record)
@@ -181,7 +184,11 @@ def _take(
         registration = register_dicom_arrival(
             store, entry.content_id, source, result.record.display_name, salt
         )
-        result.studies.extend(sorted(registration.studies))
+        for study in sorted(registration.studies):
+            batch = study_batch(store, study, result.record.day)
+            add_member(store, batch, "study", study)
+            result.studies.append(study)
+            result.batches.append(batch)
         result.quarantined.extend(registration.quarantined)
 
 

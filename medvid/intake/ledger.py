@@ -56,9 +56,10 @@ class LedgerEntry:
     ``kind``: ``video`` | ``sheet`` | ``dicom``; ``original_name`` and ``landing_key``: where
     it first arrived; ``aliases``: other names it arrived under since; ``display_name``: the name
     shown outside ``protected/``; ``landed_at``: the first landing file's mtime; ``partition``:
-    the video partition it became (videos), None otherwise; ``origin``: for videos medvid made
-    (DICOM cine loops) where they came from (``{"kind": "dicom_cine", "study_key",
-    "instance_id", "keep_region", "phi_key"}``), their ``landing_key`` then being a store key.
+    the batch (partition, :mod:`medvid.batches`) a video belongs to, None for other kinds;
+    ``origin``: for videos medvid made (DICOM cine loops) where they came from
+    (``{"kind": "dicom_cine", "study_key", "instance_id", "keep_region", "phi_key"}``), their
+    ``landing_key`` then being a store key.
     """
 
     content_id: str
@@ -109,8 +110,8 @@ class IntakeRecord:
     """The outcome of one landing file version (protected).
 
     ``outcome``: ``processed`` (new content), ``duplicate`` (content already in the ledger:
-    recorded as an alias) or ``quarantined`` (``reason`` says why). ``partitions``: the video
-    and study partitions it fed (``["videos:<id>"]``, ``["studies:<key>", ...]``)."""
+    recorded as an alias) or ``quarantined`` (``reason`` says why). ``partitions``: the batches
+    (partitions) its videos and studies belong to."""
 
     fingerprint: str
     landing_key: str

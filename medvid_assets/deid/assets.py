@@ -35,7 +35,7 @@ from medvid.ocr import lines_text
 from medvid.ocr.tables import boxes_of, parsed_fields, read_ocr_rows
 from medvid.settings import RedactionSettings
 from medvid.store import read_json, read_table, write_json, write_table
-from medvid_assets.orchestration.runs import record_worker
+from medvid_assets.runs import record_worker
 from medvid_assets.partitions import study_partitions, video_partitions
 from medvid_assets.policy import (
     SettingsResource,

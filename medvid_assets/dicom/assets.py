@@ -38,7 +38,7 @@ from medvid.ids import content_id, sha256_file
 from medvid.intake.ledger import LedgerEntry, ledger_entry_or_none, write_ledger_entry
 from medvid.quarantine import is_input_error, quarantine_error
 from medvid.store import read_json, read_table, write_json, write_table
-from medvid_assets.orchestration.runs import record_worker
+from medvid_assets.runs import record_worker
 from medvid_assets.partitions import study_partitions, video_partitions
 from medvid_assets.policy import deid_check_result, per_file, table_preview
 from medvid_resources import DeidentificationResource, MediaStore

@@ -30,7 +30,7 @@ from medvid.plots import label_distribution_png
 from medvid.settings import ExportSettings
 from medvid.store import read_table
 from medvid.video.store import read_video_metadata
-from medvid_assets.orchestration.runs import record_worker
+from medvid_assets.runs import record_worker
 from medvid_assets.partitions import study_partitions, video_partitions
 from medvid_assets.policy import (
     SettingsResource,

@@ -18,7 +18,7 @@ from medvid.previews import contact_sheet, encode_jpeg
 from medvid.settings import FrameSettings
 from medvid.store import write_table
 from medvid.video.store import read_clips, read_video_metadata
-from medvid_assets.orchestration.runs import record_worker
+from medvid_assets.runs import record_worker
 from medvid_assets.partitions import video_partitions
 from medvid_assets.policy import (
     SettingsResource,

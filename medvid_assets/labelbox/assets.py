@@ -35,7 +35,7 @@ from medvid.labels.store import read_label_schema, video_name_index, videos_with
 from medvid.predict.selection import DEFAULT_HAMMING_THRESHOLD, select_frames
 from medvid.quarantine import quarantine_error
 from medvid.store import write_json, write_table
-from medvid_assets.orchestration.runs import record_worker
+from medvid_assets.runs import record_worker
 from medvid_assets.partitions import video_partitions
 from medvid_resources import LocalMediaStore, MediaStore
 from medvid_resources.labelbox import LabelboxResource

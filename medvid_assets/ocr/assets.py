@@ -20,7 +20,7 @@ from medvid.settings import OcrSettings
 from medvid.store import read_table, write_json, write_table
 from medvid.video.decode import frames_at_times
 from medvid.video.store import read_clips
-from medvid_assets.orchestration.runs import record_worker
+from medvid_assets.runs import record_worker
 from medvid_assets.partitions import study_partitions, video_partitions
 from medvid_assets.policy import SettingsResource, per_file, resolve_settings, settings_config
 from medvid_resources import MediaStore

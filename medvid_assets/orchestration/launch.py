@@ -11,7 +11,7 @@ from medvid.intake.ledger import has_intake_record
 from medvid.intake.pending import look
 from medvid.processes import process_token
 from medvid_assets.orchestration.planner import PlannedRun, plan
-from medvid_assets.orchestration.runs import LAUNCHER_TAG
+from medvid_assets.runs import LAUNCHER_TAG
 
 
 @dataclass

@@ -33,7 +33,7 @@ from medvid.intake.pending import Look
 from medvid.labels.sheet_versions import labels_version
 from medvid.quarantine import quarantined_ids
 from medvid.settings import MedvidSettings, fingerprint
-from medvid_assets.orchestration.runs import (
+from medvid_assets.runs import (
     UNIT_TAG,
     VERSION_TAG,
     failures,

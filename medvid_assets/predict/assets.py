@@ -54,7 +54,7 @@ from medvid.predict.train import TrainConfig, every_nth_frame, split_by_video, t
 from medvid.previews import contact_sheet, encode_jpeg
 from medvid.settings import CustomModelSettings, LabelModelSettings, PredictedLabelsSettings
 from medvid.store import read_json, read_table, write_json, write_table
-from medvid_assets.orchestration.runs import record_worker
+from medvid_assets.runs import record_worker
 from medvid_assets.partitions import video_partitions
 from medvid_assets.policy import (
     SettingsResource,

@@ -1,4 +1,5 @@
-"""The video stage: the protected raw copy, metadata, normalized H.264 clips (per video)."""
+"""The video stage: the protected raw copy, metadata and normalized H.264 clips of every video
+of a batch."""
 
 from pathlib import Path
 
@@ -17,52 +18,50 @@ from medvid.store import write_table
 from medvid.video.normalize import normalize_video
 from medvid.video.probe import probe_video
 from medvid.video.store import read_video_metadata, video_info_from_row
-from medvid_assets.orchestration.runs import record_worker
-from medvid_assets.partitions import video_partitions
-from medvid_assets.policy import SettingsResource, per_file, resolve_settings, settings_config
+from medvid_assets.partitions import batch_partitions
+from medvid_assets.policy import MemberResult, SettingsResource, per_member, settings_config
 from medvid_resources import MediaStore
 
 NormalizeConfig = settings_config(NormalizeSettings)
 
 
 @dg.asset(
-    partitions_def=video_partitions,
+    partitions_def=batch_partitions,
     group_name="videos",
     kinds={"video"},
-    code_version="2",
-    description="The raw video in the protected zone (protected/media/raw/<video_id>.<ext>),"
-    " verified by sha256: intake's copy of a landing file, or a DICOM cine loop's MP4. The"
-    " landing file is never modified; the raw pixels never leave the protected zone.",
+    deps=["dicom_pixels"],  # a batch's DICOM cine loops become videos there
+    code_version="3",
+    description="Every video of the batch in the protected zone (protected/media/raw/"
+    "<video_id>.<ext>), verified by sha256: intake's copy of a landing file, or a DICOM cine"
+    " loop's MP4. The landing file is never modified; raw pixels never leave the protected zone.",
 )
-@per_file
-def raw_videos(context: dg.AssetExecutionContext, media_store: MediaStore):
-    record_worker(context)
-    entry = read_ledger_entry(media_store, context.partition_key)
+@per_member("video")
+def raw_videos(context: dg.AssetExecutionContext, member_id: str, options, media_store: MediaStore):
+    entry = read_ledger_entry(media_store, member_id)
     key = keys.raw_video_key(entry.content_id, entry.suffix)
     if entry.origin is not None and not media_store.exists(key):  # a cine loop medvid made
         copy_file_atomic(media_store.fetch(entry.landing_key), media_store.local_path(key))
         media_store.publish(key)
     if not media_store.exists(key) or sha256_file(media_store.fetch(key)) != entry.sha256:
         raise CorruptMediaError("the protected raw copy is missing or differs from what arrived")
-    return dg.MaterializeResult(
-        metadata={"status": "ok", "display_name": entry.display_name, "bytes": entry.size}
-    )
+    return MemberResult(metadata={"bytes": entry.size})
 
 
 @dg.asset(
-    partitions_def=video_partitions,
+    partitions_def=batch_partitions,
     group_name="videos",
     kinds={"parquet"},
     deps=["raw_videos"],
-    code_version="2",
+    code_version="3",
     description="One row per video: container, codec, size, fps (avg_frame_rate as a fraction),"
     " frame count (counted when the header lacks or lies about it), duration, bit rate, rotation,"
     " audio, sha256, display name (PHI-like tokens of the file name replaced), landing time.",
 )
-@per_file
-def video_metadata(context: dg.AssetExecutionContext, media_store: MediaStore):
-    record_worker(context)
-    entry = read_ledger_entry(media_store, context.partition_key)
+@per_member("video", upstream=("raw_videos",))
+def video_metadata(
+    context: dg.AssetExecutionContext, member_id: str, options, media_store: MediaStore
+):
+    entry = read_ledger_entry(media_store, member_id)
     info = probe_video(media_store.fetch(keys.raw_video_key(entry.content_id, entry.suffix)))
     row = {
         "video_id": entry.content_id,
@@ -74,64 +73,54 @@ def video_metadata(context: dg.AssetExecutionContext, media_store: MediaStore):
     }
     table = pa.Table.from_pylist([row], schema=VIDEO_METADATA_SCHEMA)
     write_table(media_store, table_key(Tables.VIDEO_METADATA, entry.content_id), table)
-    return dg.MaterializeResult(
+    return MemberResult(
         metadata={
-            "status": "ok",
-            "display_name": entry.display_name,
             "codec": info.codec,
-            "container": info.container,
             "size": f"{info.width}x{info.height}",
-            "avg_frame_rate": row["avg_frame_rate"],
-            "frame_count": info.frame_count,
-            "frame_count_source": info.frame_count_source,
+            "fps": row["avg_frame_rate"],
+            "frames": info.frame_count,
             "duration_s": round(info.duration_s, 3),
         }
     )
 
 
 @dg.asset(
-    partitions_def=video_partitions,
+    partitions_def=batch_partitions,
     group_name="videos",
     kinds={"video"},
     deps=["video_metadata"],
-    code_version="2",
-    description="The video as H.264 MP4 (yuv420p) clips in the protected zone, with the same fps"
-    " and frame count as decoded (verified), container metadata stripped; long videos split into"
-    " clips whose frame offsets map back to the original.",
+    code_version="3",
+    description="Every video as H.264 MP4 (yuv420p) clips in the protected zone, with the same"
+    " fps and the frames the decoder yields (verified), container metadata stripped; long videos"
+    " split into clips whose frame offsets map back to the original.",
 )
-@per_file
+@per_member("video", section="normalize", upstream=("video_metadata",))
 def normalized_videos(
     context: dg.AssetExecutionContext,
+    member_id: str,
+    options: NormalizeSettings,
     config: NormalizeConfig,  # type: ignore[valid-type]
     media_store: MediaStore,
     settings: SettingsResource,
 ):
-    record_worker(context)
-    normalize, recorded = resolve_settings(context, settings, "normalize", config)
-    video_id = context.partition_key
-    meta = read_video_metadata(media_store, video_id)
-    info = video_info_from_row(meta)
-    entry = read_ledger_entry(media_store, video_id)
-    prefix = keys.normalized_prefix(video_id)
-    out_dir = media_store.local_path(f"{prefix}/.keep").parent
-    context.log.info(
-        f"normalizing {meta['display_name']} ({info.codec}, {info.frame_count} frames)"
-    )
+    meta = read_video_metadata(media_store, member_id)
+    entry = read_ledger_entry(media_store, member_id)
+    prefix = keys.normalized_prefix(member_id)
     clips = normalize_video(
-        media_store.fetch(keys.raw_video_key(video_id, entry.suffix)),
-        out_dir,
-        info,
-        max_duration_s=normalize.max_duration_s,
-        clip_duration_s=normalize.clip_duration_s,
-        crf=normalize.crf,
-        preset=normalize.preset,
+        media_store.fetch(keys.raw_video_key(member_id, entry.suffix)),
+        media_store.local_path(f"{prefix}/.keep").parent,
+        video_info_from_row(meta),
+        max_duration_s=options.max_duration_s,
+        clip_duration_s=options.clip_duration_s,
+        crf=options.crf,
+        preset=options.preset,
     )
     media_store.publish_prefix(prefix)
     transcoded = meta["codec"] != "h264" or entry.suffix != ".mp4"
     rows = [
         {
             **{k: v for k, v in c.as_row().items() if k != "path"},
-            "video_id": video_id,
+            "video_id": member_id,
             "clip_key": f"{prefix}/{Path(c.path).name}",
             "transcoded": transcoded,
         }
@@ -139,16 +128,13 @@ def normalized_videos(
     ]
     write_table(
         media_store,
-        table_key(Tables.NORMALIZED_VIDEOS, video_id),
+        table_key(Tables.NORMALIZED_VIDEOS, member_id),
         pa.Table.from_pylist(rows, schema=NORMALIZED_SCHEMA),
     )
-    return dg.MaterializeResult(
+    return MemberResult(
         metadata={
-            "status": "ok",
             "clips": len(clips),
-            "frame_count": sum(c.frame_count for c in clips),
+            "frames": sum(c.frame_count for c in clips),
             "transcoded": transcoded,
-            "avg_frame_rate": meta["avg_frame_rate"],
-            **recorded,
         }
     )
