@@ -100,13 +100,23 @@ class RapidOcrEngine:
         angle_classifier: run the text-angle classifier on every box. Screen overlays are
             always upright, so it is off by default (it costs time and, on short clinical
             tokens, sometimes flips a box the wrong way).
+        device: ``"cpu"`` (default), ``"cuda"`` or ``"auto"``: onnxruntime's CUDA provider when
+            this onnxruntime build has it and a GPU is present, CPU otherwise
+            (:func:`medvid.ocr.detect.execution_providers`); :attr:`provider` says which runs.
     """
 
     name = "rapidocr"
 
     def __init__(
-        self, *, text_score: float = 0.5, threads: int = -1, angle_classifier: bool = False
+        self,
+        *,
+        text_score: float = 0.5,
+        threads: int = -1,
+        angle_classifier: bool = False,
+        device: str = "cpu",
     ) -> None:
+        from medvid.ocr.detect import CUDA_PROVIDER, execution_providers
+
         try:
             import rapidocr
             from rapidocr import RapidOCR
@@ -122,6 +132,8 @@ class RapidOcrEngine:
                 f"rapidocr models missing in {model_dir} (found {sorted(models)}); "
                 "medvid never downloads models"
             )
+        self.provider = execution_providers(device)[0]  # type: ignore[arg-type]
+        use_cuda = self.provider == CUDA_PROVIDER
         params = {
             "Global.log_level": "error",
             "Global.text_score": text_score,
@@ -131,6 +143,7 @@ class RapidOcrEngine:
             "Rec.model_path": str(model_dir / sorted(rec)[0]),
             "Cls.model_path": str(model_dir / sorted(cls)[0]),
             "EngineConfig.onnxruntime.intra_op_num_threads": threads,
+            "EngineConfig.onnxruntime.use_cuda": use_cuda,
         }
         self._ocr = RapidOCR(params=params)
         self.model_files = tuple(sorted(models))

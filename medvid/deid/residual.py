@@ -1,0 +1,118 @@
+"""The independent residual check: read written frames the plan did not look at the same way.
+
+The redaction plan (:mod:`medvid.deid.video_text`) detects text at scale 1 with rapidocr's
+models. The residual check reads *written* (already redacted) frames again, differently:
+
+- which frames: every written frame inside a span where the detector saw text
+  (:attr:`VideoRedactionPlan.text_spans <medvid.deid.video_text.VideoRedactionPlan>`), plus
+  ``random_frames`` seeded random written frames (text the detector missed everywhere);
+- how: the whole frame enlarged ``upscale`` times (2 by default: twice the plan's scale), read
+  by every engine given, rapidocr and, when installed, tesseract (a different detector and
+  recogniser: its own page layout analysis, LSTM trained on other data).
+
+A *hit* is any text an engine reads (confidence at least ``min_confidence``) that is PHI
+(:func:`medvid.deid.phi.phi_hits`: header values, dates, times, name/id fields, id-like numbers),
+or that, once the allow-listed clinical constructs are removed
+(:func:`medvid.ocr.parse.non_clinical_remainder`), still holds a word of three or more letters
+or a number of three or more digits. Clinical annotations the plan keeps read as nothing left;
+OCR noise on speckle reads as one- or two-letter fragments. Findings name the frame, engine,
+reason and position, never the text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import re
+from collections.abc import Iterable, Sequence
+
+import cv2
+import numpy as np
+
+from medvid.deid.phi import PhiValues, phi_hits
+from medvid.deid.video_text import VideoRedactionPlan
+from medvid.ocr.engines import OcrBox, OcrEngine, OcrEngineUnavailableError
+from medvid.ocr.parse import non_clinical_remainder
+
+#: A word or number left after the allow-list that counts as readable text.
+_WORD = re.compile(r"[A-Za-z]{3,}|\d{3,}")
+
+
+def residual_check_frames(
+    plan: VideoRedactionPlan,
+    written_frames: Sequence[int],
+    *,
+    random_frames: int = 3,
+    seed: int = 0,
+) -> list[int]:
+    """Frame numbers the residual check reads: every written frame in a text span of ``plan``,
+    plus ``random_frames`` others drawn from the rest with ``random.Random(seed)``; sorted."""
+    written = sorted(set(int(n) for n in written_frames))
+    chosen = [n for n in written if plan.in_text_span(n)]
+    rest = [n for n in written if not plan.in_text_span(n)]
+    chosen += random.Random(seed).sample(rest, min(random_frames, len(rest)))
+    return sorted(chosen)
+
+
+def default_residual_engines(*, device: str = "cpu") -> list[OcrEngine]:
+    """rapidocr (boxes read with score 0.3 or more) and, when the binary is installed,
+    tesseract (``psm`` 11, no enlargement of its own: the check enlarges)."""
+    from medvid.ocr.engines import RapidOcrEngine, TesseractEngine
+
+    engines: list[OcrEngine] = [RapidOcrEngine(text_score=0.3, device=device)]
+    with contextlib.suppress(OcrEngineUnavailableError):
+        engines.append(TesseractEngine(upscale=1.0, min_confidence=0.5))
+    return engines
+
+
+def residual_hit(text: str, phi: PhiValues | None) -> list[str]:
+    """Why ``text`` read on a redacted frame is a leak (empty: it is not)."""
+    reasons = phi_hits(text, phi)
+    if not reasons and _WORD.search(non_clinical_remainder(text)):
+        reasons.append("readable text")
+    return reasons
+
+
+def _read(engine: OcrEngine, image: np.ndarray, upscale: float, max_side: int) -> list[OcrBox]:
+    upscale = max(1.0, min(upscale, max_side / max(image.shape[:2])))
+    if upscale == 1.0:
+        return engine.read(image)
+    big = cv2.resize(image, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_CUBIC)
+    return [
+        OcrBox(
+            int(b.x / upscale),
+            int(b.y / upscale),
+            round(b.w / upscale),
+            round(b.h / upscale),
+            b.text,
+            b.confidence,
+        )
+        for b in engine.read(big)
+    ]
+
+
+def residual_text_findings(
+    frames: Iterable[tuple[int, np.ndarray]],
+    engines: Sequence[OcrEngine],
+    *,
+    phi: PhiValues | None = None,
+    upscale: float = 2.0,
+    max_side: int = 2048,
+    min_confidence: float = 0.5,
+) -> list[str]:
+    """Read each ``(frame_number, (H, W, 3) uint8 RGB written frame)`` with every engine at
+    ``upscale`` (less when the enlarged long side would pass ``max_side`` pixels, never below
+    1); one finding per hit (:func:`residual_hit`), e.g. ``"frame 57: tesseract: id-like
+    number at x=60 y=128 w=110 h=14"``. An empty list is the pass condition."""
+    findings = []
+    for frame_number, image in frames:
+        for engine in engines:
+            for box in _read(engine, image, upscale, max_side):
+                if box.confidence < min_confidence:
+                    continue
+                if reasons := residual_hit(box.text, phi):
+                    findings.append(
+                        f"frame {frame_number}: {engine.name}: {', '.join(reasons)} at "
+                        f"x={box.x} y={box.y} w={box.w} h={box.h}"
+                    )
+    return findings

@@ -1,0 +1,697 @@
+"""Burned-in text anywhere in a video: seen cheaply, masked by allow-list, planned as time spans.
+
+One sequential decode of the whole video (:func:`medvid.video.decode.iter_video_frames`, no
+seeking). Text *detection* (rapidocr's DB model, :class:`medvid.ocr.detect.TextDetector`) runs at
+*detection points*: every sampled frame (the frames that will be written) and, between them,
+enough decoded frames that no gap is longer than ``step = max(1, floor(detect_interval_s x
+fps))`` frames (0.25 s by default). At a detection point only the regions that changed since
+they were last detected are detected again (absolute luma difference above
+``change_threshold`` in 32-pixel tiles), so a static screen costs one detection and a moving
+ultrasound image costs one detection of the image area. Detections are tracked across detection
+points by position (IoU) and appearance (normalized cross-correlation of a 16-pixel-high
+thumbnail); only new tracks are *recognised* (rapidocr's recogniser,
+:class:`medvid.ocr.detect.TextRecognizer`). Each track is then masked or kept by
+:func:`medvid.deid.pixels.text_decision` (outside the field of view, unreadable, PHI, or not
+allow-listed clinical annotation: masked).
+
+Temporal guarantee. Let ``F`` be the detection points. A track seen from detection point
+``F[i]`` to ``F[j]`` is masked over frames ``F[i - 1 - m] .. F[j + 1 + m]`` (``m`` =
+``span_margin``, default 1; clipped to the video), a superset of every frame it can have been
+visible in if the detector saw it at each detection point it was on screen. Gaps between detection
+points are at most ``step`` frames, so text on screen for at least ``step`` consecutive decoded
+frames is on at least one detection point, and text on screen for 0.5 s or more
+(``>= 2 x step`` frames) on at least two: it is detected unless the detector misses it at both.
+
+The result, :class:`VideoTextScan`, holds the :class:`VideoRedactionPlan` (rectangles, frame
+spans and reason counts: JSON-serialisable, no text, deterministic) and the recognised tracks
+(text: protected zone only).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from medvid.deid.phi import PhiValues
+from medvid.deid.pixels import detect_field_of_view, text_decision
+from medvid.ocr.detect import TextDetector, TextRecognizer
+from medvid.ocr.parse import is_clinical_annotation
+from medvid.video.decode import iter_video_frames, open_video
+from medvid.video.normalize import Clip
+
+Box = tuple[int, int, int, int]  # (x0, y0, x1, y1) pixels of the original frame, x1/y1 exclusive
+Span = tuple[Box, int, int]  # (box, first_frame, last_frame), frame numbers inclusive
+
+
+@dataclass(frozen=True)
+class TextScanSettings:
+    """How the video text scan looks.
+
+    Attributes:
+        detect_interval_s: longest gap between detection points, seconds (``step`` =
+            ``max(1, floor(detect_interval_s x fps))`` frames). 0.25 s puts text shown for 0.5 s
+            on at least two detection points.
+        min_text_height_px: smallest text height (cap height of letters and digits, pixels of
+            the original frame) the scan must find; the detector input is enlarged by
+            ``detector_text_px / min_text_height_px`` when that is above 1.
+        detector_text_px: text height at the detector's input that it finds reliably (measured
+            in ``benchmarks/phi.py``: 8 px at scale 1).
+        max_text_height_px: tallest text height (pixels of the original frame) the scan looks
+            for; detections taller than twice this are the detector answering to texture
+            (ultrasound speckle, vessel walls), not a line of text, and are dropped.
+        change_threshold: luma difference (0..255) that counts a pixel as changed.
+        change_min_pixels: changed pixels that make a 32-pixel tile changed.
+        span_margin: extra detection points each masked span is extended by, on each side.
+        pad: pixels added around each masked box.
+        fov_every: the field of view is detected on every ``fov_every``-th detection point (when
+            not given); the union is used.
+        min_confidence: recognition confidence below which text is unreadable (masked).
+        match_iou: overlap for a detection to continue a track.
+        match_ncc: thumbnail correlation for a detection to continue a track whose text is
+            masked (below it the text changed: a new track, recognised again).
+        match_ncc_kept: the same for a track whose text is kept or not yet read: stricter, so
+            new text in the place of an allow-listed annotation is read, not inherited.
+    """
+
+    detect_interval_s: float = 0.25
+    min_text_height_px: float = 8.0
+    detector_text_px: float = 8.0
+    max_text_height_px: float = 64.0
+    change_threshold: int = 10
+    change_min_pixels: int = 3
+    span_margin: int = 1
+    pad: int = 2
+    fov_every: int = 8
+    min_confidence: float = 0.5
+    match_iou: float = 0.5
+    match_ncc: float = 0.75
+    match_ncc_kept: float = 0.92
+
+    @property
+    def detect_scale(self) -> float:
+        return max(1.0, self.detector_text_px / self.min_text_height_px)
+
+    def step(self, fps: float) -> int:
+        """Longest gap between detection points, in frames, at ``fps`` frames per second."""
+        return max(1, math.floor(self.detect_interval_s * fps + 1e-9))
+
+
+@dataclass(frozen=True)
+class VideoRedactionPlan:
+    """Which pixels to black out in which frames of one video. Holds no text.
+
+    Attributes:
+        width, height: frame size, pixels (normalization padding excluded).
+        frame_count: decoded frames; ``fps``: frames per second.
+        keep_region: imaging field of view ``(x0, y0, x1, y1)`` or None (whole frame);
+            ``keep_region_source``: ``"given"`` (e.g. DICOM ultrasound region), ``"detected"`` or
+            ``"none"``. ``blank_outside``: also black out everything outside it.
+        boxes: rectangles masked in every frame.
+        spans: ``(box, first_frame, last_frame)`` rectangles masked in those frames only
+            (inclusive, frame numbers of the original video).
+        masked_reasons: reason -> number of masked text tracks.
+        kept_boxes: text tracks kept (allow-listed clinical annotation inside the field of view).
+        text_spans: ``(first_frame, last_frame)`` ranges where the detector saw any text (masked
+            or kept), extended like the masks; the residual check reads the written frames in
+            them.
+        detect_step: longest gap between detection points, frames.
+        detection_points: frames detection ran on; ``detector_crops``: crops detected;
+            ``recognitions``: crops recognised.
+    """
+
+    width: int
+    height: int
+    frame_count: int
+    fps: float
+    keep_region: Box | None
+    keep_region_source: str
+    blank_outside: bool
+    boxes: tuple[Box, ...]
+    spans: tuple[Span, ...]
+    masked_reasons: tuple[tuple[str, int], ...]
+    kept_boxes: int
+    text_spans: tuple[tuple[int, int], ...]
+    detect_step: int
+    detection_points: int
+    detector_crops: int
+    recognitions: int
+
+    def redaction_spans(self) -> tuple[Span, ...]:
+        """The spans as ``medvid.frames.extract.Redaction(spans=...)`` takes them."""
+        return self.spans
+
+    def redaction_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``medvid.frames.extract.Redaction`` for this plan."""
+        return {
+            "boxes": self.boxes,
+            "keep_region": self.keep_region,
+            "blank_outside": self.blank_outside,
+            "spans": self.spans,
+        }
+
+    def boxes_for_frame(self, frame_number: int) -> list[Box]:
+        """Rectangles masked in ``frame_number``: every-frame boxes, then the spans covering it."""
+        return list(self.boxes) + [
+            box for box, first, last in self.spans if first <= frame_number <= last
+        ]
+
+    def apply(self, image: np.ndarray, frame_number: int) -> np.ndarray:
+        """Black out this plan's rectangles (and the outside, with ``blank_outside``) of frame
+        ``frame_number``, an ``(H, W, C)`` image, in place; returns it."""
+        height, width = image.shape[:2]
+        for x0, y0, x1, y1 in self.boxes_for_frame(frame_number):
+            image[max(y0, 0) : min(y1, height), max(x0, 0) : min(x1, width)] = 0
+        if self.blank_outside and self.keep_region is not None:
+            x0, y0, x1, y1 = self.keep_region
+            image[: max(y0, 0)] = 0
+            image[min(y1, height) :] = 0
+            image[:, : max(x0, 0)] = 0
+            image[:, min(x1, width) :] = 0
+        return image
+
+    def in_text_span(self, frame_number: int) -> bool:
+        return any(first <= frame_number <= last for first, last in self.text_spans)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (``redaction_plans/<video_id>.json``); keeps the keys the 3-frame plan
+        had (``keep_region``, ``mask_boxes``, ``blank_outside``, ``frames_read``...)."""
+        return {
+            "width": self.width,
+            "height": self.height,
+            "frame_count": self.frame_count,
+            "fps": self.fps,
+            "keep_region": list(self.keep_region) if self.keep_region else None,
+            "keep_region_source": self.keep_region_source,
+            "blank_outside": self.blank_outside,
+            "mask_boxes": [list(b) for b in self.boxes],
+            "mask_spans": [[*box, first, last] for box, first, last in self.spans],
+            "masked_reasons": dict(self.masked_reasons),
+            "kept_boxes": self.kept_boxes,
+            "text_spans": [list(s) for s in self.text_spans],
+            "detect_step": self.detect_step,
+            "frames_read": self.detection_points,
+            "detector_crops": self.detector_crops,
+            "recognitions": self.recognitions,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VideoRedactionPlan:
+        """Inverse of :meth:`as_dict`."""
+        region = data["keep_region"]
+        return cls(
+            width=int(data["width"]),
+            height=int(data["height"]),
+            frame_count=int(data["frame_count"]),
+            fps=float(data["fps"]),
+            keep_region=tuple(region) if region else None,
+            keep_region_source=data["keep_region_source"],
+            blank_outside=bool(data["blank_outside"]),
+            boxes=tuple(tuple(b) for b in data["mask_boxes"]),
+            spans=tuple((tuple(s[:4]), int(s[4]), int(s[5])) for s in data["mask_spans"]),
+            masked_reasons=tuple(sorted(data["masked_reasons"].items())),
+            kept_boxes=int(data["kept_boxes"]),
+            text_spans=tuple((int(a), int(b)) for a, b in data["text_spans"]),
+            detect_step=int(data["detect_step"]),
+            detection_points=int(data["frames_read"]),
+            detector_crops=int(data["detector_crops"]),
+            recognitions=int(data["recognitions"]),
+        )
+
+
+@dataclass(frozen=True)
+class TextTrack:
+    """One piece of text followed across detection points. ``text`` is PHI-bearing (protected
+    zone). ``box``: union of its detections, unpadded; ``first_frame``/``last_frame``: the
+    detection points it was seen on; ``masked`` and ``reasons`` from
+    :func:`medvid.deid.pixels.text_decision`."""
+
+    box: Box
+    first_frame: int
+    last_frame: int
+    text: str
+    confidence: float
+    masked: bool
+    reasons: tuple[str, ...]
+
+    def as_row(self) -> dict[str, Any]:
+        x0, y0, x1, y1 = self.box
+        return {
+            "x": x0,
+            "y": y0,
+            "w": x1 - x0,
+            "h": y1 - y0,
+            "first_frame": self.first_frame,
+            "last_frame": self.last_frame,
+            "text": self.text,
+            "confidence": self.confidence,
+            "masked": self.masked,
+            "reasons": ", ".join(self.reasons),
+        }
+
+
+@dataclass(frozen=True)
+class VideoTextScan:
+    """The outcome of :func:`scan_video_text`: the plan (shareable), the tracks (protected) and
+    wall-clock seconds spent (``seconds``: total; ``detect_seconds``, ``recognize_seconds``)."""
+
+    plan: VideoRedactionPlan
+    tracks: tuple[TextTrack, ...]
+    seconds: float
+    detect_seconds: float
+    recognize_seconds: float
+
+
+@dataclass
+class _Track:
+    box: Box
+    last: Box
+    first_dp: int
+    last_dp: int
+    thumb: np.ndarray
+    text: str = ""
+    confidence: float = 0.0
+
+
+@dataclass
+class _Pending:
+    index: int
+    frame_number: int
+    rgb: np.ndarray
+    regions: list[Box]
+    detections: list[Box] = field(default_factory=list)
+
+
+def _iou(a: Box, b: Box) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _intersects(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _inside(a: Box, b: Box) -> bool:
+    return a[0] >= b[0] and a[1] >= b[1] and a[2] <= b[2] and a[3] <= b[3]
+
+
+def _union(a: Box, b: Box) -> Box:
+    return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
+
+
+def _thumbnail(luma: np.ndarray, box: Box) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    crop = luma[y0:y1, x0:x1].astype(np.float32)
+    width = int(np.clip(round(16 * (x1 - x0) / max(y1 - y0, 1)), 16, 256))
+    return cv2.resize(crop, (width, 16), interpolation=cv2.INTER_AREA)
+
+
+def _similar(a: np.ndarray, b: np.ndarray, threshold: float) -> bool:
+    if a.shape != b.shape:
+        b = cv2.resize(b, (a.shape[1], a.shape[0]), interpolation=cv2.INTER_AREA)
+    a0, b0 = a - a.mean(), b - b.mean()
+    denominator = float(np.sqrt((a0 * a0).sum() * (b0 * b0).sum()))
+    if denominator < 1e-6:  # flat patches: compare levels
+        return abs(float(a.mean()) - float(b.mean())) < 8.0
+    return float((a0 * b0).sum()) / denominator >= threshold
+
+
+def _frames(
+    source: str | Path | Sequence[Clip],
+) -> tuple[Iterator[tuple[int, Any, int, int]], float]:
+    """``((frame_number, VideoFrame, pad_right, pad_bottom) iterator, fps)``."""
+    if isinstance(source, str | Path):
+        path = Path(source)
+        with open_video(path) as stream:
+            rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+        clips = [Clip(0, path, 0, 0, 0.0, Fraction(rate))]
+        counted = False
+    else:
+        clips = list(source)
+        counted = True
+    fps = float(clips[0].fps) if clips else 25.0
+
+    def generate() -> Iterator[tuple[int, Any, int, int]]:
+        for clip in clips:
+            with open_video(clip.path) as stream:
+                for index, frame in enumerate(iter_video_frames(stream)):
+                    if counted and index >= clip.frame_count:
+                        break
+                    yield clip.frame_offset + index, frame, clip.pad_right, clip.pad_bottom
+
+    return generate(), fps
+
+
+def _changed_regions(
+    luma: np.ndarray, reference: np.ndarray | None, settings: TextScanSettings, tile: int = 32
+) -> list[Box]:
+    height, width = luma.shape
+    if reference is None:
+        return [(0, 0, width, height)]
+    changed = (cv2.absdiff(luma, reference) > settings.change_threshold).astype(np.uint8)
+    rows, cols = math.ceil(height / tile), math.ceil(width / tile)
+    padded = np.zeros((rows * tile, cols * tile), np.uint8)
+    padded[:height, :width] = changed
+    counts = padded.reshape(rows, tile, cols, tile).sum(axis=(1, 3))
+    tiles = (counts >= settings.change_min_pixels).astype(np.uint8)
+    if not tiles.any():
+        return []
+    tiles = cv2.dilate(tiles, np.ones((3, 3), np.uint8))
+    count, _, stats, _ = cv2.connectedComponentsWithStats(tiles, connectivity=8)
+    regions = []
+    for x, y, w, h, _area in stats[1:count]:
+        regions.append(
+            (
+                int(x * tile),
+                int(y * tile),
+                min(int((x + w) * tile), width),
+                min(int((y + h) * tile), height),
+            )
+        )
+    area = sum((r[2] - r[0]) * (r[3] - r[1]) for r in regions)
+    if len(regions) > 1 and area > 0.5 * width * height:
+        merged = regions[0]
+        for region in regions[1:]:
+            merged = _union(merged, region)
+        return [merged]
+    return regions
+
+
+def scan_video_text(
+    source: str | Path | Sequence[Clip],
+    *,
+    detector: TextDetector,
+    recognizer: TextRecognizer,
+    settings: TextScanSettings = TextScanSettings(),  # noqa: B008 (frozen, immutable)
+    keep_region: Box | None = None,
+    detect_fov: bool = True,
+    phi: PhiValues | None = None,
+    sampled_frames: Sequence[int] | None = None,
+    blank_outside: bool = False,
+) -> VideoTextScan:
+    """Detect, track, recognise and judge the burned-in text of a whole video.
+
+    Args:
+        source: a video file, or its normalized clips in order (``Clip.frame_offset`` gives
+            original frame numbers; ``pad_right``/``pad_bottom`` padding is cropped away).
+        detector, recognizer: rapidocr's models (:mod:`medvid.ocr.detect`); their provider
+            (CPU or CUDA) is the caller's choice.
+        settings: :class:`TextScanSettings`.
+        keep_region: the imaging field of view when the source knows it (DICOM ultrasound
+            region); otherwise, with ``detect_fov``, the union of
+            :func:`medvid.deid.pixels.detect_field_of_view` over detection points.
+        phi: header PHI values (cine loops), forcing masks wherever they are read.
+        sampled_frames: frame numbers that will be written; each becomes a detection point.
+        blank_outside: recorded in the plan (black out everything outside the field of view).
+
+    Returns:
+        :class:`VideoTextScan`.
+
+    Raises:
+        CorruptMediaError, UnsupportedMediaError: the video cannot be opened or decoded.
+    """
+    started = time.perf_counter()
+    frames, fps = _frames(source)
+    step = settings.step(fps)
+    sampled = set(int(n) for n in sampled_frames) if sampled_frames is not None else set()
+    scale = settings.detect_scale
+    detection_frames: list[int] = []
+    live: list[_Track] = []
+    finished: list[_Track] = []
+    pending: list[_Pending] = []
+    reference: np.ndarray | None = None
+    fovs: list[Box] = []
+    counters = {"crops": 0, "recognitions": 0}
+    timers = {"detect": 0.0, "recognize": 0.0}
+    size = (0, 0)
+
+    def flush() -> None:
+        crops, owners = [], []
+        for entry in pending:
+            for region in entry.regions:
+                x0, y0, x1, y1 = region
+                crops.append(entry.rgb[y0:y1, x0:x1])
+                owners.append((entry, region))
+        tick = time.perf_counter()
+        found = detector.detect(crops, scale=scale) if crops else []
+        timers["detect"] += time.perf_counter() - tick
+        counters["crops"] += len(crops)
+        tallest = 2 * settings.max_text_height_px
+        for (entry, region), detections in zip(owners, found, strict=True):
+            entry.detections += [
+                d.shifted(region[0], region[1]).box for d in detections if d.height <= tallest
+            ]
+        new_tracks: list[tuple[_Track, np.ndarray]] = []
+        for entry in pending:
+            new_tracks += _advance(entry, live, finished, settings)
+        if new_tracks:
+            tick = time.perf_counter()
+            readings = recognizer.recognize([crop for _, crop in new_tracks])
+            timers["recognize"] += time.perf_counter() - tick
+            counters["recognitions"] += len(new_tracks)
+            for (track, _), (text, confidence) in zip(new_tracks, readings, strict=True):
+                track.text, track.confidence = text, confidence
+        pending.clear()
+
+    last_seen: tuple[int, Any, int, int] | None = None
+    for item in frames:
+        frame_number = item[0]
+        last_seen = item
+        if not (
+            not detection_frames
+            or frame_number in sampled
+            or frame_number - detection_frames[-1] >= step
+        ):
+            continue
+        reference, size = _add_detection_point(
+            item, detection_frames, pending, reference, fovs, settings, keep_region, detect_fov
+        )
+        if sum(len(p.regions) for p in pending) >= detector.batch_size:
+            flush()
+    if last_seen is not None and detection_frames and last_seen[0] != detection_frames[-1]:
+        reference, size = _add_detection_point(
+            last_seen, detection_frames, pending, reference, fovs, settings, keep_region, detect_fov
+        )
+    flush()
+    finished += live
+    frame_count = (last_seen[0] + 1) if last_seen is not None else 0
+
+    region, source_name = keep_region, "given" if keep_region else "none"
+    if region is None and fovs:
+        region = fovs[0]
+        for other in fovs[1:]:
+            region = _union(region, other)
+        source_name = "detected"
+    plan, tracks = _plan(
+        finished,
+        detection_frames,
+        frame_count,
+        fps,
+        size,
+        region,
+        source_name,
+        blank_outside,
+        phi,
+        settings,
+        step,
+        counters,
+    )
+    return VideoTextScan(
+        plan=plan,
+        tracks=tracks,
+        seconds=time.perf_counter() - started,
+        detect_seconds=timers["detect"],
+        recognize_seconds=timers["recognize"],
+    )
+
+
+def _add_detection_point(
+    item: tuple[int, Any, int, int],
+    detection_frames: list[int],
+    pending: list[_Pending],
+    reference: np.ndarray | None,
+    fovs: list[Box],
+    settings: TextScanSettings,
+    keep_region: Box | None,
+    detect_fov: bool,
+) -> tuple[np.ndarray, tuple[int, int]]:
+    frame_number, frame, pad_right, pad_bottom = item
+    rgb = frame.to_ndarray(format="rgb24")
+    height, width = rgb.shape[0] - pad_bottom, rgb.shape[1] - pad_right
+    rgb = np.ascontiguousarray(rgb[:height, :width])
+    luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    index = len(detection_frames)
+    detection_frames.append(frame_number)
+    regions = _changed_regions(luma, reference, settings)
+    if reference is None:
+        reference = luma.copy()
+    else:
+        for x0, y0, x1, y1 in regions:
+            reference[y0:y1, x0:x1] = luma[y0:y1, x0:x1]
+    fov_due = keep_region is None and detect_fov and index % max(settings.fov_every, 1) == 0
+    if fov_due and (found := detect_field_of_view(rgb)):
+        fovs.append(found)
+    pending.append(_Pending(index, frame_number, rgb, regions))
+    return reference, (width, height)
+
+
+def _grow(box: Box, margin: int, width: int, height: int) -> Box:
+    return (
+        max(box[0] - margin, 0),
+        max(box[1] - margin, 0),
+        min(box[2] + margin, width),
+        min(box[3] + margin, height),
+    )
+
+
+def _advance(
+    entry: _Pending, live: list[_Track], finished: list[_Track], settings: TextScanSettings
+) -> list[tuple[_Track, np.ndarray]]:
+    """Match one detection point's detections to the live tracks; returns new tracks with the
+    crop to recognise."""
+    luma = cv2.cvtColor(entry.rgb, cv2.COLOR_RGB2GRAY)
+    height, width = luma.shape
+    used: set[int] = set()
+    still: list[_Track] = []
+    for track in live:
+        if not any(_inside(track.last, region) for region in entry.regions):
+            # Part of it (or all) lies where nothing changed: the text is still on screen.
+            track.last_dp = entry.index
+            still.append(track)
+            continue
+        match = None
+        strict = not track.text or is_clinical_annotation(track.text)
+        threshold = settings.match_ncc_kept if strict else settings.match_ncc
+        for number, box in enumerate(entry.detections):
+            if number in used or _iou(track.last, box) < settings.match_iou:
+                continue
+            if _similar(track.thumb, _thumbnail(luma, box), threshold):
+                match = number
+                break
+        if match is None:
+            finished.append(track)
+            continue
+        used.add(match)
+        box = entry.detections[match]
+        track.last, track.box, track.last_dp = box, _union(track.box, box), entry.index
+        track.thumb = _thumbnail(luma, box)
+        still.append(track)
+    created = []
+    for number, box in enumerate(entry.detections):
+        if number in used:
+            continue
+        track = _Track(box, box, entry.index, entry.index, _thumbnail(luma, box))
+        margin = max(2, (box[3] - box[1]) // 4)
+        x0, y0, x1, y1 = _grow(box, margin, width, height)
+        created.append((track, entry.rgb[y0:y1, x0:x1]))
+        still.append(track)
+    live[:] = still
+    return created
+
+
+def _plan(
+    tracks: list[_Track],
+    detection_frames: list[int],
+    frame_count: int,
+    fps: float,
+    size: tuple[int, int],
+    region: Box | None,
+    source_name: str,
+    blank_outside: bool,
+    phi: PhiValues | None,
+    settings: TextScanSettings,
+    step: int,
+    counters: dict[str, int],
+) -> tuple[VideoRedactionPlan, tuple[TextTrack, ...]]:
+    width, height = size
+    last_frame = max(frame_count - 1, 0)
+    margin = 1 + settings.span_margin
+
+    def frame_at(index: int) -> int:
+        if index < 0:
+            return 0
+        if index >= len(detection_frames):
+            return last_frame
+        return detection_frames[index]
+
+    spans: dict[Box, list[list[int]]] = {}
+    text_ranges: list[list[int]] = []
+    reasons: dict[str, int] = {}
+    kept = 0
+    results = []
+    for track in sorted(tracks, key=lambda t: (t.first_dp, t.box)):
+        inside = region is None or _inside(track.box, region)
+        masked, why = text_decision(
+            track.text,
+            track.confidence,
+            inside_field_of_view=inside,
+            phi=phi,
+            min_confidence=settings.min_confidence,
+        )
+        first, last = frame_at(track.first_dp - margin), frame_at(track.last_dp + margin)
+        text_ranges.append([first, last])
+        results.append(
+            TextTrack(
+                track.box,
+                detection_frames[track.first_dp],
+                detection_frames[track.last_dp],
+                track.text,
+                track.confidence,
+                masked,
+                why,
+            )
+        )
+        if not masked:
+            kept += 1
+            continue
+        for reason in why:
+            reasons[reason] = reasons.get(reason, 0) + 1
+        box = _grow(track.box, settings.pad, width, height)
+        spans.setdefault(box, []).append([first, last])
+    every_frame: list[Box] = []
+    timed: list[Span] = []
+    for box in sorted(spans):
+        for first, last in _merge(spans[box]):
+            if first <= 0 and last >= last_frame:
+                every_frame.append(box)
+            else:
+                timed.append((box, first, last))
+    plan = VideoRedactionPlan(
+        width=width,
+        height=height,
+        frame_count=frame_count,
+        fps=fps,
+        keep_region=region,
+        keep_region_source=source_name,
+        blank_outside=bool(blank_outside and region),
+        boxes=tuple(every_frame),
+        spans=tuple(sorted(timed, key=lambda s: (s[1], s[0]))),
+        masked_reasons=tuple(sorted(reasons.items())),
+        kept_boxes=kept,
+        text_spans=tuple((a, b) for a, b in _merge(text_ranges)),
+        detect_step=step,
+        detection_points=len(detection_frames),
+        detector_crops=counters["crops"],
+        recognitions=counters["recognitions"],
+    )
+    return plan, tuple(results)
+
+
+def _merge(ranges: list[list[int]]) -> list[tuple[int, int]]:
+    merged: list[list[int]] = []
+    for first, last in sorted(ranges):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], last)
+        else:
+            merged.append([first, last])
+    return [(a, b) for a, b in merged]
