@@ -44,14 +44,30 @@ def residual_check_frames(
     *,
     random_frames: int = 3,
     seed: int = 0,
+    max_text_frames: int | None = None,
 ) -> list[int]:
-    """Frame numbers the residual check reads: every written frame in a text span of ``plan``,
-    plus ``random_frames`` others drawn from the rest with ``random.Random(seed)``; sorted."""
+    """Frame numbers the residual check reads, sorted: every written frame in a text span of
+    ``plan`` (at most ``max_text_frames`` of them when given: the first and last written frame
+    of each span first, then evenly spaced ones, a bound on the check's cost), plus
+    ``random_frames`` others drawn from the rest with ``random.Random(seed)``."""
     written = sorted(set(int(n) for n in written_frames))
-    chosen = [n for n in written if plan.in_text_span(n)]
+    in_spans = [n for n in written if plan.in_text_span(n)]
+    if max_text_frames is not None and len(in_spans) > max_text_frames:
+        edges = []
+        for first, last in plan.text_spans:
+            inside = [n for n in in_spans if first <= n <= last]
+            edges += [inside[0], inside[-1]] if inside else []
+        chosen = list(dict.fromkeys(edges))[:max_text_frames]
+        rest_of_spans = [n for n in in_spans if n not in chosen]
+        room = max_text_frames - len(chosen)
+        if room > 0 and rest_of_spans:
+            picks = np.linspace(0, len(rest_of_spans) - 1, room).round().astype(int)
+            chosen += [rest_of_spans[i] for i in sorted(set(picks.tolist()))]
+    else:
+        chosen = list(in_spans)
     rest = [n for n in written if not plan.in_text_span(n)]
     chosen += random.Random(seed).sample(rest, min(random_frames, len(rest)))
-    return sorted(chosen)
+    return sorted(set(chosen))
 
 
 def default_residual_engines(*, device: str = "cpu") -> list[OcrEngine]:

@@ -411,7 +411,9 @@ def scan_video_text(
             region); otherwise, with ``detect_fov``, the union of
             :func:`medvid.deid.pixels.detect_field_of_view` over detection points.
         phi: header PHI values (cine loops), forcing masks wherever they are read.
-        sampled_frames: frame numbers that will be written; each becomes a detection point.
+        sampled_frames: frame numbers that will be written; each becomes a detection point,
+            unless they are denser than the detection grid (median gap below ``step``), when
+            the grid alone is used.
         blank_outside: recorded in the plan (black out everything outside the field of view).
 
     Returns:
@@ -423,7 +425,12 @@ def scan_video_text(
     started = time.perf_counter()
     frames, fps = _frames(source)
     step = settings.step(fps)
-    sampled = set(int(n) for n in sampled_frames) if sampled_frames is not None else set()
+    sampled = sorted(set(int(n) for n in sampled_frames)) if sampled_frames is not None else []
+    if len(sampled) > 1 and float(np.median(np.diff(sampled))) < step:
+        # Denser than the detection grid (e.g. every frame written): the grid's spans cover
+        # the written frames, detecting each one would only multiply the cost.
+        sampled = []
+    sampled_set = set(sampled)
     scale = settings.detect_scale
     detection_frames: list[int] = []
     live: list[_Track] = []
@@ -469,7 +476,7 @@ def scan_video_text(
         last_seen = item
         if not (
             not detection_frames
-            or frame_number in sampled
+            or frame_number in sampled_set
             or frame_number - detection_frames[-1] >= step
         ):
             continue

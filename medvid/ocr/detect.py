@@ -261,3 +261,59 @@ class TextRecognizer:
         out = np.zeros((3, self.input_height, width), np.float32)
         out[:, :, :target] = resized.astype(np.float32).transpose(2, 0, 1) * (2.0 / 255.0) - 1.0
         return out
+
+
+class DetectionOcrEngine:
+    """An :class:`~medvid.ocr.engines.OcrEngine` on :class:`TextDetector` +
+    :class:`TextRecognizer` that reports *every* detected line, however unsure the reading
+    (rapidocr's own pipeline drops boxes scored below ``text_score``, so text it cannot read
+    would be neither masked nor kept). For still images: the detector input is enlarged so text
+    of ``min_text_height_px`` reaches ``detector_text_px`` (the height the detector finds
+    reliably), and detections taller than twice ``max_text_height_px`` (texture, not a line)
+    are dropped.
+
+    Args:
+        detector, recognizer: the models (created on ``device`` when not given).
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+    """
+
+    name = "rapidocr-det"
+
+    def __init__(
+        self,
+        *,
+        detector: TextDetector | None = None,
+        recognizer: TextRecognizer | None = None,
+        device: Device = "cpu",
+        min_text_height_px: float = 8.0,
+        detector_text_px: float = 8.0,
+        max_text_height_px: float = 64.0,
+    ) -> None:
+        self.detector = detector or TextDetector(device=device)
+        self.recognizer = recognizer or TextRecognizer(device=device)
+        self.scale = max(1.0, detector_text_px / min_text_height_px)
+        self.tallest = 2 * max_text_height_px
+
+    def read(self, image: np.ndarray) -> list:
+        """Every text line of an ``(H, W, 3) uint8 RGB`` image as
+        :class:`~medvid.ocr.engines.OcrBox` (confidence 0 and empty text when unreadable)."""
+        from medvid.ocr.engines import OcrBox
+
+        _check_rgb(image)
+        height, width = image.shape[:2]
+        detections = self.detector.detect([image], scale=self.scale)[0]
+        found = [d for d in detections if d.height <= self.tallest]
+        crops = []
+        for d in found:
+            margin = max(2, d.height // 4)
+            crops.append(
+                image[
+                    max(d.y0 - margin, 0) : min(d.y1 + margin, height),
+                    max(d.x0 - margin, 0) : min(d.x1 + margin, width),
+                ]
+            )
+        readings = self.recognizer.recognize(crops) if crops else []
+        return [
+            OcrBox(d.x0, d.y0, d.x1 - d.x0, d.y1 - d.y0, text, confidence)
+            for d, (text, confidence) in zip(found, readings, strict=True)
+        ]

@@ -333,3 +333,36 @@ def test_detector_reports_the_provider_it_runs_on(detector: TextDetector) -> Non
 def test_scan_settings_step_is_a_quarter_second_of_frames() -> None:
     settings = TextScanSettings()
     assert [settings.step(fps) for fps in (25, 29.97, 30, 22, 39, 4)] == [6, 7, 7, 5, 9, 1]
+
+
+def test_written_frames_denser_than_the_grid_leave_the_grid_alone(
+    tmp_path: Path, detector, recognizer
+) -> None:
+    frames = [np.full((64, 96, 3), 50, np.uint8)] * 25
+    path = _video(tmp_path / "all.mp4", frames, {})
+    every = scan_video_text(
+        path, detector=detector, recognizer=recognizer, sampled_frames=range(25)
+    )
+    assert every.plan.detection_points == 5  # 0, 6, 12, 18, 24 (the last): the grid alone
+
+
+def test_residual_frames_are_the_text_spans_plus_seeded_random_ones(attack) -> None:
+    plan = attack["scan"].plan
+    written = list(range(0, 75, 5))
+    assert residual_check_frames(plan, written) == written  # text on screen throughout
+    bounded = residual_check_frames(plan, written, max_text_frames=4)
+    assert len(bounded) == 4 and bounded[0] == 0 and bounded[-1] == 70
+    spanless = dataclasses.replace(plan, text_spans=())
+    picks = residual_check_frames(spanless, written, random_frames=3, seed=7)
+    assert len(picks) == 3 and picks == residual_check_frames(spanless, written, seed=7)
+
+
+def test_detection_engine_reports_unreadable_boxes_for_stills(
+    shared_data: Path, detector, recognizer
+) -> None:
+    from medvid.ocr.detect import DetectionOcrEngine
+
+    image = load_rgb(shared_data, "images/itkpocus_clarius-ocular-image.png")
+    boxes = DetectionOcrEngine(detector=detector, recognizer=recognizer).read(image)
+    assert any(b.text == "4 cm" for b in boxes)
+    assert all(b.h <= 128 for b in boxes)
