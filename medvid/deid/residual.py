@@ -6,9 +6,10 @@ models. The residual check reads *written* (already redacted) frames again, diff
 - which frames: every written frame inside a span where the detector saw text
   (:attr:`VideoRedactionPlan.text_spans <medvid.deid.video_text.VideoRedactionPlan>`), plus
   ``random_frames`` seeded random written frames (text the detector missed everywhere);
-- how: the whole frame enlarged ``upscale`` times (2 by default: twice the plan's scale), read
-  by every engine given, rapidocr and, when installed, tesseract (a different detector and
-  recogniser: its own page layout analysis, LSTM trained on other data).
+- how: the whole frame read by every engine given, by default rapidocr's models with the
+  detector input enlarged 2x (twice the plan's scale) and, when installed, tesseract on the
+  frame enlarged 2x (a different detector and recogniser: its own page layout analysis, an LSTM
+  trained on other data).
 
 A *hit* is any text an engine reads (confidence at least ``min_confidence``) that is PHI
 (:func:`medvid.deid.phi.phi_hits`: header values, dates, times, name/id fields, id-like numbers),
@@ -31,7 +32,8 @@ import numpy as np
 
 from medvid.deid.phi import PhiValues, phi_hits
 from medvid.deid.video_text import VideoRedactionPlan
-from medvid.ocr.engines import OcrBox, OcrEngine, OcrEngineUnavailableError
+from medvid.ocr.detect import DetectionOcrEngine, Device, TextDetector, TextRecognizer
+from medvid.ocr.engines import OcrBox, OcrEngine, OcrEngineUnavailableError, TesseractEngine
 from medvid.ocr.parse import non_clinical_remainder
 
 #: A word or number left after the allow-list that counts as readable text.
@@ -42,9 +44,9 @@ def residual_check_frames(
     plan: VideoRedactionPlan,
     written_frames: Sequence[int],
     *,
-    random_frames: int = 3,
+    random_frames: int = 2,
     seed: int = 0,
-    max_text_frames: int | None = None,
+    max_text_frames: int | None = 6,
 ) -> list[int]:
     """Frame numbers the residual check reads, sorted: every written frame in a text span of
     ``plan`` (at most ``max_text_frames`` of them when given: the first and last written frame
@@ -70,14 +72,21 @@ def residual_check_frames(
     return sorted(set(chosen))
 
 
-def default_residual_engines(*, device: str = "cpu") -> list[OcrEngine]:
-    """rapidocr (boxes read with score 0.3 or more) and, when the binary is installed,
-    tesseract (``psm`` 11, no enlargement of its own: the check enlarges)."""
-    from medvid.ocr.engines import RapidOcrEngine, TesseractEngine
-
-    engines: list[OcrEngine] = [RapidOcrEngine(text_score=0.3, device=device)]
+def default_residual_engines(
+    *, upscale: float = 2.0, device: Device = "cpu", threads: int = 0
+) -> list[OcrEngine]:
+    """The check's readers, each enlarging ``upscale`` times: rapidocr's models
+    (:class:`medvid.ocr.detect.DetectionOcrEngine`, detector input enlarged, every box reported)
+    and, when the binary is installed, tesseract (``psm`` 11, enlarged before reading)."""
+    engines: list[OcrEngine] = [
+        DetectionOcrEngine(
+            detector=TextDetector(device=device, threads=threads),
+            recognizer=TextRecognizer(device=device, threads=threads),
+            scale=upscale,
+        )
+    ]
     with contextlib.suppress(OcrEngineUnavailableError):
-        engines.append(TesseractEngine(upscale=1.0, min_confidence=0.5))
+        engines.append(TesseractEngine(upscale=upscale, min_confidence=0.5))
     return engines
 
 
@@ -89,8 +98,7 @@ def residual_hit(text: str, phi: PhiValues | None) -> list[str]:
     return reasons
 
 
-def _read(engine: OcrEngine, image: np.ndarray, upscale: float, max_side: int) -> list[OcrBox]:
-    upscale = max(1.0, min(upscale, max_side / max(image.shape[:2])))
+def _read(engine: OcrEngine, image: np.ndarray, upscale: float) -> list[OcrBox]:
     if upscale == 1.0:
         return engine.read(image)
     big = cv2.resize(image, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_CUBIC)
@@ -112,18 +120,18 @@ def residual_text_findings(
     engines: Sequence[OcrEngine],
     *,
     phi: PhiValues | None = None,
-    upscale: float = 2.0,
-    max_side: int = 2048,
+    upscale: float = 1.0,
     min_confidence: float = 0.5,
 ) -> list[str]:
-    """Read each ``(frame_number, (H, W, 3) uint8 RGB written frame)`` with every engine at
-    ``upscale`` (less when the enlarged long side would pass ``max_side`` pixels, never below
-    1); one finding per hit (:func:`residual_hit`), e.g. ``"frame 57: tesseract: id-like
-    number at x=60 y=128 w=110 h=14"``. An empty list is the pass condition."""
+    """Read each ``(frame_number, (H, W, 3) uint8 RGB written frame)`` with every engine (the
+    engines of :func:`default_residual_engines` enlarge 2x themselves; ``upscale`` enlarges the
+    frame once more before any engine); one finding per hit (:func:`residual_hit`) read with
+    confidence ``min_confidence`` or more, e.g. ``"frame 57: tesseract: id-like number at x=60
+    y=128 w=110 h=14"``. An empty list is the pass condition."""
     findings = []
     for frame_number, image in frames:
         for engine in engines:
-            for box in _read(engine, image, upscale, max_side):
+            for box in _read(engine, image, upscale):
                 if box.confidence < min_confidence:
                     continue
                 if reasons := residual_hit(box.text, phi):

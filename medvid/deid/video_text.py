@@ -4,12 +4,14 @@ One sequential decode of the whole video (:func:`medvid.video.decode.iter_video_
 seeking). Text *detection* (rapidocr's DB model, :class:`medvid.ocr.detect.TextDetector`) runs at
 *detection points*: every sampled frame (the frames that will be written) and, between them,
 enough decoded frames that no gap is longer than ``step = max(1, floor(detect_interval_s x
-fps))`` frames (0.25 s by default). At a detection point only the regions that changed since
-they were last detected are detected again (absolute luma difference above
-``change_threshold`` in 32-pixel tiles), so a static screen costs one detection and a moving
-ultrasound image costs one detection of the image area. Detections are tracked across detection
-points by position (IoU) and appearance (normalized cross-correlation of a 16-pixel-high
-thumbnail); only new tracks are *recognised* (rapidocr's recogniser,
+fps))`` frames (0.25 s by default). Detection points take the detector's two input scales in
+turn (1 and 1.5 for 8-pixel text: each finds lines the other misses). At a detection point only
+the regions that changed since they were last detected at its scale are detected again
+(absolute luma difference above ``change_threshold`` in 32-pixel tiles), so a static screen
+costs one detection per scale and a moving ultrasound image one detection of the image area per
+detection point. Detections are tracked across detection points by position (IoU) and
+appearance (normalized cross-correlation of a 16-pixel-high thumbnail of the place the track
+was); only new tracks are *recognised* (rapidocr's recogniser,
 :class:`medvid.ocr.detect.TextRecognizer`). Each track is then masked or kept by
 :func:`medvid.deid.pixels.text_decision` (outside the field of view, unreadable, PHI, or not
 allow-listed clinical annotation: masked).
@@ -20,7 +22,8 @@ Temporal guarantee. Let ``F`` be the detection points. A track seen from detecti
 visible in if the detector saw it at each detection point it was on screen. Gaps between detection
 points are at most ``step`` frames, so text on screen for at least ``step`` consecutive decoded
 frames is on at least one detection point, and text on screen for 0.5 s or more
-(``>= 2 x step`` frames) on at least two: it is detected unless the detector misses it at both.
+(``>= 2 x step`` frames) on at least two consecutive ones, so at both scales: it is detected
+unless the detector misses it at both. Measured in ``benchmarks/phi.py``.
 
 The result, :class:`VideoTextScan`, holds the :class:`VideoRedactionPlan` (rectangles, frame
 spans and reason counts: JSON-serialisable, no text, deterministic) and the recognised tracks
@@ -62,8 +65,9 @@ class TextScanSettings:
         min_text_height_px: smallest text height (cap height of letters and digits, pixels of
             the original frame) the scan must find; the detector input is enlarged by
             ``detector_text_px / min_text_height_px`` when that is above 1.
-        detector_text_px: text height at the detector's input that it finds reliably (measured
-            in ``benchmarks/phi.py``: 8 px at scale 1).
+        detector_text_px: text height at the detector's input that it finds reliably: 12 px
+            (8 px grey-on-grey text on a real echo frame: 4 of 6 lines found at scale 1, 6 of 6
+            at 1.5), so 8 px text is detected on a 1.5x enlargement.
         max_text_height_px: tallest text height (pixels of the original frame) the scan looks
             for; detections taller than twice this are the detector answering to texture
             (ultrasound speckle, vessel walls), not a line of text, and are dropped.
@@ -75,15 +79,18 @@ class TextScanSettings:
             not given); the union is used.
         min_confidence: recognition confidence below which text is unreadable (masked).
         match_iou: overlap for a detection to continue a track.
-        match_ncc: thumbnail correlation for a detection to continue a track whose text is
-            masked (below it the text changed: a new track, recognised again).
-        match_ncc_kept: the same for a track whose text is kept or not yet read: stricter, so
-            new text in the place of an allow-listed annotation is read, not inherited.
+        match_ncc: thumbnail correlation for a detection to continue a track (below it the
+            text changed: a new track, recognised again).
+        match_ncc_kept: the same for a track whose text is allow-listed: stricter, so new text
+            in the place of a kept annotation is read, not inherited. A track whose text is not
+            read yet continues at ``match_ncc``; the detections it took below
+            ``match_ncc_kept`` are read too when its text turns out allow-listed, and any
+            reading that is not makes the track masked.
     """
 
     detect_interval_s: float = 0.25
     min_text_height_px: float = 8.0
-    detector_text_px: float = 8.0
+    detector_text_px: float = 12.0
     max_text_height_px: float = 64.0
     change_threshold: int = 10
     change_min_pixels: int = 3
@@ -96,8 +103,13 @@ class TextScanSettings:
     match_ncc_kept: float = 0.92
 
     @property
-    def detect_scale(self) -> float:
-        return max(1.0, self.detector_text_px / self.min_text_height_px)
+    def detect_scales(self) -> tuple[float, ...]:
+        """Detector input scales, taken in turn at successive detection points: 1 and, when
+        ``min_text_height_px`` is below ``detector_text_px``, the enlargement that brings it
+        there. The detector misses some lines at one scale that it finds at the other (small
+        low-contrast text at 1, some large thin text at 1.5), so each is used."""
+        small = self.detector_text_px / self.min_text_height_px
+        return (1.0, small) if small > 1.0 else (1.0,)
 
     def step(self, fps: float) -> int:
         """Longest gap between detection points, in frames, at ``fps`` frames per second."""
@@ -275,9 +287,11 @@ class _Track:
     last: Box
     first_dp: int
     last_dp: int
+    around: Box  # where its appearance is sampled: the last box grown by half its height
     thumb: np.ndarray
     text: str = ""
     confidence: float = 0.0
+    read: bool = False
 
 
 @dataclass
@@ -286,6 +300,7 @@ class _Pending:
     frame_number: int
     rgb: np.ndarray
     regions: list[Box]
+    scale: float
     detections: list[Box] = field(default_factory=list)
 
 
@@ -431,42 +446,57 @@ def scan_video_text(
         # the written frames, detecting each one would only multiply the cost.
         sampled = []
     sampled_set = set(sampled)
-    scale = settings.detect_scale
+    scales = settings.detect_scales
     detection_frames: list[int] = []
     live: list[_Track] = []
     finished: list[_Track] = []
     pending: list[_Pending] = []
-    reference: np.ndarray | None = None
+    # One reference per scale: a change is detected again at every scale, in turn.
+    references: list[np.ndarray | None] = [None] * len(scales)
     fovs: list[Box] = []
     counters = {"crops": 0, "recognitions": 0}
     timers = {"detect": 0.0, "recognize": 0.0}
     size = (0, 0)
 
     def flush() -> None:
-        crops, owners = [], []
-        for entry in pending:
-            for region in entry.regions:
-                x0, y0, x1, y1 = region
-                crops.append(entry.rgb[y0:y1, x0:x1])
-                owners.append((entry, region))
+        owners, found = [], []
         tick = time.perf_counter()
-        found = detector.detect(crops, scale=scale) if crops else []
+        for scale in scales:
+            crops = []
+            for entry in pending:
+                if entry.scale != scale:
+                    continue
+                for region in entry.regions:
+                    x0, y0, x1, y1 = region
+                    crops.append(entry.rgb[y0:y1, x0:x1])
+                    owners.append((entry, region))
+            found += detector.detect(crops, scale=scale) if crops else []
+            counters["crops"] += len(crops)
         timers["detect"] += time.perf_counter() - tick
-        counters["crops"] += len(crops)
         tallest = 2 * settings.max_text_height_px
         for (entry, region), detections in zip(owners, found, strict=True):
             entry.detections += [
                 d.shifted(region[0], region[1]).box for d in detections if d.height <= tallest
             ]
         new_tracks: list[tuple[_Track, np.ndarray]] = []
+        unverified: list[tuple[_Track, np.ndarray]] = []
         for entry in pending:
-            new_tracks += _advance(entry, live, finished, settings)
-        if new_tracks:
+            created, loose = _advance(entry, live, finished, settings)
+            new_tracks += created
+            unverified += loose
+
+        def read(pairs: list[tuple[_Track, np.ndarray]]) -> list[tuple[str, float]]:
             tick = time.perf_counter()
-            readings = recognizer.recognize([crop for _, crop in new_tracks])
+            readings = recognizer.recognize([crop for _, crop in pairs]) if pairs else []
             timers["recognize"] += time.perf_counter() - tick
-            counters["recognitions"] += len(new_tracks)
-            for (track, _), (text, confidence) in zip(new_tracks, readings, strict=True):
+            counters["recognitions"] += len(pairs)
+            return readings
+
+        for (track, _), (text, confidence) in zip(new_tracks, read(new_tracks), strict=True):
+            track.text, track.confidence, track.read = text, confidence, True
+        doubtful = [(t, crop) for t, crop in unverified if is_clinical_annotation(t.text)]
+        for (track, _), (text, confidence) in zip(doubtful, read(doubtful), strict=True):
+            if not is_clinical_annotation(text) and is_clinical_annotation(track.text):
                 track.text, track.confidence = text, confidence
         pending.clear()
 
@@ -480,14 +510,30 @@ def scan_video_text(
             or frame_number - detection_frames[-1] >= step
         ):
             continue
-        reference, size = _add_detection_point(
-            item, detection_frames, pending, reference, fovs, settings, keep_region, detect_fov
+        size = _add_detection_point(
+            item,
+            detection_frames,
+            pending,
+            references,
+            scales,
+            fovs,
+            settings,
+            keep_region,
+            detect_fov,
         )
         if sum(len(p.regions) for p in pending) >= detector.batch_size:
             flush()
     if last_seen is not None and detection_frames and last_seen[0] != detection_frames[-1]:
-        reference, size = _add_detection_point(
-            last_seen, detection_frames, pending, reference, fovs, settings, keep_region, detect_fov
+        size = _add_detection_point(
+            last_seen,
+            detection_frames,
+            pending,
+            references,
+            scales,
+            fovs,
+            settings,
+            keep_region,
+            detect_fov,
         )
     flush()
     finished += live
@@ -526,12 +572,13 @@ def _add_detection_point(
     item: tuple[int, Any, int, int],
     detection_frames: list[int],
     pending: list[_Pending],
-    reference: np.ndarray | None,
+    references: list[np.ndarray | None],
+    scales: tuple[float, ...],
     fovs: list[Box],
     settings: TextScanSettings,
     keep_region: Box | None,
     detect_fov: bool,
-) -> tuple[np.ndarray, tuple[int, int]]:
+) -> tuple[int, int]:
     frame_number, frame, pad_right, pad_bottom = item
     rgb = frame.to_ndarray(format="rgb24")
     height, width = rgb.shape[0] - pad_bottom, rgb.shape[1] - pad_right
@@ -539,17 +586,19 @@ def _add_detection_point(
     luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     index = len(detection_frames)
     detection_frames.append(frame_number)
+    turn = index % len(scales)
+    reference = references[turn]
     regions = _changed_regions(luma, reference, settings)
     if reference is None:
-        reference = luma.copy()
+        references[turn] = luma.copy()
     else:
         for x0, y0, x1, y1 in regions:
             reference[y0:y1, x0:x1] = luma[y0:y1, x0:x1]
     fov_due = keep_region is None and detect_fov and index % max(settings.fov_every, 1) == 0
     if fov_due and (found := detect_field_of_view(rgb)):
         fovs.append(found)
-    pending.append(_Pending(index, frame_number, rgb, regions))
-    return reference, (width, height)
+    pending.append(_Pending(index, frame_number, rgb, regions, scales[turn]))
+    return width, height
 
 
 def _grow(box: Box, margin: int, width: int, height: int) -> Box:
@@ -561,15 +610,26 @@ def _grow(box: Box, margin: int, width: int, height: int) -> Box:
     )
 
 
+def _around(box: Box, shape: tuple[int, ...]) -> Box:
+    return _grow(box, max(2, (box[3] - box[1]) // 2), shape[1], shape[0])
+
+
+def _crop(rgb: np.ndarray, box: Box) -> np.ndarray:
+    height, width = rgb.shape[:2]
+    x0, y0, x1, y1 = _grow(box, max(2, (box[3] - box[1]) // 4), width, height)
+    return rgb[y0:y1, x0:x1]
+
+
 def _advance(
     entry: _Pending, live: list[_Track], finished: list[_Track], settings: TextScanSettings
-) -> list[tuple[_Track, np.ndarray]]:
-    """Match one detection point's detections to the live tracks; returns new tracks with the
-    crop to recognise."""
+) -> tuple[list[tuple[_Track, np.ndarray]], list[tuple[_Track, np.ndarray]]]:
+    """Match one detection point's detections to the live tracks. Returns the new tracks with
+    the crop to recognise, and the crops that continued a not-yet-read track below the strict
+    correlation (read later if the track turns out allow-listed)."""
     luma = cv2.cvtColor(entry.rgb, cv2.COLOR_RGB2GRAY)
-    height, width = luma.shape
     used: set[int] = set()
     still: list[_Track] = []
+    loose: list[tuple[_Track, np.ndarray]] = []
     for track in live:
         if not any(_inside(track.last, region) for region in entry.regions):
             # Part of it (or all) lies where nothing changed: the text is still on screen.
@@ -577,13 +637,18 @@ def _advance(
             still.append(track)
             continue
         match = None
-        strict = not track.text or is_clinical_annotation(track.text)
-        threshold = settings.match_ncc_kept if strict else settings.match_ncc
+        kept = track.read and is_clinical_annotation(track.text)
+        threshold = settings.match_ncc_kept if kept else settings.match_ncc
         for number, box in enumerate(entry.detections):
             if number in used or _iou(track.last, box) < settings.match_iou:
                 continue
-            if _similar(track.thumb, _thumbnail(luma, box), threshold):
+            # Sampled where the track was, not inside the new box: the two scales draw boxes
+            # a few pixels apart around the same text.
+            thumb = _thumbnail(luma, track.around)
+            if _similar(track.thumb, thumb, threshold):
                 match = number
+                if not track.read and not _similar(track.thumb, thumb, settings.match_ncc_kept):
+                    loose.append((track, _crop(entry.rgb, box)))
                 break
         if match is None:
             finished.append(track)
@@ -591,19 +656,19 @@ def _advance(
         used.add(match)
         box = entry.detections[match]
         track.last, track.box, track.last_dp = box, _union(track.box, box), entry.index
-        track.thumb = _thumbnail(luma, box)
+        track.around = _around(box, luma.shape)
+        track.thumb = _thumbnail(luma, track.around)
         still.append(track)
     created = []
     for number, box in enumerate(entry.detections):
         if number in used:
             continue
-        track = _Track(box, box, entry.index, entry.index, _thumbnail(luma, box))
-        margin = max(2, (box[3] - box[1]) // 4)
-        x0, y0, x1, y1 = _grow(box, margin, width, height)
-        created.append((track, entry.rgb[y0:y1, x0:x1]))
+        around = _around(box, luma.shape)
+        track = _Track(box, box, entry.index, entry.index, around, _thumbnail(luma, around))
+        created.append((track, _crop(entry.rgb, box)))
         still.append(track)
     live[:] = still
-    return created
+    return created, loose
 
 
 def _plan(
@@ -664,6 +729,12 @@ def _plan(
         for reason in why:
             reasons[reason] = reasons.get(reason, 0) + 1
         box = _grow(track.box, settings.pad, width, height)
+        # The same text re-found with a jittered box is one rectangle: fewer, longer spans.
+        same = next((b for b in spans if _iou(b, box) >= 0.7), None)
+        if same is not None:
+            ranges = spans.pop(same)
+            box = _union(same, box)
+            spans[box] = spans.get(box, []) + ranges
         spans.setdefault(box, []).append([first, last])
     every_frame: list[Box] = []
     timed: list[Span] = []

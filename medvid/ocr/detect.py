@@ -109,6 +109,14 @@ class DetectedText:
         return DetectedText(self.x0 + dx, self.y0 + dy, self.x1 + dx, self.y1 + dy, self.score)
 
 
+def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
 def _check_rgb(image: np.ndarray) -> None:
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
@@ -269,12 +277,15 @@ class DetectionOcrEngine:
     (rapidocr's own pipeline drops boxes scored below ``text_score``, so text it cannot read
     would be neither masked nor kept). For still images: the detector input is enlarged so text
     of ``min_text_height_px`` reaches ``detector_text_px`` (the height the detector finds
-    reliably), and detections taller than twice ``max_text_height_px`` (texture, not a line)
-    are dropped.
+    reliably) and, as the detector misses some lines at one scale that it finds at the other,
+    it also runs at scale 1; lines found at both are merged (union of the boxes). Detections
+    taller than twice ``max_text_height_px`` (texture, not a line) are dropped.
 
     Args:
         detector, recognizer: the models (created on ``device`` when not given).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        scale: the one detector input enlargement to use, instead of the two derived from the
+            text heights.
     """
 
     name = "rapidocr-det"
@@ -286,12 +297,14 @@ class DetectionOcrEngine:
         recognizer: TextRecognizer | None = None,
         device: Device = "cpu",
         min_text_height_px: float = 8.0,
-        detector_text_px: float = 8.0,
+        detector_text_px: float = 12.0,
         max_text_height_px: float = 64.0,
+        scale: float | None = None,
     ) -> None:
         self.detector = detector or TextDetector(device=device)
         self.recognizer = recognizer or TextRecognizer(device=device)
-        self.scale = max(1.0, detector_text_px / min_text_height_px)
+        small = detector_text_px / min_text_height_px
+        self.scales = (scale,) if scale else ((1.0, small) if small > 1.0 else (1.0,))
         self.tallest = 2 * max_text_height_px
 
     def read(self, image: np.ndarray) -> list:
@@ -301,8 +314,19 @@ class DetectionOcrEngine:
 
         _check_rgb(image)
         height, width = image.shape[:2]
-        detections = self.detector.detect([image], scale=self.scale)[0]
-        found = [d for d in detections if d.height <= self.tallest]
+        found: list[DetectedText] = []
+        for scale in self.scales:
+            for d in self.detector.detect([image], scale=scale)[0]:
+                if d.height > self.tallest:
+                    continue
+                same = next((i for i, f in enumerate(found) if _iou(f.box, d.box) >= 0.5), None)
+                if same is None:
+                    found.append(d)
+                else:
+                    f = found[same]
+                    found[same] = DetectedText(
+                        min(f.x0, d.x0), min(f.y0, d.y0), max(f.x1, d.x1), max(f.y1, d.y1), f.score
+                    )
         crops = []
         for d in found:
             margin = max(2, d.height // 4)

@@ -151,7 +151,7 @@ def test_residual_check_passes_on_the_plan_and_fails_when_the_plan_is_emptied(at
     plan = attack["scan"].plan
     decoded = decode_rgb(attack["path"])
     written = list(range(0, 75, 10)) + [30, 33]  # frames 30, 33 show the flash
-    picks = residual_check_frames(plan, written, random_frames=0)
+    picks = residual_check_frames(plan, written, random_frames=0, max_text_frames=None)
     assert 30 in picks and 33 in picks
     engines = default_residual_engines()
     # Frame 33 shows both attacks.
@@ -186,20 +186,20 @@ def test_allow_listed_annotations_inside_the_field_of_view_are_kept(
     scan = scan_video_text(
         path, detector=detector, recognizer=recognizer, keep_region=(0, 0, 270, 270)
     )
-    kept = {t.text for t in scan.tracks if not t.masked}
-    assert {"LT BREAST 2:00 5CM FN TRANS", "D1 3 mm", "4 cm"} <= kept
+    kept = {t.text.replace(" ", "") for t in scan.tracks if not t.masked}
+    assert {"LTBREAST2:005CMFNTRANS", "D13mm", "4cm"} <= kept
     assert scan.plan.boxes == () and scan.plan.spans == ()
     assert scan.plan.kept_boxes == len(scan.tracks)
 
 
-def test_static_screen_costs_one_detection_and_one_recognition(
+def test_static_screen_costs_one_detection_per_scale_and_one_recognition(
     tmp_path: Path, detector, recognizer
 ) -> None:
     frame = np.full((96, 192, 3), 40, np.uint8)
     draw = _hershey("JOHN SMITH", (10, 50), 0.6, (255, 255, 255))
     path = _video(tmp_path / "static.mp4", [frame] * 50, {n: [draw] for n in range(50)})
     plan = scan_video_text(path, detector=detector, recognizer=recognizer, detect_fov=False).plan
-    assert (plan.detection_points, plan.detector_crops, plan.recognitions) == (10, 1, 1)
+    assert (plan.detection_points, plan.detector_crops, plan.recognitions) == (10, 2, 1)
     assert len(plan.boxes) == 1 and plan.spans == ()  # on screen throughout: every frame
 
 
@@ -349,12 +349,14 @@ def test_written_frames_denser_than_the_grid_leave_the_grid_alone(
 def test_residual_frames_are_the_text_spans_plus_seeded_random_ones(attack) -> None:
     plan = attack["scan"].plan
     written = list(range(0, 75, 5))
-    assert residual_check_frames(plan, written) == written  # text on screen throughout
+    # Text is on screen throughout: every written frame, or a bounded, edge-first choice.
+    assert residual_check_frames(plan, written, max_text_frames=None) == written
     bounded = residual_check_frames(plan, written, max_text_frames=4)
     assert len(bounded) == 4 and bounded[0] == 0 and bounded[-1] == 70
     spanless = dataclasses.replace(plan, text_spans=())
     picks = residual_check_frames(spanless, written, random_frames=3, seed=7)
-    assert len(picks) == 3 and picks == residual_check_frames(spanless, written, seed=7)
+    again = residual_check_frames(spanless, written, random_frames=3, seed=7)
+    assert len(picks) == 3 and picks == again
 
 
 def test_detection_engine_reports_unreadable_boxes_for_stills(
