@@ -3,8 +3,13 @@
 - header: :class:`PseudonymMap`, :func:`deidentify_dataset`, :func:`study_key`,
   :func:`patient_key`, :func:`mark_pixels_cleaned`, :func:`residual_header_phi`
 - phi: :class:`PhiValues`, :func:`phi_hits`
-- pixels: :func:`redact_pixels`, :func:`detect_field_of_view`, :func:`residual_phi`,
-  :func:`replace_pixels`, :class:`RedactionBox`
+- pixels: :func:`redact_pixels`, :func:`text_decision` (the allow-list policy),
+  :func:`detect_field_of_view`, :func:`residual_phi`, :func:`replace_pixels`,
+  :class:`RedactionBox`
+- video_text: :func:`scan_video_text` -> :class:`VideoTextScan` (:class:`VideoRedactionPlan`,
+  :class:`TextTrack`), :class:`TextScanSettings`
+- residual: :func:`residual_check_frames`, :func:`residual_text_findings`,
+  :func:`default_residual_engines`, :func:`residual_hit`
 
 The pseudonym map, :class:`PhiValues` and OCR text are PHI: they stay in the protected zone.
 """
@@ -27,6 +32,20 @@ from medvid.deid.pixels import (
     redact_pixels,
     replace_pixels,
     residual_phi,
+    text_decision,
+)
+from medvid.deid.residual import (
+    default_residual_engines,
+    residual_check_frames,
+    residual_hit,
+    residual_text_findings,
+)
+from medvid.deid.video_text import (
+    TextScanSettings,
+    TextTrack,
+    VideoRedactionPlan,
+    VideoTextScan,
+    scan_video_text,
 )
 
 __all__ = [
@@ -34,7 +53,12 @@ __all__ = [
     "PhiValues",
     "PseudonymMap",
     "RedactionBox",
+    "TextScanSettings",
+    "TextTrack",
+    "VideoRedactionPlan",
+    "VideoTextScan",
     "cine_video_id",
+    "default_residual_engines",
     "deidentify_dataset",
     "detect_field_of_view",
     "header_phi_hits",
@@ -46,6 +70,11 @@ __all__ = [
     "redact_pixels",
     "replace_pixels",
     "residual_header_phi",
+    "residual_check_frames",
+    "residual_hit",
     "residual_phi",
+    "residual_text_findings",
+    "scan_video_text",
     "study_key",
+    "text_decision",
 ]
