@@ -11,13 +11,13 @@ models. The residual check reads *written* (already redacted) frames again, diff
   frame enlarged 2x (a different detector and recogniser: its own page layout analysis, an LSTM
   trained on other data).
 
-A *hit* is any text an engine reads (confidence at least ``min_confidence``) that is PHI
-(:func:`medvid.deid.phi.phi_hits`: header values, dates, times, name/id fields, id-like numbers),
-or that, once the allow-listed clinical constructs are removed
-(:func:`medvid.ocr.parse.non_clinical_remainder`), still holds a word of three or more letters
-or a number of three or more digits. Clinical annotations the plan keeps read as nothing left;
-OCR noise on speckle reads as one- or two-letter fragments. Findings name the frame, engine,
-reason and position, never the text.
+A *hit* is any text an engine reads (confidence at least 0.5, box at least 6 pixels tall) that
+is PHI (:func:`medvid.deid.phi.phi_hits`: header values, dates, times, name/id fields, id-like
+numbers), or that, read with confidence 0.7 or more, still holds a word of three or more letters
+or a number of three or more digits once the allow-listed clinical constructs are removed
+(:func:`medvid.ocr.parse.non_clinical_remainder`). Clinical annotations the plan keeps read as
+nothing left; OCR noise on speckle reads as short fragments, tiny boxes or low confidence.
+Findings name the frame, engine, reason and position, never the text.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def residual_check_frames(
     *,
     random_frames: int = 2,
     seed: int = 0,
-    max_text_frames: int | None = 6,
+    max_text_frames: int | None = 4,
 ) -> list[int]:
     """Frame numbers the residual check reads, sorted: every written frame in a text span of
     ``plan`` (at most ``max_text_frames`` of them when given: the first and last written frame
@@ -73,27 +73,42 @@ def residual_check_frames(
 
 
 def default_residual_engines(
-    *, upscale: float = 2.0, device: Device = "cpu", threads: int = 0
+    *, upscale: float = 2.0, max_side: int = 2048, device: Device = "cpu", threads: int = 0
 ) -> list[OcrEngine]:
-    """The check's readers, each enlarging ``upscale`` times: rapidocr's models
-    (:class:`medvid.ocr.detect.DetectionOcrEngine`, detector input enlarged, every box reported)
-    and, when the binary is installed, tesseract (``psm`` 11, enlarged before reading)."""
+    """The check's readers, each enlarging ``upscale`` times (less when the long side would
+    pass ``max_side`` pixels: 1.6x for a 1280-pixel screen; a bound on cost): rapidocr's models
+    (:class:`medvid.ocr.detect.DetectionOcrEngine`, detector input enlarged, every box
+    reported) and, when the binary is installed, tesseract (``psm`` 11, enlarged before
+    reading)."""
     engines: list[OcrEngine] = [
         DetectionOcrEngine(
             detector=TextDetector(device=device, threads=threads),
             recognizer=TextRecognizer(device=device, threads=threads),
             scale=upscale,
+            max_side=max_side,
         )
     ]
     with contextlib.suppress(OcrEngineUnavailableError):
-        engines.append(TesseractEngine(upscale=upscale, min_confidence=0.5))
+        engines.append(TesseractEngine(upscale=upscale, min_confidence=0.5, max_side=max_side))
     return engines
 
 
-def residual_hit(text: str, phi: PhiValues | None) -> list[str]:
-    """Why ``text`` read on a redacted frame is a leak (empty: it is not)."""
+#: Confidence a reading needs to count as "readable text" when it matches no PHI pattern:
+#: tesseract reads short dictionary words into speckle ("all" at 0.53 on a clean lung clip).
+READABLE_TEXT_CONFIDENCE = 0.7
+
+
+def residual_hit(text: str, phi: PhiValues | None, confidence: float = 1.0) -> list[str]:
+    """Why ``text`` read on a redacted frame is a leak (empty: it is not): PHI
+    (:func:`medvid.deid.phi.phi_hits`), or, read with ``confidence`` of at least
+    :data:`READABLE_TEXT_CONFIDENCE`, a word of 3+ letters or a number of 3+ digits left after
+    the allow-list."""
     reasons = phi_hits(text, phi)
-    if not reasons and _WORD.search(non_clinical_remainder(text)):
+    if (
+        not reasons
+        and confidence >= READABLE_TEXT_CONFIDENCE
+        and _WORD.search(non_clinical_remainder(text))
+    ):
         reasons.append("readable text")
     return reasons
 
@@ -122,19 +137,21 @@ def residual_text_findings(
     phi: PhiValues | None = None,
     upscale: float = 1.0,
     min_confidence: float = 0.5,
+    min_height_px: int = 6,
 ) -> list[str]:
     """Read each ``(frame_number, (H, W, 3) uint8 RGB written frame)`` with every engine (the
     engines of :func:`default_residual_engines` enlarge 2x themselves; ``upscale`` enlarges the
     frame once more before any engine); one finding per hit (:func:`residual_hit`) read with
-    confidence ``min_confidence`` or more, e.g. ``"frame 57: tesseract: id-like number at x=60
-    y=128 w=110 h=14"``. An empty list is the pass condition."""
+    confidence ``min_confidence`` or more in a box at least ``min_height_px`` pixels tall (of
+    the frame; smaller boxes are speckle read as letters), e.g. ``"frame 57: tesseract:
+    id-like number at x=60 y=128 w=110 h=14"``. An empty list is the pass condition."""
     findings = []
     for frame_number, image in frames:
         for engine in engines:
             for box in _read(engine, image, upscale):
-                if box.confidence < min_confidence:
+                if box.confidence < min_confidence or box.h < min_height_px:
                     continue
-                if reasons := residual_hit(box.text, phi):
+                if reasons := residual_hit(box.text, phi, box.confidence):
                     findings.append(
                         f"frame {frame_number}: {engine.name}: {', '.join(reasons)} at "
                         f"x={box.x} y={box.y} w={box.w} h={box.h}"

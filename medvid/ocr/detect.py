@@ -286,6 +286,7 @@ class DetectionOcrEngine:
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         scale: the one detector input enlargement to use, instead of the two derived from the
             text heights.
+        max_side: enlarge no further than this long side, pixels (never below scale 1).
     """
 
     name = "rapidocr-det"
@@ -300,7 +301,9 @@ class DetectionOcrEngine:
         detector_text_px: float = 12.0,
         max_text_height_px: float = 64.0,
         scale: float | None = None,
+        max_side: int | None = None,
     ) -> None:
+        self.max_side = max_side
         self.detector = detector or TextDetector(device=device)
         self.recognizer = recognizer or TextRecognizer(device=device)
         small = detector_text_px / min_text_height_px
@@ -315,7 +318,8 @@ class DetectionOcrEngine:
         _check_rgb(image)
         height, width = image.shape[:2]
         found: list[DetectedText] = []
-        for scale in self.scales:
+        limit = max(1.0, self.max_side / max(height, width)) if self.max_side else math.inf
+        for scale in sorted({min(s, limit) for s in self.scales}):
             for d in self.detector.detect([image], scale=scale)[0]:
                 if d.height > self.tallest:
                     continue
