@@ -373,3 +373,28 @@ def test_detection_engine_reports_unreadable_boxes_for_stills(
     boxes = DetectionOcrEngine(detector=detector, recognizer=recognizer).read(image)
     assert any(b.text == "4 cm" for b in boxes)
     assert all(b.h <= 128 for b in boxes)
+
+
+def test_header_phi_values_mask_even_allow_listed_words() -> None:
+    phi = PhiValues(name_parts=("LONG",))  # a patient named Long, "LONG" also an orientation
+    assert text_decision("LONG", 0.99, inside_field_of_view=True, phi=None)[0] is False
+    masked, reasons = text_decision("LONG", 0.99, inside_field_of_view=True, phi=phi)
+    assert masked and "patient name" in reasons
+
+
+def test_rapidocr_engine_asked_for_cuda_runs_on_what_is_there(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import onnxruntime
+
+    from medvid.ocr import RapidOcrEngine
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: [CPU_PROVIDER])
+    assert RapidOcrEngine(device="cuda").provider == CPU_PROVIDER
+
+
+def test_tesseract_enlargement_is_bounded_by_max_side(shared_data: Path) -> None:
+    image = load_rgb(shared_data, "images/itkpocus_clarius-ocular-image.png")  # 1280x960
+    bounded = TesseractEngine(upscale=4.0, max_side=1280).read(image)  # stays at 1x
+    assert any("4" in b.text and "cm" in b.text for b in bounded)
+    assert all(b.x + b.w <= 1280 and b.y + b.h <= 960 for b in bounded)
