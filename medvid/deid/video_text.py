@@ -45,13 +45,12 @@ import numpy as np
 
 from medvid.deid.phi import PhiValues
 from medvid.deid.pixels import detect_field_of_view, text_decision
+from medvid.deid.redaction_plan import Box, Span, VideoRedactionPlan
+from medvid.deid.text_tracking import Track, advance, grow, iou, union, within
 from medvid.ocr.detect import TextDetector, TextRecognizer
 from medvid.ocr.parse import is_clinical_annotation
 from medvid.video.decode import iter_video_frames, open_video
 from medvid.video.normalize import Clip
-
-Box = tuple[int, int, int, int]  # (x0, y0, x1, y1) pixels of the original frame, x1/y1 exclusive
-Span = tuple[Box, int, int]  # (box, first_frame, last_frame), frame numbers inclusive
 
 
 @dataclass(frozen=True)
@@ -117,128 +116,6 @@ class TextScanSettings:
 
 
 @dataclass(frozen=True)
-class VideoRedactionPlan:
-    """Which pixels to black out in which frames of one video. Holds no text.
-
-    Attributes:
-        width, height: frame size, pixels (normalization padding excluded).
-        frame_count: decoded frames; ``fps``: frames per second.
-        keep_region: imaging field of view ``(x0, y0, x1, y1)`` or None (whole frame);
-            ``keep_region_source``: ``"given"`` (e.g. DICOM ultrasound region), ``"detected"`` or
-            ``"none"``. ``blank_outside``: also black out everything outside it.
-        boxes: rectangles masked in every frame.
-        spans: ``(box, first_frame, last_frame)`` rectangles masked in those frames only
-            (inclusive, frame numbers of the original video).
-        masked_reasons: reason -> number of masked text tracks.
-        kept_boxes: text tracks kept (allow-listed clinical annotation inside the field of view).
-        text_spans: ``(first_frame, last_frame)`` ranges where the detector saw any text (masked
-            or kept), extended like the masks; the residual check reads the written frames in
-            them.
-        detect_step: longest gap between detection points, frames.
-        detection_points: frames detection ran on; ``detector_crops``: crops detected;
-            ``recognitions``: crops recognised.
-    """
-
-    width: int
-    height: int
-    frame_count: int
-    fps: float
-    keep_region: Box | None
-    keep_region_source: str
-    blank_outside: bool
-    boxes: tuple[Box, ...]
-    spans: tuple[Span, ...]
-    masked_reasons: tuple[tuple[str, int], ...]
-    kept_boxes: int
-    text_spans: tuple[tuple[int, int], ...]
-    detect_step: int
-    detection_points: int
-    detector_crops: int
-    recognitions: int
-
-    def redaction_spans(self) -> tuple[Span, ...]:
-        """The spans as ``medvid.frames.extract.Redaction(spans=...)`` takes them."""
-        return self.spans
-
-    def redaction_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of ``medvid.frames.extract.Redaction`` for this plan."""
-        return {
-            "boxes": self.boxes,
-            "keep_region": self.keep_region,
-            "blank_outside": self.blank_outside,
-            "spans": self.spans,
-        }
-
-    def boxes_for_frame(self, frame_number: int) -> list[Box]:
-        """Rectangles masked in ``frame_number``: every-frame boxes, then the spans covering it."""
-        return list(self.boxes) + [
-            box for box, first, last in self.spans if first <= frame_number <= last
-        ]
-
-    def apply(self, image: np.ndarray, frame_number: int) -> np.ndarray:
-        """Black out this plan's rectangles (and the outside, with ``blank_outside``) of frame
-        ``frame_number``, an ``(H, W, C)`` image, in place; returns it."""
-        height, width = image.shape[:2]
-        for x0, y0, x1, y1 in self.boxes_for_frame(frame_number):
-            image[max(y0, 0) : min(y1, height), max(x0, 0) : min(x1, width)] = 0
-        if self.blank_outside and self.keep_region is not None:
-            x0, y0, x1, y1 = self.keep_region
-            image[: max(y0, 0)] = 0
-            image[min(y1, height) :] = 0
-            image[:, : max(x0, 0)] = 0
-            image[:, min(x1, width) :] = 0
-        return image
-
-    def in_text_span(self, frame_number: int) -> bool:
-        return any(first <= frame_number <= last for first, last in self.text_spans)
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (``redaction_plans/<video_id>.json``); keeps the keys the 3-frame plan
-        had (``keep_region``, ``mask_boxes``, ``blank_outside``, ``frames_read``...)."""
-        return {
-            "width": self.width,
-            "height": self.height,
-            "frame_count": self.frame_count,
-            "fps": self.fps,
-            "keep_region": list(self.keep_region) if self.keep_region else None,
-            "keep_region_source": self.keep_region_source,
-            "blank_outside": self.blank_outside,
-            "mask_boxes": [list(b) for b in self.boxes],
-            "mask_spans": [[*box, first, last] for box, first, last in self.spans],
-            "masked_reasons": dict(self.masked_reasons),
-            "kept_boxes": self.kept_boxes,
-            "text_spans": [list(s) for s in self.text_spans],
-            "detect_step": self.detect_step,
-            "frames_read": self.detection_points,
-            "detector_crops": self.detector_crops,
-            "recognitions": self.recognitions,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> VideoRedactionPlan:
-        """Inverse of :meth:`as_dict`."""
-        region = data["keep_region"]
-        return cls(
-            width=int(data["width"]),
-            height=int(data["height"]),
-            frame_count=int(data["frame_count"]),
-            fps=float(data["fps"]),
-            keep_region=tuple(region) if region else None,
-            keep_region_source=data["keep_region_source"],
-            blank_outside=bool(data["blank_outside"]),
-            boxes=tuple(tuple(b) for b in data["mask_boxes"]),
-            spans=tuple((tuple(s[:4]), int(s[4]), int(s[5])) for s in data["mask_spans"]),
-            masked_reasons=tuple(sorted(data["masked_reasons"].items())),
-            kept_boxes=int(data["kept_boxes"]),
-            text_spans=tuple((int(a), int(b)) for a, b in data["text_spans"]),
-            detect_step=int(data["detect_step"]),
-            detection_points=int(data["frames_read"]),
-            detector_crops=int(data["detector_crops"]),
-            recognitions=int(data["recognitions"]),
-        )
-
-
-@dataclass(frozen=True)
 class TextTrack:
     """One piece of text followed across detection points. ``text`` is PHI-bearing (protected
     zone). ``box``: union of its detections, unpadded; ``first_frame``/``last_frame``: the
@@ -282,19 +159,6 @@ class VideoTextScan:
 
 
 @dataclass
-class _Track:
-    box: Box
-    last: Box
-    first_dp: int
-    last_dp: int
-    around: Box  # where its appearance is sampled: the last box grown by half its height
-    thumb: np.ndarray
-    text: str = ""
-    confidence: float = 0.0
-    read: bool = False
-
-
-@dataclass
 class _Pending:
     index: int
     frame_number: int
@@ -302,43 +166,6 @@ class _Pending:
     regions: list[Box]
     scale: float
     detections: list[Box] = field(default_factory=list)
-
-
-def _iou(a: Box, b: Box) -> float:
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def _intersects(a: Box, b: Box) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
-
-
-def _inside(a: Box, b: Box) -> bool:
-    return a[0] >= b[0] and a[1] >= b[1] and a[2] <= b[2] and a[3] <= b[3]
-
-
-def _union(a: Box, b: Box) -> Box:
-    return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
-
-
-def _thumbnail(luma: np.ndarray, box: Box) -> np.ndarray:
-    x0, y0, x1, y1 = box
-    crop = luma[y0:y1, x0:x1].astype(np.float32)
-    width = int(np.clip(round(16 * (x1 - x0) / max(y1 - y0, 1)), 16, 256))
-    return cv2.resize(crop, (width, 16), interpolation=cv2.INTER_AREA)
-
-
-def _similar(a: np.ndarray, b: np.ndarray, threshold: float) -> bool:
-    if a.shape != b.shape:
-        b = cv2.resize(b, (a.shape[1], a.shape[0]), interpolation=cv2.INTER_AREA)
-    a0, b0 = a - a.mean(), b - b.mean()
-    denominator = float(np.sqrt((a0 * a0).sum() * (b0 * b0).sum()))
-    if denominator < 1e-6:  # flat patches: compare levels
-        return abs(float(a.mean()) - float(b.mean())) < 8.0
-    return float((a0 * b0).sum()) / denominator >= threshold
 
 
 def _frames(
@@ -397,7 +224,7 @@ def _changed_regions(
     if len(regions) > 1 and area > 0.5 * width * height:
         merged = regions[0]
         for region in regions[1:]:
-            merged = _union(merged, region)
+            merged = union(merged, region)
         return [merged]
     return regions
 
@@ -448,8 +275,8 @@ def scan_video_text(
     sampled_set = set(sampled)
     scales = settings.detect_scales
     detection_frames: list[int] = []
-    live: list[_Track] = []
-    finished: list[_Track] = []
+    live: list[Track] = []
+    finished: list[Track] = []
     pending: list[_Pending] = []
     # One reference per scale: a change is detected again at every scale, in turn.
     references: list[np.ndarray | None] = [None] * len(scales)
@@ -478,14 +305,14 @@ def scan_video_text(
             entry.detections += [
                 d.shifted(region[0], region[1]).box for d in detections if d.height <= tallest
             ]
-        new_tracks: list[tuple[_Track, np.ndarray]] = []
-        unverified: list[tuple[_Track, np.ndarray]] = []
+        new_tracks: list[tuple[Track, np.ndarray]] = []
+        unverified: list[tuple[Track, np.ndarray]] = []
         for entry in pending:
-            created, loose = _advance(entry, live, finished, settings)
+            created, loose = advance(entry, live, finished, settings)
             new_tracks += created
             unverified += loose
 
-        def read(pairs: list[tuple[_Track, np.ndarray]]) -> list[tuple[str, float]]:
+        def read(pairs: list[tuple[Track, np.ndarray]]) -> list[tuple[str, float]]:
             tick = time.perf_counter()
             readings = recognizer.recognize([crop for _, crop in pairs]) if pairs else []
             timers["recognize"] += time.perf_counter() - tick
@@ -543,7 +370,7 @@ def scan_video_text(
     if region is None and fovs:
         region = fovs[0]
         for other in fovs[1:]:
-            region = _union(region, other)
+            region = union(region, other)
         source_name = "detected"
     plan, tracks = _plan(
         finished,
@@ -601,78 +428,8 @@ def _add_detection_point(
     return width, height
 
 
-def _grow(box: Box, margin: int, width: int, height: int) -> Box:
-    return (
-        max(box[0] - margin, 0),
-        max(box[1] - margin, 0),
-        min(box[2] + margin, width),
-        min(box[3] + margin, height),
-    )
-
-
-def _around(box: Box, shape: tuple[int, ...]) -> Box:
-    return _grow(box, max(2, (box[3] - box[1]) // 2), shape[1], shape[0])
-
-
-def _crop(rgb: np.ndarray, box: Box) -> np.ndarray:
-    height, width = rgb.shape[:2]
-    x0, y0, x1, y1 = _grow(box, max(2, (box[3] - box[1]) // 4), width, height)
-    return rgb[y0:y1, x0:x1]
-
-
-def _advance(
-    entry: _Pending, live: list[_Track], finished: list[_Track], settings: TextScanSettings
-) -> tuple[list[tuple[_Track, np.ndarray]], list[tuple[_Track, np.ndarray]]]:
-    """Match one detection point's detections to the live tracks. Returns the new tracks with
-    the crop to recognise, and the crops that continued a not-yet-read track below the strict
-    correlation (read later if the track turns out allow-listed)."""
-    luma = cv2.cvtColor(entry.rgb, cv2.COLOR_RGB2GRAY)
-    used: set[int] = set()
-    still: list[_Track] = []
-    loose: list[tuple[_Track, np.ndarray]] = []
-    for track in live:
-        if not any(_inside(track.last, region) for region in entry.regions):
-            # Part of it (or all) lies where nothing changed: the text is still on screen.
-            track.last_dp = entry.index
-            still.append(track)
-            continue
-        match = None
-        kept = track.read and is_clinical_annotation(track.text)
-        threshold = settings.match_ncc_kept if kept else settings.match_ncc
-        for number, box in enumerate(entry.detections):
-            if number in used or _iou(track.last, box) < settings.match_iou:
-                continue
-            # Sampled where the track was, not inside the new box: the two scales draw boxes
-            # a few pixels apart around the same text.
-            thumb = _thumbnail(luma, track.around)
-            if _similar(track.thumb, thumb, threshold):
-                match = number
-                if not track.read and not _similar(track.thumb, thumb, settings.match_ncc_kept):
-                    loose.append((track, _crop(entry.rgb, box)))
-                break
-        if match is None:
-            finished.append(track)
-            continue
-        used.add(match)
-        box = entry.detections[match]
-        track.last, track.box, track.last_dp = box, _union(track.box, box), entry.index
-        track.around = _around(box, luma.shape)
-        track.thumb = _thumbnail(luma, track.around)
-        still.append(track)
-    created = []
-    for number, box in enumerate(entry.detections):
-        if number in used:
-            continue
-        around = _around(box, luma.shape)
-        track = _Track(box, box, entry.index, entry.index, around, _thumbnail(luma, around))
-        created.append((track, _crop(entry.rgb, box)))
-        still.append(track)
-    live[:] = still
-    return created, loose
-
-
 def _plan(
-    tracks: list[_Track],
+    tracks: list[Track],
     detection_frames: list[int],
     frame_count: int,
     fps: float,
@@ -702,7 +459,7 @@ def _plan(
     kept = 0
     results = []
     for track in sorted(tracks, key=lambda t: (t.first_dp, t.box)):
-        inside = region is None or _inside(track.box, region)
+        inside = region is None or within(track.box, region)
         masked, why = text_decision(
             track.text,
             track.confidence,
@@ -728,12 +485,12 @@ def _plan(
             continue
         for reason in why:
             reasons[reason] = reasons.get(reason, 0) + 1
-        box = _grow(track.box, settings.pad, width, height)
+        box = grow(track.box, settings.pad, width, height)
         # The same text re-found with a jittered box is one rectangle: fewer, longer spans.
-        same = next((b for b in spans if _iou(b, box) >= 0.7), None)
+        same = next((b for b in spans if iou(b, box) >= 0.7), None)
         if same is not None:
             ranges = spans.pop(same)
-            box = _union(same, box)
+            box = union(same, box)
             spans[box] = spans.get(box, []) + ranges
         spans.setdefault(box, []).append([first, last])
     every_frame: list[Box] = []
