@@ -6,8 +6,13 @@
 - phi: :class:`PhiValues`, :func:`phi_hits`, :class:`IdentifierMatcher`
 - sheets: :func:`pseudonymize_patients` (patients sheets: pseudonyms, allow-listed attributes)
 - names: :func:`display_name`, :func:`known_identifiers` (file names without PHI)
-- pixels: :func:`redact_pixels`, :func:`detect_field_of_view`, :func:`residual_phi`,
-  :func:`replace_pixels`, :class:`RedactionBox`
+- pixels: :func:`redact_pixels`, :func:`text_decision` (the allow-list policy),
+  :func:`detect_field_of_view`, :func:`residual_phi`, :func:`replace_pixels`,
+  :class:`RedactionBox`
+- video_text: :func:`scan_video_text` -> :class:`VideoTextScan` (:class:`VideoRedactionPlan`,
+  :class:`TextTrack`), :class:`TextScanSettings`
+- residual: :func:`residual_check_frames`, :func:`residual_text_findings`,
+  :func:`default_residual_engines`, :func:`residual_hit`
 
 The pseudonym map, :class:`PhiValues` and OCR text are PHI: they stay in the protected zone.
 """
@@ -38,8 +43,22 @@ from medvid.deid.pixels import (
     redact_pixels,
     replace_pixels,
     residual_phi,
+    text_decision,
+)
+from medvid.deid.residual import (
+    default_residual_engines,
+    residual_check_frames,
+    residual_hit,
+    residual_text_findings,
 )
 from medvid.deid.sheets import PatientsSheetReport, pseudonymize_patients
+from medvid.deid.video_text import (
+    TextScanSettings,
+    TextTrack,
+    VideoRedactionPlan,
+    VideoTextScan,
+    scan_video_text,
+)
 
 __all__ = [
     "IdentifierMatcher",
@@ -48,7 +67,12 @@ __all__ = [
     "PhiValues",
     "PseudonymMap",
     "RedactionBox",
+    "TextScanSettings",
+    "TextTrack",
+    "VideoRedactionPlan",
+    "VideoTextScan",
     "cine_video_id",
+    "default_residual_engines",
     "deidentify_dataset",
     "detect_field_of_view",
     "display_name",
@@ -64,6 +88,11 @@ __all__ = [
     "redact_pixels",
     "replace_pixels",
     "residual_header_phi",
+    "residual_check_frames",
+    "residual_hit",
     "residual_phi",
+    "residual_text_findings",
+    "scan_video_text",
     "study_key",
+    "text_decision",
 ]

@@ -1,14 +1,17 @@
 """Burned-in PHI in pixels: field-of-view detection, redaction and the residual check.
 
-Policy (one rule per box of OCR text):
+Policy (one rule per box of OCR text, :func:`text_decision`; an allow-list, not a block-list):
 
 1. Text not fully inside the imaging field of view (``keep_region``: the ultrasound region from
    SequenceOfUltrasoundRegions, or :func:`detect_field_of_view` for endoscopy) is masked: the
    screen margins are where devices print patient panels, dates and institution names.
-2. Text anywhere that matches the header's PHI values or a PHI pattern
+2. Text the OCR cannot read (empty, or confidence below ``min_confidence``) is masked.
+3. Text anywhere that matches the header's PHI values or a PHI pattern
    (:mod:`medvid.deid.phi`) is masked.
-3. Everything else (text inside the field of view: orientation, measurements, depth) is kept in
-   the pixels and reported as kept, so the OCR table can still use it.
+4. Text inside the field of view is kept only when all of it is allow-listed clinical
+   annotation (:func:`medvid.ocr.parse.is_clinical_annotation`: laterality, clock position,
+   orientation, measurements, depth, probe, preset and imaging settings); anything else is
+   masked.
 
 Masks are filled black rectangles grown by ``pad`` pixels. ``blank_outside=True`` additionally
 blacks out every pixel outside ``keep_region`` (for text the OCR may have missed).
@@ -27,6 +30,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from medvid.deid.phi import PhiValues, phi_hits
 from medvid.ocr.engines import OcrBox, OcrEngine
+from medvid.ocr.parse import is_clinical_annotation
 
 Box = tuple[int, int, int, int]  # (x0, y0, x1, y1) pixels, x1/y1 exclusive
 
@@ -48,6 +52,41 @@ def _inside(box: OcrBox, region: Box) -> bool:
     return box.x >= x0 and box.y >= y0 and box.x1 <= x1 and box.y1 <= y1
 
 
+#: Recognition confidence (0..1) below which text counts as unreadable, and is masked.
+MIN_READABLE_CONFIDENCE = 0.5
+
+KEPT_REASON = "clinical text inside field of view"
+
+
+def text_decision(
+    text: str,
+    confidence: float,
+    *,
+    inside_field_of_view: bool,
+    phi: PhiValues | None,
+    min_confidence: float = MIN_READABLE_CONFIDENCE,
+) -> tuple[bool, tuple[str, ...]]:
+    """Mask or keep one piece of burned-in text: ``(masked, reasons)``.
+
+    Masked, with every reason that applies, when the text is outside the field of view, is
+    unreadable (no letter or digit, or ``confidence`` below ``min_confidence``), matches PHI
+    (:func:`medvid.deid.phi.phi_hits`: header values, dates, times, name/id fields, id-like
+    numbers), or is not entirely allow-listed clinical annotation
+    (:func:`medvid.ocr.parse.is_clinical_annotation`). Kept otherwise, with the reason
+    :data:`KEPT_REASON`.
+    """
+    reasons: list[str] = []
+    if not inside_field_of_view:
+        reasons.append("outside field of view")
+    readable = confidence >= min_confidence and any(c.isalnum() for c in text)
+    if not readable:
+        reasons.append("unreadable")
+    reasons += phi_hits(text, phi)
+    if readable and inside_field_of_view and not reasons and not is_clinical_annotation(text):
+        reasons.append("not a clinical annotation")
+    return (True, tuple(reasons)) if reasons else (False, (KEPT_REASON,))
+
+
 def redact_pixels(
     image: np.ndarray,
     ocr_boxes: list[OcrBox],
@@ -56,6 +95,7 @@ def redact_pixels(
     phi: PhiValues | None,
     pad: int = 2,
     blank_outside: bool = False,
+    min_confidence: float = MIN_READABLE_CONFIDENCE,
 ) -> tuple[np.ndarray, list[RedactionBox]]:
     """Black out burned-in PHI of one frame.
 
@@ -63,10 +103,13 @@ def redact_pixels(
         image: ``(H, W, 3) uint8 RGB`` frame (not modified; a copy is returned).
         ocr_boxes: OCR of this frame (pixel coordinates of ``image``).
         keep_region: field of view ``(x0, y0, x1, y1)`` (exclusive maxima), or None when the
-            whole frame is image (then only PHI-matching text is masked).
+            whole frame is image (then every box is judged as inside it).
         phi: header PHI values of the instance (None for videos without a header).
         pad: pixels added around each masked box (anti-aliased glyph edges).
         blank_outside: also zero every pixel outside ``keep_region``.
+        min_confidence: OCR confidence below which text is unreadable, hence masked. Engines
+            that drop low-confidence boxes themselves (rapidocr's ``text_score``) leave such
+            text unseen: :class:`medvid.ocr.detect.DetectionOcrEngine` reports every box.
 
     Returns:
         ``(redacted, decisions)``: the redacted ``(H, W, 3) uint8`` copy and one
@@ -78,11 +121,14 @@ def redact_pixels(
     out = image.copy()
     decisions = []
     for box in ocr_boxes:
-        reasons = []
-        if keep_region is not None and not _inside(box, keep_region):
-            reasons.append("outside field of view")
-        reasons += phi_hits(box.text, phi)
-        if reasons:
+        masked, reasons = text_decision(
+            box.text,
+            box.confidence,
+            inside_field_of_view=keep_region is None or _inside(box, keep_region),
+            phi=phi,
+            min_confidence=min_confidence,
+        )
+        if masked:
             rect = (
                 max(box.x - pad, 0),
                 max(box.y - pad, 0),
@@ -90,11 +136,9 @@ def redact_pixels(
                 min(box.y1 + pad, height),
             )
             out[rect[1] : rect[3], rect[0] : rect[2]] = 0
-            decisions.append(RedactionBox(box, True, tuple(reasons), rect))
+            decisions.append(RedactionBox(box, True, reasons, rect))
         else:
-            decisions.append(
-                RedactionBox(box, False, ("clinical text inside field of view",), None)
-            )
+            decisions.append(RedactionBox(box, False, reasons, None))
     if blank_outside and keep_region is not None:
         x0, y0, x1, y1 = keep_region
         keep = out[y0:y1, x0:x1].copy()

@@ -1,37 +1,159 @@
-"""The residual check of a video's written frames: OCR of frames after redaction."""
+"""The independent residual check: read written frames the plan did not look at the same way.
+
+The redaction plan (:mod:`medvid.deid.video_text`) detects text at scale 1 with rapidocr's
+models. The residual check reads *written* (already redacted) frames again, differently:
+
+- which frames: every written frame inside a span where the detector saw text
+  (:attr:`VideoRedactionPlan.text_spans <medvid.deid.video_text.VideoRedactionPlan>`), plus
+  ``random_frames`` seeded random written frames (text the detector missed everywhere);
+- how: the whole frame read by every engine given, by default rapidocr's models with the
+  detector input enlarged 2x (twice the plan's scale) and, when installed, tesseract on the
+  frame enlarged 2x (a different detector and recogniser: its own page layout analysis, an LSTM
+  trained on other data).
+
+A *hit* is any text an engine reads (confidence at least 0.5, box at least 6 pixels tall) that
+is PHI (:func:`medvid.deid.phi.phi_hits`: header values, dates, times, name/id fields, id-like
+numbers), or that, read with confidence 0.7 or more, still holds a word of three or more letters
+or a number of three or more digits once the allow-listed clinical constructs are removed
+(:func:`medvid.ocr.parse.non_clinical_remainder`). Clinical annotations the plan keeps read as
+nothing left; OCR noise on speckle reads as short fragments, tiny boxes or low confidence.
+Findings name the frame, engine, reason and position, never the text.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import contextlib
+import random
+import re
+from collections.abc import Iterable, Sequence
 
+import cv2
 import numpy as np
-import pandas as pd
 
-from medvid.deid.phi import PhiValues
-from medvid.deid.pixels import residual_phi
-from medvid.images import read_rgb
-from medvid.ocr.engines import OcrEngine
+from medvid.deid.phi import PhiValues, phi_hits
+from medvid.deid.video_text import VideoRedactionPlan
+from medvid.ocr.detect import DetectionOcrEngine, Device, TextDetector, TextRecognizer
+from medvid.ocr.engines import OcrBox, OcrEngine, OcrEngineUnavailableError, TesseractEngine
+from medvid.ocr.parse import non_clinical_remainder
+
+#: A word or number left after the allow-list that counts as readable text.
+_WORD = re.compile(r"[A-Za-z]{3,}|\d{3,}")
 
 
-def residual_findings(
-    engine: OcrEngine,
-    frames_root: Path,
-    manifest: pd.DataFrame,
-    n_frames: int,
-    phi: PhiValues | None,
-) -> tuple[list[str], int]:
-    """OCR ``n_frames`` written frames (evenly spaced, live frames first) again; returns the
-    findings (``"frame <n>: <what>"``, never the PHI itself) and how many frames were read."""
-    live = manifest[~manifest["is_dead"]] if len(manifest) else manifest
-    pool = live if len(live) else manifest
-    if not len(pool):
-        return [], 0
-    picks = np.unique(np.linspace(0, len(pool) - 1, min(n_frames, len(pool))).round().astype(int))
-    findings: list[str] = []
-    for index in picks:
-        frame = pool.iloc[int(index)]
-        image = read_rgb(frames_root / frame["frame_relative_path"])
-        findings += [
-            f"frame {frame['frame_number']}: {f}" for f in residual_phi(image, engine, phi)
-        ]
-    return findings, len(picks)
+def residual_check_frames(
+    plan: VideoRedactionPlan,
+    written_frames: Sequence[int],
+    *,
+    random_frames: int = 2,
+    seed: int = 0,
+    max_text_frames: int | None = 4,
+) -> list[int]:
+    """Frame numbers the residual check reads, sorted: every written frame in a text span of
+    ``plan`` (at most ``max_text_frames`` of them when given: the first and last written frame
+    of each span first, then evenly spaced ones, a bound on the check's cost), plus
+    ``random_frames`` others drawn from the rest with ``random.Random(seed)``."""
+    written = sorted(set(int(n) for n in written_frames))
+    in_spans = [n for n in written if plan.in_text_span(n)]
+    if max_text_frames is not None and len(in_spans) > max_text_frames:
+        edges = []
+        for first, last in plan.text_spans:
+            inside = [n for n in in_spans if first <= n <= last]
+            edges += [inside[0], inside[-1]] if inside else []
+        chosen = list(dict.fromkeys(edges))[:max_text_frames]
+        rest_of_spans = [n for n in in_spans if n not in chosen]
+        room = max_text_frames - len(chosen)
+        if room > 0 and rest_of_spans:
+            picks = np.linspace(0, len(rest_of_spans) - 1, room).round().astype(int)
+            chosen += [rest_of_spans[i] for i in sorted(set(picks.tolist()))]
+    else:
+        chosen = list(in_spans)
+    rest = [n for n in written if not plan.in_text_span(n)]
+    chosen += random.Random(seed).sample(rest, min(random_frames, len(rest)))
+    return sorted(set(chosen))
+
+
+def default_residual_engines(
+    *, upscale: float = 2.0, max_side: int = 2048, device: Device = "cpu", threads: int = 0
+) -> list[OcrEngine]:
+    """The check's readers, each enlarging ``upscale`` times (less when the long side would
+    pass ``max_side`` pixels: 1.6x for a 1280-pixel screen; a bound on cost): rapidocr's models
+    (:class:`medvid.ocr.detect.DetectionOcrEngine`, detector input enlarged, every box
+    reported) and, when the binary is installed, tesseract (``psm`` 11, enlarged before
+    reading)."""
+    engines: list[OcrEngine] = [
+        DetectionOcrEngine(
+            detector=TextDetector(device=device, threads=threads),
+            recognizer=TextRecognizer(device=device, threads=threads),
+            scale=upscale,
+            max_side=max_side,
+        )
+    ]
+    with contextlib.suppress(OcrEngineUnavailableError):
+        engines.append(TesseractEngine(upscale=upscale, min_confidence=0.5, max_side=max_side))
+    return engines
+
+
+#: Confidence a reading needs to count as "readable text" when it matches no PHI pattern:
+#: tesseract reads short dictionary words into speckle ("all" at 0.53 on a clean lung clip).
+READABLE_TEXT_CONFIDENCE = 0.7
+
+
+def residual_hit(text: str, phi: PhiValues | None, confidence: float = 1.0) -> list[str]:
+    """Why ``text`` read on a redacted frame is a leak (empty: it is not): PHI
+    (:func:`medvid.deid.phi.phi_hits`), or, read with ``confidence`` of at least
+    :data:`READABLE_TEXT_CONFIDENCE`, a word of 3+ letters or a number of 3+ digits left after
+    the allow-list."""
+    reasons = phi_hits(text, phi)
+    if (
+        not reasons
+        and confidence >= READABLE_TEXT_CONFIDENCE
+        and _WORD.search(non_clinical_remainder(text))
+    ):
+        reasons.append("readable text")
+    return reasons
+
+
+def _read(engine: OcrEngine, image: np.ndarray, upscale: float) -> list[OcrBox]:
+    if upscale == 1.0:
+        return engine.read(image)
+    big = cv2.resize(image, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_CUBIC)
+    return [
+        OcrBox(
+            int(b.x / upscale),
+            int(b.y / upscale),
+            round(b.w / upscale),
+            round(b.h / upscale),
+            b.text,
+            b.confidence,
+        )
+        for b in engine.read(big)
+    ]
+
+
+def residual_text_findings(
+    frames: Iterable[tuple[int, np.ndarray]],
+    engines: Sequence[OcrEngine],
+    *,
+    phi: PhiValues | None = None,
+    upscale: float = 1.0,
+    min_confidence: float = 0.5,
+    min_height_px: int = 6,
+) -> list[str]:
+    """Read each ``(frame_number, (H, W, 3) uint8 RGB written frame)`` with every engine (the
+    engines of :func:`default_residual_engines` enlarge 2x themselves; ``upscale`` enlarges the
+    frame once more before any engine); one finding per hit (:func:`residual_hit`) read with
+    confidence ``min_confidence`` or more in a box at least ``min_height_px`` pixels tall (of
+    the frame; smaller boxes are speckle read as letters), e.g. ``"frame 57: tesseract:
+    id-like number at x=60 y=128 w=110 h=14"``. An empty list is the pass condition."""
+    findings = []
+    for frame_number, image in frames:
+        for engine in engines:
+            for box in _read(engine, image, upscale):
+                if box.confidence < min_confidence or box.h < min_height_px:
+                    continue
+                if reasons := residual_hit(box.text, phi, box.confidence):
+                    findings.append(
+                        f"frame {frame_number}: {engine.name}: {', '.join(reasons)} at "
+                        f"x={box.x} y={box.y} w={box.w} h={box.h}"
+                    )
+    return findings

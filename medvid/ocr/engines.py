@@ -100,13 +100,23 @@ class RapidOcrEngine:
         angle_classifier: run the text-angle classifier on every box. Screen overlays are
             always upright, so it is off by default (it costs time and, on short clinical
             tokens, sometimes flips a box the wrong way).
+        device: ``"cpu"`` (default), ``"cuda"`` or ``"auto"``: onnxruntime's CUDA provider when
+            this onnxruntime build has it and a GPU is present, CPU otherwise
+            (:func:`medvid.ocr.detect.execution_providers`); :attr:`provider` says which runs.
     """
 
     name = "rapidocr"
 
     def __init__(
-        self, *, text_score: float = 0.5, threads: int = -1, angle_classifier: bool = False
+        self,
+        *,
+        text_score: float = 0.5,
+        threads: int = -1,
+        angle_classifier: bool = False,
+        device: str = "cpu",
     ) -> None:
+        from medvid.ocr.detect import CUDA_PROVIDER, execution_providers
+
         try:
             import rapidocr
             from rapidocr import RapidOCR
@@ -122,6 +132,8 @@ class RapidOcrEngine:
                 f"rapidocr models missing in {model_dir} (found {sorted(models)}); "
                 "medvid never downloads models"
             )
+        self.provider = execution_providers(device)[0]  # type: ignore[arg-type]
+        use_cuda = self.provider == CUDA_PROVIDER
         params = {
             "Global.log_level": "error",
             "Global.text_score": text_score,
@@ -131,6 +143,7 @@ class RapidOcrEngine:
             "Rec.model_path": str(model_dir / sorted(rec)[0]),
             "Cls.model_path": str(model_dir / sorted(cls)[0]),
             "EngineConfig.onnxruntime.intra_op_num_threads": threads,
+            "EngineConfig.onnxruntime.use_cuda": use_cuda,
         }
         self._ocr = RapidOCR(params=params)
         self.model_files = tuple(sorted(models))
@@ -163,6 +176,8 @@ class TesseractEngine:
         lang: tesseract language(s), e.g. "eng" or "eng+deu" (must be installed).
         psm: page segmentation mode; 11 ("sparse text") suits scattered screen annotations.
         upscale: resize factor before OCR (small screen fonts read better at 2x).
+        max_side: enlarge no further than this long side, pixels (never below 1x); None: no
+            limit.
         timeout_s: seconds before the subprocess is killed.
     """
 
@@ -177,6 +192,7 @@ class TesseractEngine:
         upscale: float = 2.0,
         min_confidence: float = 0.3,
         timeout_s: float = 60.0,
+        max_side: int | None = None,
     ) -> None:
         resolved = shutil.which(binary)
         if resolved is None:
@@ -184,6 +200,7 @@ class TesseractEngine:
         self.binary = resolved
         self.lang, self.psm, self.upscale = lang, psm, upscale
         self.min_confidence, self.timeout_s = min_confidence, timeout_s
+        self.max_side = max_side
 
     def read(self, image: np.ndarray) -> list[OcrBox]:
         """Text lines of an ``(H, W, 3) uint8 RGB`` image."""
@@ -191,10 +208,11 @@ class TesseractEngine:
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         if gray.mean() < 128:
             gray = 255 - gray
-        if self.upscale != 1.0:
-            gray = cv2.resize(
-                gray, None, fx=self.upscale, fy=self.upscale, interpolation=cv2.INTER_CUBIC
-            )
+        factor = self.upscale
+        if self.max_side:
+            factor = min(factor, max(1.0, self.max_side / max(gray.shape)))
+        if factor != 1.0:
+            gray = cv2.resize(gray, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
         ok, png = cv2.imencode(".png", gray)
         if not ok:
             raise ValueError("PNG encoding failed")
@@ -208,9 +226,9 @@ class TesseractEngine:
         if proc.returncode != 0:
             stderr = proc.stderr.decode(errors="replace")[:300]
             raise OcrEngineUnavailableError(f"tesseract failed ({proc.returncode}): {stderr}")
-        return self._parse_tsv(proc.stdout.decode("utf-8", errors="replace"))
+        return self._parse_tsv(proc.stdout.decode("utf-8", errors="replace"), factor)
 
-    def _parse_tsv(self, tsv: str) -> list[OcrBox]:
+    def _parse_tsv(self, tsv: str, factor: float | None = None) -> list[OcrBox]:
         lines: dict[tuple[str, str, str, str], list[dict[str, str]]] = {}
         for row in csv.DictReader(io.StringIO(tsv), delimiter="\t", quoting=csv.QUOTE_NONE):
             if row.get("level") != "5" or not (row.get("text") or "").strip():
@@ -220,7 +238,7 @@ class TesseractEngine:
             key = (row["page_num"], row["block_num"], row["par_num"], row["line_num"])
             lines.setdefault(key, []).append(row)
         boxes = []
-        s = self.upscale
+        s = self.upscale if factor is None else factor
         for words in lines.values():
             x0 = min(int(w["left"]) for w in words)
             y0 = min(int(w["top"]) for w in words)

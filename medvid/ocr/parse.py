@@ -155,3 +155,138 @@ def parse_annotation_text(text: str) -> dict[str, Any]:
         if fields["depth_cm"] is None and (m := _BARE_CM_RE.search(consumed)):
             fields["depth_cm"] = _number(m.group(1))
     return fields
+
+
+# -- the allow-list: text that is nothing but clinical annotation ------------------------------
+#
+# Burned-in text inside the imaging field of view is kept only when *every* character of it is
+# accounted for by one of the constructs below; anything left over (a name, an id, a date, a
+# word the vocabulary does not know, a bare number) makes the whole box masked. The vocabulary
+# is closed on purpose: a word is listed because it is a body site, a probe orientation, an
+# exam preset, an imaging mode or setting, or a measurement label printed by ultrasound and
+# endoscopy systems (ACR BI-RADS US lexicon; AIUM practice parameter for documenting an
+# ultrasound examination: body part, laterality, orientation, measurements; Philips, GE,
+# SonoSite, Clarius, Olympus screens in ../shared/data). Numbers are allowed only bound to a
+# unit or to a listed label, and only short (at most 3 integer and 2 decimal digits), so no id,
+# date or phone number can pass as a measurement.
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+#: Body sites and lesion words printed as annotations ("RT KIDNEY LONG", "LYMPH NODE").
+ANATOMY_WORDS = _words(
+    """BREAST AXILLA AXILLARY NIPPLE AREOLA THYROID LOBE ISTHMUS NECK PAROTID SUBMANDIBULAR
+    LIVER KIDNEY RENAL SPLEEN GB GALLBLADDER CBD PANCREAS AORTA IVC BLADDER UTERUS OVARY
+    OVARIES ADNEXA ENDOMETRIUM CERVIX TESTIS TESTICLE SCROTUM PROSTATE LUNG PLEURA PLEURAL
+    HEART APEX BASE LV RV LA RA MV AV TV PV LVOT RVOT CAROTID CCA ICA ECA VERTEBRAL JUGULAR IJV
+    FEMORAL POPLITEAL SAPHENOUS CFV SFV GSV LYMPH NODE ABDOMEN PELVIS EYE OCULAR ORBIT GLOBE
+    RETINA LENS FETUS FETAL PLACENTA CORD HEAD ABD SHOULDER KNEE HIP ELBOW WRIST ANKLE TENDON
+    MUSCLE NERVE VEIN ARTERY PROX MID DIST PROXIMAL DISTAL UPPER LOWER ANT POST ANTERIOR
+    POSTERIOR LAT MED LATERAL MEDIAL SUP INF SUPERIOR INFERIOR CYST MASS LESION NODULE FLUID
+    EFFUSION SLIDING POLE UPPERPOLE LOWERPOLE MORISON RUQ LUQ RLQ LLQ SUBCOSTAL PLAX PSAX
+    A4C A2C A3C A5C SSN STOMACH ANTRUM DUODENUM ESOPHAGUS COLON RECTUM CECUM ILEUM"""
+)
+
+#: Exam presets, imaging modes and on-screen state words ("Gen OB", "Adult Echo", "FREEZE").
+PRESET_AND_MODE_WORDS = _words(
+    """GEN OB GYN OBGYN ADULT ECHO CARD CARDIAC PEDS PED NEO VASC VASCULAR VEN ART MSK SMP
+    SMALL PARTS THY FAST EFAST OPHTH OPH RES PEN HRES HPEN HGEN THI HAR HARM HARMONIC GENERAL
+    PENETRATION RESOLUTION DEPTH GAIN FREEZE FRZ LIVE CINE COLOR COLOUR DOPPLER POWER CF CFM
+    PW CW PD PDI CPA MMODE BMODE TDI SONOCT XRES COMPOUND ZOOM STORE FOCUS FOKUS NBI TXI RDI
+    WLI LCI BLI FICE STANDBILD FREEZE AE ENH AUTO NORM NORMAL HIGH LOW MED OPT OPTIMIZE
+    ELASTO ELASTOGRAPHY STRAIN SHEAR WAVE NEEDLE BIOPSY GUIDE GUIDANCE LINE LINES PLANE"""
+)
+
+#: Device makers and systems (not identifying: the same on every patient's screen).
+MANUFACTURER_WORDS = _words(
+    """PHILIPS HEALTHCARE GE SIEMENS ACUSON SONOSITE FUJIFILM CLARIUS BUTTERFLY MINDRAY
+    SAMSUNG MEDISON ESAOTE CANON TOSHIBA HITACHI ALOKA OLYMPUS PENTAX FUJINON KARL STORZ
+    INTERSON SONOQUE EPIQ AFFINITI LOGIQ VIVID VOLUSON VENUE EDGE SII LUMIFY"""
+)
+
+#: Measurement labels: caliper names, fetal biometry, echo and Doppler indices, safety indices
+#: and machine settings that print a number ("MI 1.1", "Gain 50", "DR 60", "FR 28").
+MEASUREMENT_LABELS = _words(
+    """D DIST DIAM DIAMETER AREA CIRC CIRCUMFERENCE VOL VOLUME LEN LENGTH WIDTH HEIGHT THICK
+    THICKNESS L W H AP TR TRV SAG ASC DESC AO ROOT ARCH INDEX MAG CIST CISTERNA MAGNA CEREB
+    BPD HC AC FL HL CRL NT GS YS EFW AFI MVP FHR HR EF IVS IVSD LVIDD LVIDS LVPW LVPWD LA RA
+    LAD TAPSE E A EA DT VMAX VMEAN VTI PG MAXPG MEANPG PS ED RI PI SD TAMAX TAMEAN SV ANGLE
+    MI TIS TIB TIC TI GAIN GN G C DR DYN FR FPS PWR P FREQ F PRF WF Z CA ACQ DEPTH GA MEAN MAX
+    MIN PEAK VEL ENH"""
+)
+
+_NUM = r"\d{1,3}(?:[.,]\d{1,2})?"
+_ALLOWED_UNIT = r"(?:cm/s|m/s|mmHg|mm|cm2|cm3|cm²|cm³|cm|ml|bpm|ms|MHz|kHz|Hz|dB|fps|deg|°|%|s)"
+_LABEL_WORD = (
+    rf"(?:[DL]\d|{'|'.join(sorted(MEASUREMENT_LABELS | ANATOMY_WORDS, key=len, reverse=True))})"
+)
+_ALLOW_CONSTRUCTS = (
+    # gestational age "GA 12w3d"
+    re.compile(r"(?<![\w.])\d{1,2}\s?w\s?\d\s?d\b", re.IGNORECASE),
+    # clock face "2:00", "10.30", "9 O'CLOCK"
+    re.compile(
+        r"(?<![\w.:/])(?:1[0-2]|0?[1-9])\s?[:.]\s?(?:00|15|30|45)(?![\w:./])"
+        r"|(?<![\w.:/])(?:1[0-2]|0?[1-9])\s?O'?\s?CLOCK\b",
+        re.IGNORECASE,
+    ),
+    # distance from the nipple "5CM FN"
+    re.compile(r"(?<![\w.,])\d{1,2}(?:[.,]\d)?\s*CM\s*F\.?\s?N\b", re.IGNORECASE),
+    # probes and systems "C5-1", "L12-5", "S5-1", "L25xp", "GIF-EZ1500", "EPIQ 7"
+    _DEVICE_RE,
+    re.compile(r"\b[A-Z]{1,3}\d{1,2}(?:-\d{1,2})?[A-Z]{0,2}\b", re.IGNORECASE),
+    # labelled measurement or setting "Asc Ao Diam 3.3 cm", "D1: 3 mm", "MI 1.1", "1.2 x 3.4 cm"
+    re.compile(
+        rf"(?<![A-Za-z]){_LABEL_WORD}(?:\s+{_LABEL_WORD}){{0,3}}\s*[:=<>]?\s*"
+        rf"(?<![\d.,/:]){_NUM}(?:\s*[x×*]\s*{_NUM})*\s*{_ALLOWED_UNIT}?(?![\d/.,:])",
+        re.IGNORECASE,
+    ),
+    # a value with its unit "4 cm", "16cm", "49Hz", "65bpm", "1.2 x 0.8 cm"
+    re.compile(
+        rf"(?<![\d.,/:]){_NUM}(?:\s*[x×*]\s*{_NUM})*\s*{_ALLOWED_UNIT}(?![\w/.,:])",
+        re.IGNORECASE,
+    ),
+    # laterality, orientation, vocabulary words, single-letter marks (L/R/A/P sides, B/M
+    # modes, G/C/D/F/H/S/T/V setting letters)
+    re.compile(
+        r"\b(?:LEFT|RIGHT|LT|RT|[LRAPBMGCDFHSTV]|2D|3D|4D|"
+        + "|".join(sorted(_ORIENTATION, key=len, reverse=True))
+        + "|"
+        + "|".join(
+            sorted(
+                ANATOMY_WORDS | PRESET_AND_MODE_WORDS | MANUFACTURER_WORDS | MEASUREMENT_LABELS,
+                key=len,
+                reverse=True,
+            )
+        )
+        + r")\b",
+        re.IGNORECASE,
+    ),
+)
+
+
+def non_clinical_remainder(text: str) -> str:
+    """What is left of ``text`` once every allow-listed clinical construct is removed.
+
+    Constructs: gestational age, clock position, distance from the nipple, a listed measurement
+    label or setting with a short number and optional unit, a short number with a unit, a probe or
+    device model, and the listed laterality, orientation, anatomy, preset, mode and manufacturer
+    words (see the vocabularies above). Punctuation is dropped. An empty result means the text
+    is entirely clinical annotation.
+    """
+    remainder = []
+    for raw_line in text.splitlines() or [text]:
+        line = raw_line.replace("’", "'")
+        for pattern in _ALLOW_CONSTRUCTS:
+            line = pattern.sub(" ", line)
+        remainder.append(re.sub(r"[^A-Za-z0-9]+", " ", line).strip())
+    return " ".join(r for r in remainder if r)
+
+
+def is_clinical_annotation(text: str) -> bool:
+    """True when ``text`` has at least one letter or digit and all of it is allow-listed
+    clinical annotation (:func:`non_clinical_remainder` is empty): e.g. "LT BREAST 2:00 5CM FN
+    TRANS", "D1 3 mm", "4 cm", "Adult Echo S5-1 49Hz 16cm". Names, ids, dates, unknown words
+    and bare numbers are not."""
+    return bool(re.search(r"[A-Za-z0-9]", text)) and not non_clinical_remainder(text)
