@@ -10,7 +10,7 @@ Each partition records the settings it was made with (:func:`fingerprint`).
 
     normalize: {max_duration_s: 240, clip_duration_s: 120}
     frames: {strategy: every_n, every_n: 10, image_format: jpg, jpeg_quality: 90}
-    ocr: {frames: 3}
+    text: {detect_interval_s: 0.25, min_text_height_px: 8}
     redaction: {pad: 2, detect_field_of_view: true}
     labels: {label_ids: {healthy: 0, covid19: 1}, allow_new_labels: true}
     segments: {dry_run: false, reviewed: false}
@@ -78,16 +78,25 @@ class FrameSettings(_Section):
     frozen_mean_abs_diff: float = 0.5
     frozen_min_duration_s: float = 0.5
     blur_laplacian_var: float = 15.0
-    residual_check_frames: int = Field(
-        3, description="Written frames read again by OCR in the blocking no_residual_phi check."
-    )
 
 
-class OcrSettings(_Section):
-    """How a video's burned-in text is found before its frames are written: ``frames`` frames
-    evenly spaced in time, the first always among them."""
+class TextSettings(_Section):
+    """How a video's burned-in text is found before its frames are written
+    (:func:`medvid.deid.scan_video_text`): text detection at every written frame and at least
+    every ``detect_interval_s`` seconds (0.25 s: text on screen 0.5 s or more is seen twice),
+    down to ``min_text_height_px`` pixels tall (enlarged for the detector), recognised once per
+    track; ``min_confidence``: below it text is unreadable and masked; ``span_margin``: detection
+    points each masked span is extended by on each side. The residual check then reads the
+    written frames where text was seen (at most ``residual_text_frames``) and
+    ``residual_random_frames`` others again, enlarged 2x, with rapidocr and tesseract."""
 
-    frames: int = 3
+    detect_interval_s: float = 0.25
+    min_text_height_px: float = 8.0
+    max_text_height_px: float = 64.0
+    min_confidence: float = 0.5
+    span_margin: int = 1
+    residual_text_frames: int = 4
+    residual_random_frames: int = 2
 
 
 class RedactionSettings(_Section):
@@ -223,7 +232,7 @@ class MedvidSettings(_Section):
 
     normalize: NormalizeSettings = Field(default_factory=NormalizeSettings)
     frames: FrameSettings = Field(default_factory=FrameSettings)
-    ocr: OcrSettings = Field(default_factory=OcrSettings)
+    text: TextSettings = Field(default_factory=TextSettings)
     redaction: RedactionSettings = Field(default_factory=RedactionSettings)
     labels: LabelSettings = Field(default_factory=LabelSettings)
     segments: SegmentSettings = Field(default_factory=SegmentSettings)

@@ -174,6 +174,7 @@ def per_member(
     upstream: tuple[str, ...] = (),
     check_descriptions: dict[str, str] | None = None,
     version_of: Callable[[MediaStore], Any] | None = None,
+    also: tuple[str, ...] = (),
 ) -> Callable:
     """Make a per-member body (``body(context, member_id, options, **params)``) into the body
     of a batch-partitioned asset.
@@ -181,8 +182,9 @@ def per_member(
     For each ``kind`` member (``video`` or ``study``) of the run's batch, in order: a member
     quarantined before (or whose ``upstream`` work was) is skipped; a member whose status
     (:mod:`medvid.status`) already has the version this run would compute (code version,
-    settings of ``section`` or the run's own config, upstream versions, and ``version_of(store)``
-    for inputs outside the batch such as the current model) is reused unless the run is tagged
+    settings of ``section`` or the run's own config, the home config's sections ``also`` that
+    the body reads as well, upstream versions, and ``version_of(store)`` for inputs outside the
+    batch such as the current model) is reused unless the run is tagged
     :data:`REDO_TAG`; otherwise the body runs. A bad-input error (:func:`is_input_error`)
     quarantines that member with its reason; any other error is logged and the member is left
     for the next run, the others go on, and the run fails at the end (so the planner tries the
@@ -212,7 +214,10 @@ def per_member(
                 settings_print = fingerprint(kwargs["config"].model_dump(mode="json"))
             else:
                 settings_print = ""
-            outside = version_of(store) if version_of is not None else None
+            outside = [version_of(store) if version_of is not None else None]
+            if also:
+                home = kwargs["settings"].load()
+                outside += [fingerprint(getattr(home, name)) for name in also]
             code = context.assets_def.code_versions_by_key.get(context.asset_key) or ""
             redo = context.run.tags.get(REDO_TAG) == "true"
             ids = batch_members(store, batch, kind)

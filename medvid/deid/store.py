@@ -14,6 +14,7 @@ from medvid.catalog import keys
 from medvid.catalog.keys import Tables, table_key
 from medvid.deid.header import PseudonymMap
 from medvid.deid.phi import PhiValues
+from medvid.deid.redaction_plan import VideoRedactionPlan
 from medvid.frames.extract import Redaction
 from medvid.intake.ledger import ledger_entry_or_none
 from medvid.store import Store, read_json, read_table, write_json
@@ -98,15 +99,14 @@ def load_phi(store: Store, origin: dict | None) -> PhiValues | None:
     return phi_from_dict(values) if values else None
 
 
+def read_redaction_plan(store: Store, video_id: str) -> VideoRedactionPlan:
+    """A video's redaction plan (rectangles and frame spans, no text)."""
+    return VideoRedactionPlan.from_dict(read_json(store, keys.redaction_plan_key(video_id)))
+
+
 def read_redaction(store: Store, video_id: str) -> Redaction:
     """The redaction ``video_frames`` applies while writing a video's frames."""
-    plan = read_json(store, keys.redaction_plan_key(video_id))
-    region = plan["keep_region"]
-    return Redaction(
-        boxes=tuple(tuple(b) for b in plan["mask_boxes"]),
-        keep_region=tuple(region) if region else None,
-        blank_outside=plan["blank_outside"],
-    )
+    return Redaction(**read_redaction_plan(store, video_id).redaction_kwargs())
 
 
 def patient_of_cine_video(store: Store, video_id: str) -> str | None:
