@@ -51,3 +51,19 @@ def write_h264(path: Path, frames_rgb: Sequence[np.ndarray], fps: Fraction) -> P
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
     return path
+
+
+def damage_mdat_middle(src: Path, dst: Path, fraction: float = 0.1, seed: int = 0) -> Path:
+    """Copy an MP4 to ``dst`` with ``fraction`` of its ``mdat`` payload, centred in the middle,
+    overwritten by seeded random bytes: a file whose container is intact but whose middle
+    packets are damaged (a bad sector, an interrupted copy patched over)."""
+    data = bytearray(src.read_bytes())
+    box = data.find(b"mdat")
+    size = int.from_bytes(data[box - 4 : box], "big")  # 32-bit box size, header included
+    payload_start, payload_size = box + 4, size - 8
+    block = int(payload_size * fraction)
+    start = payload_start + (payload_size - block) // 2
+    noise = np.random.default_rng(seed).integers(0, 256, block, dtype=np.uint8).tobytes()
+    data[start : start + block] = noise
+    dst.write_bytes(bytes(data))
+    return dst
