@@ -27,6 +27,15 @@ def avi_path(videos_dir: Path) -> Path:
     return videos_dir / AVI
 
 
+@pytest.fixture(scope="session")
+def damaged_h1n1(videos_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 123-frame H.264 MP4 with a tenth of its mdat, in the middle, overwritten: 112 frames
+    decode, 11 packets are rejected, frames 52..111 decode from damaged references."""
+    return damage_mdat_middle(
+        videos_dir / H1N1, tmp_path_factory.mktemp("damaged") / "damaged_h1n1.mp4"
+    )
+
+
 def decode_rgb(path: Path, limit: int | None = None) -> list[np.ndarray]:
     """The first ``limit`` frames of a video as ``(H, W, 3) uint8`` RGB arrays."""
     frames: list[np.ndarray] = []

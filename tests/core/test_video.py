@@ -10,7 +10,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from conftest import AVI, H1N1, MOV, MPEG, SONOSITE, damage_mdat_middle, decode_rgb
+from conftest import AVI, H1N1, MOV, MPEG, SONOSITE, decode_rgb
 
 from medvid.errors import CorruptMediaError, EmptyFileError, UnsupportedMediaError
 from medvid.video.decode import (
@@ -312,14 +312,6 @@ def test_a_split_video_announcing_more_frames_ends_with_a_shorter_last_clip(
     )
     assert [(c.frame_offset, c.frame_count) for c in clips] == [(0, 83), (83, 83), (166, 26)]
     assert [c.frame_count_announced for c in clips] == [210, 210, 210]
-
-
-@pytest.fixture(scope="module")
-def damaged_h1n1(videos_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The 123-frame H.264 MP4 with a tenth of its mdat, in the middle, overwritten."""
-    return damage_mdat_middle(
-        videos_dir / H1N1, tmp_path_factory.mktemp("damaged") / "damaged_h1n1.mp4"
-    )
 
 
 def test_decoding_a_damaged_mp4_skips_and_counts_the_rejected_packets(damaged_h1n1: Path):
