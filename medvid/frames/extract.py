@@ -4,9 +4,13 @@ One streaming pass per clip: the decoder (FFmpeg frame threads) hands over one f
 the main thread measures it on a 128-px grayscale copy of its luma plane (pHash, dead/disturbed
 flags) and decides whether to keep it; kept frames go to a small thread pool that encodes them
 (:mod:`medvid.frames.encode`: JPEG straight from the decoder's YUV 4:2:0 planes with
-libjpeg-turbo, burned-in text blacked out on the way; both release the GIL) and writes them. The
-pool's queue is bounded by frames and by bytes, so memory stays flat however long the video is
-and a very large frame (8K) is held in at most a few copies.
+libjpeg-turbo, burned-in text blacked out on the way; both release the GIL) and writes them.
+
+Memory stays flat however long the video is: the pool's queue is bounded by frames and by bytes,
+and manifest rows go to Arrow every few thousand. A very large frame is not copied around: an
+8K clip holds the decoder's own frames (slice threads only, no per-thread frames), one frame in
+encoding and its full-range planes (measured: 310 MiB of peak RSS growth for 7680x4320, about
+6.5 frames of 47.5 MiB in all, against 840 MiB before).
 
 Image files: ``<frames_root>/video_<video_id>/frame_<frame_id>.<jpg|png>``. The folder is written
 whole and atomically (:func:`medvid.io.atomic_dir`): the files go to a fresh temporary folder
@@ -89,6 +93,11 @@ _MAX_IN_FLIGHT = 2 * _ENCODE_WORKERS + 2
 # Decoded pictures waiting for or in encoding: 64 MiB is six 1080p frames, five 4K frames, one
 # 8K frame (7680x4320 yuv420p: 47 MiB).
 _IN_FLIGHT_BYTES = 64 * 2**20
+# Above this frame size (8K class) the decoder runs slice threads only: frame threads would each
+# hold a frame of their own (4 more 8K frames, 190 MiB, measured on a synthetic 8K clip).
+_FRAME_THREADS_MAX_PIXELS = 4096 * 2304
+# Manifest rows kept as Python lists before they go to Arrow: memory stays flat in video length.
+_ROWS_PER_BATCH = 4096
 
 
 def frame_relative_path(video_id: str, frame_number: int, image_format: ImageFormat = "jpg") -> str:
@@ -171,6 +180,7 @@ def extract_frames(
     if redaction is not None and redaction.is_empty:
         redaction = None
     rows: dict[str, list] = {field.name: [] for field in FRAME_MANIFEST_SCHEMA}
+    batches: list[pa.RecordBatch] = []
     pending: deque[Future[None]] = deque()
     last_kept_hash: int | None = None
     decoded_total = 0
@@ -184,6 +194,8 @@ def extract_frames(
         try:
             for clip in clips:
                 with open_video(clip.path) as stream:
+                    if stream.width * stream.height > _FRAME_THREADS_MAX_PIXELS:
+                        stream.thread_type = "SLICE"
                     time_base = Fraction(stream.time_base) if stream.time_base else 1 / fps
                     time_base_str = f"{time_base.numerator}/{time_base.denominator}"
                     start_pts: int | None = stream.start_time
@@ -263,6 +275,8 @@ def extract_frames(
                             rows["is_dead"].append(measures.is_dead)
                             rows["dead_reason"].append(measures.dead_reason)
                             rows["is_disturbed"].append(measures.is_disturbed)
+                            if len(rows["frame_id"]) == _ROWS_PER_BATCH:
+                                batches.append(_record_batch(rows))
                         previous_small = gray
                         decoded_total += 1
                         if progress is not None:
@@ -277,7 +291,17 @@ def extract_frames(
         finally:
             for future in pending:
                 future.cancel()
-    return pa.table(rows, schema=FRAME_MANIFEST_SCHEMA)
+    batches.append(_record_batch(rows))
+    return pa.Table.from_batches(batches, schema=FRAME_MANIFEST_SCHEMA).combine_chunks()
+
+
+def _record_batch(rows: dict[str, list]) -> pa.RecordBatch:
+    """The rows gathered so far as Arrow (about 200 bytes a row instead of about 1.4 KiB of
+    Python objects), emptying the lists."""
+    batch = pa.RecordBatch.from_pydict(rows, schema=FRAME_MANIFEST_SCHEMA)
+    for values in rows.values():
+        values.clear()
+    return batch
 
 
 @contextmanager
