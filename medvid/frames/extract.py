@@ -7,7 +7,7 @@ flags) and decides whether to keep it; kept frames go to a small thread pool tha
 libjpeg-turbo, burned-in text blacked out on the way; both release the GIL) and writes them.
 
 Memory stays flat however long the video is: the pool's queue is bounded by frames and by bytes,
-and manifest rows go to Arrow every few thousand. A very large frame is not copied around: an
+and manifest rows go to Arrow every thousand. A very large frame is not copied around: an
 8K clip holds the decoder's own frames (slice threads only, no per-thread frames), one frame in
 encoding and its full-range planes (measured: 310 MiB of peak RSS growth for 7680x4320, about
 6.5 frames of 47.5 MiB in all, against 840 MiB before).
@@ -89,15 +89,19 @@ _FULL_RANGE = 2  # AVCOL_RANGE_JPEG
 # Limited-range ("TV", 16..235) luma to full range 0..255, as a lookup table.
 _TV_TO_PC = np.clip(np.round((np.arange(256) - 16) * 255.0 / 219.0), 0, 255).astype(np.uint8)
 _ENCODE_WORKERS = max(2, min(8, len(os.sched_getaffinity(0))))
-_MAX_IN_FLIGHT = 2 * _ENCODE_WORKERS + 2
-# Decoded pictures waiting for or in encoding: 64 MiB is six 1080p frames, five 4K frames, one
-# 8K frame (7680x4320 yuv420p: 47 MiB).
+# Kept frames go to the pool in batches of about this many pixels (14 frames of 270x270, one of
+# 1280x720 or more): each hand-over wakes a worker, which on a busy machine can wait for a core
+# longer than a small frame takes to encode.
+_BATCH_PIXELS = 1_000_000
+_MAX_IN_FLIGHT_BATCHES = 2 * _ENCODE_WORKERS + 2
+# Decoded pictures (yuv420p bytes) waiting for or in encoding, beyond the one batch always
+# allowed: 64 MiB is twenty 1080p frames, five 4K frames, one 8K frame (47.5 MiB).
 _IN_FLIGHT_BYTES = 64 * 2**20
 # Above this frame size (8K class) the decoder runs slice threads only: frame threads would each
 # hold a frame of their own (4 more 8K frames, 190 MiB, measured on a synthetic 8K clip).
 _FRAME_THREADS_MAX_PIXELS = 4096 * 2304
 # Manifest rows kept as Python lists before they go to Arrow: memory stays flat in video length.
-_ROWS_PER_BATCH = 4096
+_ROWS_PER_BATCH = 1024
 
 
 def frame_relative_path(video_id: str, frame_number: int, image_format: ImageFormat = "jpg") -> str:
@@ -181,7 +185,6 @@ def extract_frames(
         redaction = None
     rows: dict[str, list] = {field.name: [] for field in FRAME_MANIFEST_SCHEMA}
     batches: list[pa.RecordBatch] = []
-    pending: deque[Future[None]] = deque()
     last_kept_hash: int | None = None
     decoded_total = 0
 
@@ -191,6 +194,7 @@ def extract_frames(
         ThreadPoolExecutor(max_workers=_ENCODE_WORKERS, thread_name_prefix="frames") as pool,
     ):
         out_prefix = f"{out_dir}{os.sep}"
+        encoder = _EncodeQueue(pool, image_format, jpeg_quality, redaction)
         try:
             for clip in clips:
                 with open_video(clip.path) as stream:
@@ -235,22 +239,7 @@ def extract_frames(
                             rel_path = f"{video_dir_name}/{name}"
                             width = frame.width - clip.pad_right
                             height = frame.height - clip.pad_bottom
-                            pending.append(
-                                pool.submit(
-                                    _write_frame,
-                                    frame,
-                                    out_prefix + name,
-                                    width,
-                                    height,
-                                    image_format,
-                                    jpeg_quality,
-                                    redaction,
-                                    frame_number,
-                                )
-                            )
-                            in_flight = _in_flight_limit(frame)
-                            while len(pending) > in_flight:
-                                pending.popleft().result()
+                            encoder.put(frame, out_prefix + name, width, height, frame_number)
                             if frame.pts is None:
                                 pts = None
                                 timestamp = clip.time_offset_s + index / float(fps)
@@ -286,11 +275,9 @@ def extract_frames(
                             f"{clip.path.name}: decoded {index + 1} frames, expected "
                             f"{clip.frame_count}"
                         )
-            while pending:
-                pending.popleft().result()
+            encoder.finish()
         finally:
-            for future in pending:
-                future.cancel()
+            encoder.cancel()
     batches.append(_record_batch(rows))
     return pa.Table.from_batches(batches, schema=FRAME_MANIFEST_SCHEMA).combine_chunks()
 
@@ -311,8 +298,8 @@ def _opencv_threads(count: int) -> Iterator[None]:
 
     The pipeline already keeps every core busy (decoder threads, encode workers); OpenCV's pool
     splitting each small resize or conversion across cores, then spinning between calls, cost
-    more CPU than it saved: on the 270x270 clip of ``shared/data``, 1.9 ms of CPU a frame with
-    it, 0.95 ms without. The setting is process-wide, so OpenCV calls made by other threads
+    more CPU than it saved: on the 270x270 clip of ``shared/data``, 1.5-2.0 ms of CPU a frame
+    with it, 0.9-1.1 ms without. The setting is process-wide, so OpenCV calls made by other threads
     while frames are extracted run single-threaded too (slower, never wrong).
     """
     before = cv2.getNumThreads()
@@ -323,10 +310,70 @@ def _opencv_threads(count: int) -> Iterator[None]:
         cv2.setNumThreads(before)
 
 
-def _in_flight_limit(frame: VideoFrame) -> int:
-    """How many frames may wait for or be in encoding: a fixed count, fewer for large frames."""
-    picture_bytes = max(1, frame.width * frame.height * 3 // 2)
-    return max(1, min(_MAX_IN_FLIGHT, _IN_FLIGHT_BYTES // picture_bytes))
+class _EncodeQueue:
+    """Hands kept frames to the encode pool in batches of about :data:`_BATCH_PIXELS`, with at
+    most :data:`_IN_FLIGHT_BYTES` of decoded pictures (and at least one batch) waiting or in
+    encoding: :meth:`put` blocks until older batches are written."""
+
+    def __init__(
+        self,
+        pool: ThreadPoolExecutor,
+        image_format: ImageFormat,
+        jpeg_quality: int,
+        redaction: Redaction | None,
+    ) -> None:
+        self._pool = pool
+        self._settings = (image_format, jpeg_quality, redaction)
+        self._batch: list[tuple[VideoFrame, str, int, int, int]] = []
+        self._batch_pixels = 0
+        self._pending: deque[tuple[Future[None], int]] = deque()
+        self._pending_bytes = 0
+
+    def put(self, frame: VideoFrame, path: str, width: int, height: int, number: int) -> None:
+        """Queue one frame for :func:`_write_frames`."""
+        self._batch.append((frame, path, width, height, number))
+        self._batch_pixels += frame.width * frame.height
+        if self._batch_pixels >= _BATCH_PIXELS:
+            self._submit()
+
+    def finish(self) -> None:
+        """Submit what is queued and wait until every frame is written (raising their errors)."""
+        self._submit()
+        while self._pending:
+            self._wait_oldest()
+
+    def cancel(self) -> None:
+        """Drop the batches not started yet (after an error)."""
+        for future, _ in self._pending:
+            future.cancel()
+
+    def _submit(self) -> None:
+        if not self._batch:
+            return
+        picture_bytes = self._batch_pixels * 3 // 2
+        future = self._pool.submit(_write_frames, self._batch, *self._settings)
+        self._pending.append((future, picture_bytes))
+        self._pending_bytes += picture_bytes
+        self._batch, self._batch_pixels = [], 0
+        while len(self._pending) > 1 and (
+            self._pending_bytes > _IN_FLIGHT_BYTES or len(self._pending) > _MAX_IN_FLIGHT_BATCHES
+        ):
+            self._wait_oldest()
+
+    def _wait_oldest(self) -> None:
+        future, picture_bytes = self._pending.popleft()
+        self._pending_bytes -= picture_bytes
+        future.result()
+
+
+def _write_frames(
+    batch: list[tuple[VideoFrame, str, int, int, int]],
+    image_format: ImageFormat,
+    jpeg_quality: int,
+    redaction: Redaction | None,
+) -> None:
+    for frame, path, width, height, number in batch:
+        _write_frame(frame, path, width, height, image_format, jpeg_quality, redaction, number)
 
 
 def _write_frame(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from fractions import Fraction
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,7 +15,7 @@ import simplejpeg
 from conftest import H1N1, SONOSITE, write_h264
 
 from medvid.frames.encode import Redaction, encode_frame, frame_to_bgr, jpeg_ycbcr_planes
-from medvid.frames.extract import _in_flight_limit
+from medvid.frames.extract import _MAX_IN_FLIGHT_BATCHES, _EncodeQueue
 
 
 def _frames(path: Path, limit: int) -> list[av.VideoFrame]:
@@ -117,10 +118,51 @@ def test_png_stays_lossless(videos_dir: Path) -> None:
     assert np.array_equal(_decode(png), frame_to_bgr(frame).astype(int))
 
 
-def test_an_8k_frame_is_held_one_at_a_time_while_small_ones_queue() -> None:
-    assert _in_flight_limit(SimpleNamespace(width=7680, height=4320)) == 1
-    assert _in_flight_limit(SimpleNamespace(width=3840, height=2160)) == 5
-    assert _in_flight_limit(SimpleNamespace(width=1920, height=1080)) >= 6
+class _RecordingPool:
+    """Stands in for the encode pool: runs nothing, records each batch's size and how many
+    batches are outstanding (submitted, not yet awaited) after each frame is queued."""
+
+    def __init__(self) -> None:
+        self.batch_sizes: list[int] = []
+        self.outstanding: set[Future] = set()
+
+    def submit(self, fn, batch, *settings) -> Future:
+        pool = self
+
+        class Awaited(Future):
+            def result(self, timeout=None):
+                pool.outstanding.discard(self)
+
+        future = Awaited()
+        self.batch_sizes.append(len(batch))
+        self.outstanding.add(future)
+        return future
+
+
+def _queue_frames(width: int, height: int, count: int) -> tuple[_RecordingPool, list[int]]:
+    pool = _RecordingPool()
+    queue = _EncodeQueue(pool, "jpg", 90, None)  # type: ignore[arg-type]
+    outstanding = []
+    for number in range(count):
+        queue.put(
+            SimpleNamespace(width=width, height=height), f"{number}.jpg", width, height, number
+        )
+        outstanding.append(len(pool.outstanding))
+    queue.finish()
+    assert not pool.outstanding
+    return pool, outstanding
+
+
+def test_8k_frames_are_encoded_one_at_a_time() -> None:
+    pool, outstanding = _queue_frames(7680, 4320, 6)
+    assert pool.batch_sizes == [1] * 6
+    assert max(outstanding) == 1  # one 8K frame in encoding while the next one decodes
+
+
+def test_small_frames_go_to_the_encoders_in_batches() -> None:
+    pool, outstanding = _queue_frames(270, 270, 200)
+    assert pool.batch_sizes == [14] * 14 + [4]  # 14 x 72900 px reach 1 Mpx
+    assert max(outstanding) == _MAX_IN_FLIGHT_BATCHES
 
 
 # --- redaction ------------------------------------------------------------------------------------
