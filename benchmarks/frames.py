@@ -21,7 +21,7 @@ printed beside them, because on a shared machine a tool's wall time depends on w
 do while CPU time mostly does not.
 
 Then peak memory, in child processes: the peak RSS growth while extracting every frame of a
-short input and of the same input looped 4x and 16x (packets remuxed, no re-encode) should stay
+short input and of the same input looped 4x, 16x and 64x (packets remuxed, no re-encode) should stay
 flat, and that of a synthetic 8K (7680x4320) H.264 clip shows how many full-frame copies are
 held. Outputs go to a temporary folder that is removed at the end.
 """
@@ -318,7 +318,7 @@ def main() -> None:
             source = next((v for v in videos if v.suffix.lower() == ".mp4"), videos[0])
             warm = min(videos, key=lambda v: v.stat().st_size)
             inputs = []
-            for times in (1, 4, 16):
+            for times in (1, 4, 16, 64):
                 looped = source if times == 1 else scratch / f"loop{times}.mp4"
                 if times > 1:
                     loop_video(source, looped, times)

@@ -93,7 +93,7 @@ _ENCODE_WORKERS = max(2, min(8, len(os.sched_getaffinity(0))))
 # 1280x720 or more): each hand-over wakes a worker, which on a busy machine can wait for a core
 # longer than a small frame takes to encode.
 _BATCH_PIXELS = 1_000_000
-_MAX_IN_FLIGHT_BATCHES = 2 * _ENCODE_WORKERS + 2
+_MAX_IN_FLIGHT_BATCHES = _ENCODE_WORKERS + 1
 # Decoded pictures (yuv420p bytes) waiting for or in encoding, beyond the one batch always
 # allowed: 64 MiB is twenty 1080p frames, five 4K frames, one 8K frame (47.5 MiB).
 _IN_FLIGHT_BYTES = 64 * 2**20
