@@ -2,24 +2,31 @@
 
 One streaming pass per clip: the decoder (FFmpeg frame threads) hands over one frame at a time;
 the main thread measures it on a 128-px grayscale copy of its luma plane (pHash, dead/disturbed
-flags) and decides whether to keep it; kept frames go to a small thread pool that converts them
-to BGR, JPEG/PNG-encodes them (OpenCV, libjpeg-turbo; both release the GIL) and writes them
-atomically. The pool's queue is bounded, so memory stays flat however long the video is.
+flags) and decides whether to keep it; kept frames go to a small thread pool that encodes them
+(:mod:`medvid.frames.encode`: JPEG straight from the decoder's YUV 4:2:0 planes with
+libjpeg-turbo, burned-in text blacked out on the way; both release the GIL) and writes them.
 
-Image files: ``<frames_root>/video_<video_id>/frame_<frame_id>.<jpg|png>``. Re-running with the
-same inputs writes byte-identical files and an identical table; frame files in that folder from
-an earlier run that the new manifest does not list are removed.
-"""
+Memory stays flat however long the video is: the pool's queue is bounded by frames and by bytes,
+and manifest rows go to Arrow every thousand. A very large frame is not copied around: an
+8K clip holds the decoder's own frames (slice threads only, no per-thread frames), one frame in
+encoding and its full-range planes (measured: 310 MiB of peak RSS growth for 7680x4320, about
+6.5 frames of 47.5 MiB in all, against 840 MiB before).
+
+Image files: ``<frames_root>/video_<video_id>/frame_<frame_id>.<jpg|png>``. The folder is written
+whole and atomically (:func:`medvid.io.atomic_dir`): the files go to a fresh temporary folder
+that replaces ``video_<video_id>/`` once every frame is written, so a reader sees the previous
+run's frames or this run's, never a mix, and frames an earlier run kept that this one does not
+are gone. Re-running with the same inputs writes byte-identical files and an identical table."""
 
 from __future__ import annotations
 
+import os
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
 
 import cv2
 import numpy as np
@@ -27,15 +34,25 @@ import pyarrow as pa
 from av.video.frame import VideoFrame
 
 from medvid.errors import CorruptMediaError
+from medvid.frames.encode import ImageFormat, Redaction, encode_frame, frame_to_bgr
 from medvid.frames.phash import hamming, phash64, phash_hex
 from medvid.frames.quality import QualityThresholds, frame_quality, is_still, small_gray
 from medvid.frames.sampling import SamplingConfig, planned_frame_numbers
 from medvid.ids import frame_id
-from medvid.io import write_bytes_atomic
+from medvid.io import atomic_dir
 from medvid.video.decode import iter_video_frames, open_video
 from medvid.video.normalize import Clip
 
-ImageFormat = Literal["jpg", "png"]
+__all__ = [
+    "FRAME_MANIFEST_SCHEMA",
+    "ImageFormat",
+    "Redaction",
+    "extract_frames",
+    "frame_relative_path",
+    "frame_to_bgr",
+    "luma_small",
+]
+
 ProgressCallback = Callable[[int, int], None]
 
 FRAME_MANIFEST_SCHEMA = pa.schema(
@@ -71,37 +88,20 @@ _LUMA_FIRST_FORMATS = frozenset(
 _FULL_RANGE = 2  # AVCOL_RANGE_JPEG
 # Limited-range ("TV", 16..235) luma to full range 0..255, as a lookup table.
 _TV_TO_PC = np.clip(np.round((np.arange(256) - 16) * 255.0 / 219.0), 0, 255).astype(np.uint8)
-# AVColorSpace values OpenCV's YUV->BGR matches: unspecified, BT.470BG, SMPTE 170M (BT.601).
-_BT601_COLORSPACES = frozenset({2, 5, 6})
-_ENCODE_WORKERS = 2
-_MAX_IN_FLIGHT = 2 * _ENCODE_WORKERS + 2
-
-
-@dataclass(frozen=True)
-class Redaction:
-    """Pixels to black out in every frame of a video: burned-in text found by OCR.
-
-    ``boxes`` are ``(x0, y0, x1, y1)`` rectangles in pixels of the original frame (x1/y1
-    exclusive); with ``blank_outside`` every pixel outside ``keep_region`` (the imaging field of
-    view, same convention) is blacked out as well.
-    """
-
-    boxes: tuple[tuple[int, int, int, int], ...] = ()
-    keep_region: tuple[int, int, int, int] | None = None
-    blank_outside: bool = False
-
-    def apply(self, image: np.ndarray) -> np.ndarray:
-        """Black out the boxes (and the outside) of an ``(H, W, C)`` image in place; returns it."""
-        height, width = image.shape[:2]
-        for x0, y0, x1, y1 in self.boxes:
-            image[max(y0, 0) : min(y1, height), max(x0, 0) : min(x1, width)] = 0
-        if self.blank_outside and self.keep_region is not None:
-            x0, y0, x1, y1 = self.keep_region
-            image[: max(y0, 0)] = 0
-            image[min(y1, height) :] = 0
-            image[:, : max(x0, 0)] = 0
-            image[:, min(x1, width) :] = 0
-        return image
+_ENCODE_WORKERS = max(2, min(8, len(os.sched_getaffinity(0))))
+# Kept frames go to the pool in batches of about this many pixels (14 frames of 270x270, one of
+# 1280x720 or more): each hand-over wakes a worker, which on a busy machine can wait for a core
+# longer than a small frame takes to encode.
+_BATCH_PIXELS = 1_000_000
+_MAX_IN_FLIGHT_BATCHES = _ENCODE_WORKERS + 1
+# Decoded pictures (yuv420p bytes) waiting for or in encoding, beyond the one batch always
+# allowed: 64 MiB is twenty 1080p frames, five 4K frames, one 8K frame (47.5 MiB).
+_IN_FLIGHT_BYTES = 64 * 2**20
+# Above this frame size (8K class) the decoder runs slice threads only: frame threads would each
+# hold a frame of their own (4 more 8K frames, 190 MiB, measured on a synthetic 8K clip).
+_FRAME_THREADS_MAX_PIXELS = 4096 * 2304
+# Manifest rows kept as Python lists before they go to Arrow: memory stays flat in video length.
+_ROWS_PER_BATCH = 1024
 
 
 def frame_relative_path(video_id: str, frame_number: int, image_format: ImageFormat = "jpg") -> str:
@@ -150,11 +150,16 @@ def extract_frames(
         jpeg_quality: libjpeg quality 1..100.
         total_frames: frames in the original video (the sum of the clips' frame counts).
         progress: called with ``(frames_decoded, total_frames)`` after each decoded frame.
-        redaction: burned-in text to black out in every written image (de-identification);
-            measurements (pHash, quality flags) are taken before it, on the decoded frame.
+        redaction: burned-in text to black out in the written images (de-identification):
+            :meth:`Redaction.boxes_at` of each frame's number, and the outside of the kept
+            region. Measurements (pHash, quality flags) are taken before it, on the decoded
+            frame, so they describe the picture, not the masks.
 
     Returns:
         A table with :data:`FRAME_MANIFEST_SCHEMA`, one row per kept frame, by ``frame_number``.
+        Frames decoded from damaged source data (:attr:`Clip.damaged_spans
+        <medvid.video.normalize.Clip.damaged_spans>`) or flagged corrupt by the decoder are
+        ``is_disturbed``.
 
     Raises:
         CorruptMediaError: a clip fails to decode or holds a different number of frames than
@@ -174,23 +179,27 @@ def extract_frames(
     if planned is not None:
         keep_mask = np.zeros(total_frames + 1, dtype=bool)
         keep_mask[planned] = True
-    video_dir = Path(frames_root) / f"video_{video_id}"
-    video_dir.mkdir(parents=True, exist_ok=True)
-    ext = f".{image_format}"
-    params = (
-        [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
-        if image_format == "jpg"
-        else [cv2.IMWRITE_PNG_COMPRESSION, 3]
-    )
+    frames_root = Path(frames_root)
+    video_dir_name = f"video_{video_id}"
+    if redaction is not None and redaction.is_empty:
+        redaction = None
     rows: dict[str, list] = {field.name: [] for field in FRAME_MANIFEST_SCHEMA}
-    pending: deque[Future[None]] = deque()
+    batches: list[pa.RecordBatch] = []
     last_kept_hash: int | None = None
     decoded_total = 0
 
-    with ThreadPoolExecutor(max_workers=_ENCODE_WORKERS, thread_name_prefix="frames") as pool:
+    with (
+        _opencv_threads(1),
+        atomic_dir(frames_root / video_dir_name) as out_dir,
+        ThreadPoolExecutor(max_workers=_ENCODE_WORKERS, thread_name_prefix="frames") as pool,
+    ):
+        out_prefix = f"{out_dir}{os.sep}"
+        encoder = _EncodeQueue(pool, image_format, jpeg_quality, redaction)
         try:
             for clip in clips:
                 with open_video(clip.path) as stream:
+                    if stream.width * stream.height > _FRAME_THREADS_MAX_PIXELS:
+                        stream.thread_type = "SLICE"
                     time_base = Fraction(stream.time_base) if stream.time_base else 1 / fps
                     time_base_str = f"{time_base.numerator}/{time_base.denominator}"
                     start_pts: int | None = stream.start_time
@@ -224,25 +233,13 @@ def extract_frames(
                                 gray,
                                 still_frames / float(fps),
                                 quality,
-                                decoder_corrupt=frame.is_corrupt,
+                                decoder_corrupt=frame.is_corrupt or clip.is_damaged(frame_number),
                             )
-                            rel_path = frame_relative_path(video_id, frame_number, image_format)
+                            name = f"frame_{frame_id(video_id, frame_number)}.{image_format}"
+                            rel_path = f"{video_dir_name}/{name}"
                             width = frame.width - clip.pad_right
                             height = frame.height - clip.pad_bottom
-                            pending.append(
-                                pool.submit(
-                                    _write_image,
-                                    frame,
-                                    frames_root / rel_path,
-                                    width,
-                                    height,
-                                    ext,
-                                    params,
-                                    redaction,
-                                )
-                            )
-                            while len(pending) > _MAX_IN_FLIGHT:
-                                pending.popleft().result()
+                            encoder.put(frame, out_prefix + name, width, height, frame_number)
                             if frame.pts is None:
                                 pts = None
                                 timestamp = clip.time_offset_s + index / float(fps)
@@ -267,6 +264,8 @@ def extract_frames(
                             rows["is_dead"].append(measures.is_dead)
                             rows["dead_reason"].append(measures.dead_reason)
                             rows["is_disturbed"].append(measures.is_disturbed)
+                            if len(rows["frame_id"]) == _ROWS_PER_BATCH:
+                                batches.append(_record_batch(rows))
                         previous_small = gray
                         decoded_total += 1
                         if progress is not None:
@@ -276,55 +275,124 @@ def extract_frames(
                             f"{clip.path.name}: decoded {index + 1} frames, expected "
                             f"{clip.frame_count}"
                         )
-            while pending:
-                pending.popleft().result()
+            encoder.finish()
         finally:
-            for future in pending:
-                future.cancel()
-
-    written = set(rows["frame_relative_path"])
-    for stale in video_dir.glob("frame_*"):
-        if f"{video_dir.name}/{stale.name}" not in written:
-            stale.unlink(missing_ok=True)
-    return pa.table(rows, schema=FRAME_MANIFEST_SCHEMA)
+            encoder.cancel()
+    batches.append(_record_batch(rows))
+    return pa.Table.from_batches(batches, schema=FRAME_MANIFEST_SCHEMA).combine_chunks()
 
 
-def frame_to_bgr(frame: VideoFrame) -> np.ndarray:
-    """A decoded frame as ``(H, W, 3) uint8`` BGR (OpenCV's channel order).
+def _record_batch(rows: dict[str, list]) -> pa.RecordBatch:
+    """The rows gathered so far as Arrow (about 200 bytes a row instead of about 1.4 KiB of
+    Python objects), emptying the lists."""
+    batch = pa.RecordBatch.from_pydict(rows, schema=FRAME_MANIFEST_SCHEMA)
+    for values in rows.values():
+        values.clear()
+    return batch
 
-    Limited-range BT.601 (or untagged) yuv420p, by far the common case, is converted by OpenCV
-    (SIMD, ~3x faster than swscale here); anything else by swscale, single-threaded because
-    per-call thread start-up costs more than it saves on one frame.
+
+@contextmanager
+def _opencv_threads(count: int) -> Iterator[None]:
+    """OpenCV's own thread pool (``parallel_for_``) limited to ``count`` threads inside the
+    block, restored after.
+
+    The pipeline already keeps every core busy (decoder threads, encode workers); OpenCV's pool
+    splitting each small resize or conversion across cores, then spinning between calls, cost
+    more CPU than it saved: on the 270x270 clip of ``shared/data``, 1.5-2.0 ms of CPU a frame
+    with it, 0.9-1.1 ms without. The setting is process-wide, so OpenCV calls made by other threads
+    while frames are extracted run single-threaded too (slower, never wrong).
     """
-    if (
-        frame.format.name == "yuv420p"
-        and frame.width % 2 == 0
-        and frame.height % 2 == 0
-        and frame.color_range != _FULL_RANGE
-        and frame.colorspace in _BT601_COLORSPACES
-    ):
-        i420 = frame.to_ndarray(format="yuv420p")
-        return cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
-    return frame.to_ndarray(format="bgr24", threads=1)
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(count)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
 
 
-def _write_image(
+class _EncodeQueue:
+    """Hands kept frames to the encode pool in batches of about :data:`_BATCH_PIXELS`, with at
+    most :data:`_IN_FLIGHT_BYTES` of decoded pictures (and at least one batch) waiting or in
+    encoding: :meth:`put` blocks until older batches are written."""
+
+    def __init__(
+        self,
+        pool: ThreadPoolExecutor,
+        image_format: ImageFormat,
+        jpeg_quality: int,
+        redaction: Redaction | None,
+    ) -> None:
+        self._pool = pool
+        self._settings = (image_format, jpeg_quality, redaction)
+        self._batch: list[tuple[VideoFrame, str, int, int, int]] = []
+        self._batch_pixels = 0
+        self._pending: deque[tuple[Future[None], int]] = deque()
+        self._pending_bytes = 0
+
+    def put(self, frame: VideoFrame, path: str, width: int, height: int, number: int) -> None:
+        """Queue one frame for :func:`_write_frames`."""
+        self._batch.append((frame, path, width, height, number))
+        self._batch_pixels += frame.width * frame.height
+        if self._batch_pixels >= _BATCH_PIXELS:
+            self._submit()
+
+    def finish(self) -> None:
+        """Submit what is queued and wait until every frame is written (raising their errors)."""
+        self._submit()
+        while self._pending:
+            self._wait_oldest()
+
+    def cancel(self) -> None:
+        """Drop the batches not started yet (after an error)."""
+        for future, _ in self._pending:
+            future.cancel()
+
+    def _submit(self) -> None:
+        if not self._batch:
+            return
+        picture_bytes = self._batch_pixels * 3 // 2
+        future = self._pool.submit(_write_frames, self._batch, *self._settings)
+        self._pending.append((future, picture_bytes))
+        self._pending_bytes += picture_bytes
+        self._batch, self._batch_pixels = [], 0
+        while len(self._pending) > 1 and (
+            self._pending_bytes > _IN_FLIGHT_BYTES or len(self._pending) > _MAX_IN_FLIGHT_BATCHES
+        ):
+            self._wait_oldest()
+
+    def _wait_oldest(self) -> None:
+        future, picture_bytes = self._pending.popleft()
+        self._pending_bytes -= picture_bytes
+        future.result()
+
+
+def _write_frames(
+    batch: list[tuple[VideoFrame, str, int, int, int]],
+    image_format: ImageFormat,
+    jpeg_quality: int,
+    redaction: Redaction | None,
+) -> None:
+    for frame, path, width, height, number in batch:
+        _write_frame(frame, path, width, height, image_format, jpeg_quality, redaction, number)
+
+
+def _write_frame(
     frame: VideoFrame,
-    path: Path,
+    path: str,
     width: int,
     height: int,
-    ext: str,
-    params: list[int],
-    redaction: Redaction | None = None,
+    image_format: ImageFormat,
+    jpeg_quality: int,
+    redaction: Redaction | None,
+    frame_number: int,
 ) -> None:
-    """Convert a decoded frame to BGR, crop normalization padding, redact, encode and write
-    atomically."""
-    bgr = frame_to_bgr(frame)
-    if bgr.shape[0] != height or bgr.shape[1] != width:
-        bgr = bgr[:height, :width]
-    if redaction is not None:
-        bgr = redaction.apply(bgr)
-    ok, encoded = cv2.imencode(ext, bgr, params)
-    if not ok:
-        raise RuntimeError(f"OpenCV could not encode {path.name}")
-    write_bytes_atomic(path, encoded.tobytes())
+    """Encode one frame (:func:`~medvid.frames.encode.encode_frame`) and write it to ``path``,
+    a new file in the run's temporary folder (the folder as a whole is renamed into place)."""
+    data = encode_frame(frame, width, height, image_format, jpeg_quality, redaction, frame_number)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)

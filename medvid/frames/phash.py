@@ -19,7 +19,6 @@ import numpy as np
 HASH_BITS = 64
 _HASH_SIZE = 8
 _DCT_SIZE = 32  # hash_size * highfreq_factor
-_BIT_WEIGHTS = (1 << np.arange(HASH_BITS - 1, -1, -1, dtype=np.uint64)).astype(np.uint64)
 # cv2.dct is orthonormal; scipy.fftpack.dct (norm=None), which imagehash uses, is not: relative to
 # the orthonormal DCT its row 0 and column 0 are larger by sqrt(2). Apply that to compare the same
 # values to the median.
@@ -41,10 +40,13 @@ def phash64(image: np.ndarray) -> int:
     if image.ndim != 2:
         raise ValueError(f"expected (H, W) or (H, W, 3) image, got shape {image.shape}")
     small = cv2.resize(image, (_DCT_SIZE, _DCT_SIZE), interpolation=cv2.INTER_AREA)
-    coeffs = cv2.dct(small.astype(np.float32)).astype(np.float64)
-    low = coeffs[:_HASH_SIZE, :_HASH_SIZE] * _SCIPY_SCALE
-    bits = (low > np.median(low)).ravel()
-    return int(np.sum(_BIT_WEIGHTS[bits], dtype=np.uint64))
+    coeffs = cv2.dct(small.astype(np.float32))
+    low = (coeffs[:_HASH_SIZE, :_HASH_SIZE].astype(np.float64) * _SCIPY_SCALE).ravel()
+    # the median of 64 values, as np.median takes it (mean of the middle two), at a third of the
+    # cost of its general machinery
+    ordered = np.sort(low)
+    median = (ordered[HASH_BITS // 2 - 1] + ordered[HASH_BITS // 2]) / 2
+    return int.from_bytes(np.packbits(low > median).tobytes(), "big")
 
 
 def hamming(a: int, b: int) -> int:

@@ -1,10 +1,12 @@
-"""Probe a video file: container, codec, geometry, frame rate and a trustworthy frame count.
+"""Probe a video file: container, codec, geometry, frame rate and the announced frame count.
 
-The frame count is what every later stage indexes by (``frame_number``), so it is never taken on
-faith from the header: the video packets are always demuxed (cheap, no decoding) and counted, and
-the counted value wins when the header is missing or disagrees with it. Only the first frame is
-decoded, to prove the stream is decodable at all.
-"""
+The frame count is never taken on faith from the header: the video packets are always demuxed
+(cheap, no decoding) and counted, and the counted value wins when the header is missing or
+disagrees with it. It is still an announcement: each packet is supposed to hold one frame, but
+an edit list can hide some (pre-roll flagged for discard) and damaged packets do not decode.
+The frames that actually decode are counted by normalization
+(:func:`medvid.video.normalize.normalize_video`), and every later stage indexes by those. Only
+the first frame is decoded here, to prove the stream is decodable at all."""
 
 from __future__ import annotations
 
@@ -35,7 +37,9 @@ class VideoInfo:
         width, height: coded picture size in pixels (before any display rotation).
         avg_frame_rate: frames per second as an exact fraction (stream ``avg_frame_rate``, else
             the guessed / ``r_frame_rate``).
-        frame_count: number of video packets (= decoded frames) in the stream.
+        frame_count: number of video packets in the stream: the frames the container announces.
+            The decoder can yield fewer (edit-list discards, damaged packets); normalization
+            keeps the decoded ones and records this count as ``Clip.frame_count_announced``.
         frame_count_source: ``"header"`` when the container's count was confirmed by demuxing,
             ``"counted"`` when the header lacked it or disagreed and the demuxed count is used.
         duration_s: stream duration in seconds, from the demuxed packets' pts and durations

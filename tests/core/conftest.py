@@ -27,6 +27,15 @@ def avi_path(videos_dir: Path) -> Path:
     return videos_dir / AVI
 
 
+@pytest.fixture(scope="session")
+def damaged_h1n1(videos_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 123-frame H.264 MP4 with a tenth of its mdat, in the middle, overwritten: 112 frames
+    decode, 11 packets are rejected, frames 52..111 decode from damaged references."""
+    return damage_mdat_middle(
+        videos_dir / H1N1, tmp_path_factory.mktemp("damaged") / "damaged_h1n1.mp4"
+    )
+
+
 def decode_rgb(path: Path, limit: int | None = None) -> list[np.ndarray]:
     """The first ``limit`` frames of a video as ``(H, W, 3) uint8`` RGB arrays."""
     frames: list[np.ndarray] = []
@@ -51,3 +60,19 @@ def write_h264(path: Path, frames_rgb: Sequence[np.ndarray], fps: Fraction) -> P
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
     return path
+
+
+def damage_mdat_middle(src: Path, dst: Path, fraction: float = 0.1, seed: int = 0) -> Path:
+    """Copy an MP4 to ``dst`` with ``fraction`` of its ``mdat`` payload, centred in the middle,
+    overwritten by seeded random bytes: a file whose container is intact but whose middle
+    packets are damaged (a bad sector, an interrupted copy patched over)."""
+    data = bytearray(src.read_bytes())
+    box = data.find(b"mdat")
+    size = int.from_bytes(data[box - 4 : box], "big")  # 32-bit box size, header included
+    payload_start, payload_size = box + 4, size - 8
+    block = int(payload_size * fraction)
+    start = payload_start + (payload_size - block) // 2
+    noise = np.random.default_rng(seed).integers(0, 256, block, dtype=np.uint8).tobytes()
+    data[start : start + block] = noise
+    dst.write_bytes(bytes(data))
+    return dst

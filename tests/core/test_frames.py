@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import pytest
 from conftest import MPEG, SONOSITE, decode_rgb, write_h264
 from PIL import Image
 
-from medvid.frames.extract import FRAME_MANIFEST_SCHEMA, extract_frames
+from medvid.errors import CorruptMediaError
+from medvid.frames.extract import FRAME_MANIFEST_SCHEMA, Redaction, extract_frames
 from medvid.frames.phash import hamming, phash64, phash_hex
 from medvid.frames.quality import QualityThresholds, frame_quality, is_still, small_gray
 from medvid.frames.sampling import SamplingConfig, expected_frame_count, planned_frame_numbers
@@ -329,3 +331,75 @@ def test_a_clip_repeating_every_other_frame_has_no_frozen_frames(
     clip = Clip(0, video, 0, len(doubled), 0.0, Fraction(25))
     table = _extract([clip], tmp_path / "frames", strategy="all")
     assert "frozen" not in table.column("dead_reason").to_pylist()
+
+
+# --- redaction, damaged frames, atomic folder ------------------------------------------------
+
+
+def test_redaction_spans_mask_the_frames_of_their_original_frame_numbers(
+    h1n1_clips: list[Clip], tmp_path: Path
+) -> None:
+    # frames 20..30 straddle the boundary of the first two 25-frame clips
+    box = (0, 0, 128, 64)  # JPEG-block aligned: exactly black inside
+    table = extract_frames(
+        h1n1_clips,
+        VIDEO_ID,
+        tmp_path,
+        sampling=SamplingConfig("every_n", every_n=5),
+        total_frames=123,
+        redaction=Redaction(spans=((box, 20, 30),)),
+    )
+    masked = {}
+    for number, rel in zip(
+        table.column("frame_number").to_pylist(),
+        table.column("frame_relative_path").to_pylist(),
+        strict=True,
+    ):
+        image = cv2.imread(str(tmp_path / rel))
+        masked[number] = int(image[:62, :126].max()) == 0
+    assert [n for n, black in masked.items() if black] == [20, 25, 30]
+
+
+def test_measurements_are_taken_before_redaction(h1n1_clips: list[Clip], tmp_path: Path):
+    clip = h1n1_clips[0]
+    plain = _extract([clip], tmp_path / "plain", strategy="all")
+    redacted = extract_frames(
+        [clip],
+        VIDEO_ID,
+        tmp_path / "redacted",
+        sampling=SamplingConfig("all"),
+        total_frames=clip.frame_count,
+        redaction=Redaction(boxes=((0, 0, 270, 135),)),
+    )
+    for column in ("phash", "mean_intensity", "laplacian_var", "is_dead"):
+        assert redacted.column(column).equals(plain.column(column))
+
+
+def test_frames_decoded_from_damaged_data_are_disturbed(h1n1_clips: list[Clip], tmp_path: Path):
+    clip = replace(h1n1_clips[0], damaged_spans=((5, 9), (20, 20)))
+    table = _extract([clip], tmp_path, strategy="all")
+    disturbed = [n for n, d in enumerate(table.column("is_disturbed").to_pylist()) if d]
+    assert disturbed == [5, 6, 7, 8, 9, 20]
+
+
+def test_a_failed_extraction_leaves_the_previous_frames_in_place(
+    h1n1_clips: list[Clip], tmp_path: Path
+) -> None:
+    _extract(h1n1_clips, tmp_path, strategy="every_n", every_n=5)
+    folder = tmp_path / f"video_{VIDEO_ID}"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    liar = replace(h1n1_clips[0], frame_count=30)  # the file holds 25
+    with pytest.raises(CorruptMediaError, match="decoded 25 frames, expected 30"):
+        extract_frames([liar], VIDEO_ID, tmp_path, sampling=SamplingConfig("all"), total_frames=30)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"video_{VIDEO_ID}"]
+
+
+def test_frames_of_a_damaged_mp4_are_extracted_and_the_damaged_ones_flagged(
+    damaged_h1n1: Path, tmp_path: Path
+) -> None:
+    clips = normalize_video(damaged_h1n1, tmp_path / "normalized", probe_video(damaged_h1n1))
+    table = _extract(clips, tmp_path / "frames", strategy="all")
+    assert table.column("frame_number").to_pylist() == list(range(112))
+    disturbed = table.column("is_disturbed").to_pylist()
+    assert [n for n, d in enumerate(disturbed) if d] == list(range(52, 112))

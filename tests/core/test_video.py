@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
 import struct
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -13,7 +13,15 @@ import pytest
 from conftest import AVI, H1N1, MOV, MPEG, SONOSITE, decode_rgb
 
 from medvid.errors import CorruptMediaError, EmptyFileError, UnsupportedMediaError
-from medvid.video.normalize import normalize_video, plan_clips
+from medvid.video.decode import (
+    DecodeStats,
+    _frames_by_seeking,
+    _frames_decoding_forward,
+    frames_at_times,
+    iter_video_frames,
+    open_video,
+)
+from medvid.video.normalize import decode_summary, normalize_video, plan_clips
 from medvid.video.probe import MP4_FORMAT_NAME, needs_transcode, probe_video
 
 # name, container, codec, width, height, avg_frame_rate, frame_count, frame_count_source,
@@ -242,14 +250,127 @@ def test_normalize_reports_progress_up_to_the_frame_count(avi_path: Path, tmp_pa
     assert calls[-1] == (92, 92) and len(calls) == 92
 
 
-def test_normalize_rejects_a_source_with_fewer_frames_than_probed(
+def test_normalize_keeps_the_decoded_frames_when_the_container_announces_more(
     avi_path: Path, tmp_path: Path
 ) -> None:
-    info = probe_video(avi_path)
-    liar = tmp_path / "src.avi"
-    shutil.copyfile(avi_path, liar)
-    from dataclasses import replace
+    info = replace(probe_video(avi_path), frame_count=95)  # 92 frames decode
+    clips = normalize_video(avi_path, tmp_path, info)
+    assert [c.frame_count for c in clips] == [92]
+    assert clips[0].frame_count_announced == 95
+    assert probe_video(clips[0].path).frame_count == 92
 
-    with pytest.raises(CorruptMediaError, match="decoder stopped after 92"):
-        normalize_video(liar, tmp_path / "out", replace(info, frame_count=95))
-    assert not (tmp_path / "out" / "clip_000.mp4").exists()
+
+def test_normalize_rejects_a_source_of_which_less_than_half_decodes(
+    avi_path: Path, tmp_path: Path
+) -> None:
+    info = replace(probe_video(avi_path), frame_count=200)
+    with pytest.raises(CorruptMediaError, match="only 92 of the 200 announced frames decode"):
+        normalize_video(avi_path, tmp_path / "out", info)
+    assert not list((tmp_path / "out").glob("*.mp4"))
+
+
+# name, frames the container announces, frames that decode (edit-list pre-roll hides the rest)
+LUNG_MOV = [
+    ("Cov_convex_volpecelli_sonographic_v1.mov", 403, 403),
+    ("Cov_convex_volpecelli_sonographic_v2.mov", 402, 402),
+    ("Cov_convex_volpecelli_sonographic_v3.mov", 399, 399),
+    ("Cov_convex_volpecelli_sonographic_v4.mov", 405, 405),
+    ("Cov_convex_volpecelli_sonographic_v5.mov", 401, 401),
+    ("Cov_denault_proposedUS_vid1.mov", 145, 144),
+    ("Cov_denault_proposedUS_vid5.mov", 210, 192),
+    ("Cov_recommendations_likebutterfly_mov5.mov", 138, 138),
+]
+
+
+@pytest.mark.parametrize(("name", "announced", "decoded"), LUNG_MOV)
+def test_real_quicktime_clips_normalize_with_announced_and_decoded_counts(
+    shared_data: Path, tmp_path: Path, name: str, announced: int, decoded: int
+) -> None:
+    source = shared_data / "lung" / name
+    info = probe_video(source)
+    assert info.frame_count == announced
+    clips = normalize_video(source, tmp_path, info, preset="ultrafast")
+    assert decode_summary(clips) == {
+        "frame_count_announced": announced,
+        "frame_count_decoded": decoded,
+        "frames_not_decoded": announced - decoded,
+        "decode_errors": 0,
+        "frames_damaged": 0,
+    }
+    assert probe_video(clips[0].path).frame_count == decoded
+
+
+def test_a_split_video_announcing_more_frames_ends_with_a_shorter_last_clip(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    source = shared_data / "lung" / "Cov_denault_proposedUS_vid5.mov"  # 210 announced, 192 decode
+    info = probe_video(source)
+    # 210 announced frames over 3.78 s: clips of round(1.5 s * 55.5 fps) = 83 frames planned
+    assert info.avg_frame_rate == Fraction(12600, 227)
+    clips = normalize_video(
+        source, tmp_path, info, max_duration_s=2.0, clip_duration_s=1.5, preset="ultrafast"
+    )
+    assert [(c.frame_offset, c.frame_count) for c in clips] == [(0, 83), (83, 83), (166, 26)]
+    assert [c.frame_count_announced for c in clips] == [210, 210, 210]
+
+
+def test_decoding_a_damaged_mp4_skips_and_counts_the_rejected_packets(damaged_h1n1: Path):
+    assert probe_video(damaged_h1n1).frame_count == 123  # the container is intact
+    stats = DecodeStats()
+    with open_video(damaged_h1n1) as stream:
+        frames = list(iter_video_frames(stream, stats))
+    assert (len(frames), stats.frames, stats.decode_errors) == (112, 112, 11)
+    assert (stats.damaged_frames, stats.demux_error) == (60, None)
+
+
+def test_normalize_keeps_the_frames_of_an_mp4_with_a_damaged_middle(
+    damaged_h1n1: Path, tmp_path: Path
+) -> None:
+    clips = normalize_video(damaged_h1n1, tmp_path, probe_video(damaged_h1n1))
+    assert decode_summary(clips) == {
+        "frame_count_announced": 123,
+        "frame_count_decoded": 112,
+        "frames_not_decoded": 11,
+        "decode_errors": 11,
+        "frames_damaged": 60,
+    }
+    assert probe_video(clips[0].path).frame_count == 112
+
+
+def test_frames_decoded_from_damaged_data_are_recorded_as_damaged(
+    damaged_h1n1: Path, h1n1_path: Path, tmp_path: Path
+) -> None:
+    clip = normalize_video(damaged_h1n1, tmp_path, probe_video(damaged_h1n1))[0]
+    # The clip's only keyframe is its first: everything after the first rejected packet
+    # decodes from damaged references (frame 52, decoded just before it, is marked too).
+    assert clip.damaged_spans == ((52, 111),)
+    assert not clip.is_damaged(51) and clip.is_damaged(52) and clip.is_damaged(111)
+    normalized = decode_rgb(clip.path)
+    original = decode_rgb(h1n1_path)
+
+    def error(ours: int, theirs: int) -> float:
+        return float(np.abs(normalized[ours].astype(int) - original[theirs].astype(int)).mean())
+
+    assert error(51, 51) < 1.0  # intact, through a CRF 18 transcode
+    assert error(111, 122) > 5.0  # the last frame: same picture, visibly damaged
+
+
+def test_frames_at_times_reads_a_damaged_mp4_without_raising(
+    damaged_h1n1: Path, h1n1_path: Path
+) -> None:
+    times = [0.0, 1.0, 4.0, 10.0]
+    damaged, clean = frames_at_times(damaged_h1n1, times), frames_at_times(h1n1_path, times)
+    assert [t for t, _ in damaged] == [t for t, _ in clean] == [0.0, 1.0, 4.0, 4.88]
+    # before the damaged block (from 2.08 s) the frames are the intact file's
+    assert np.array_equal(damaged[0][1], clean[0][1])
+    assert np.array_equal(damaged[1][1], clean[1][1])
+
+
+def test_decoding_forward_finds_the_frames_seeking_finds(h1n1_path: Path) -> None:
+    times = [0.0, 0.5, 2.02, 4.5, 10.0]
+    with open_video(h1n1_path, threads=False) as stream:
+        seeking = _frames_by_seeking(stream, times)
+    with open_video(h1n1_path, threads=False) as stream:
+        forward = _frames_decoding_forward(stream, times)
+    expected = [0, 6656, 26112, 57856, 62464]  # frames every 512 ticks of 1/12800 s
+    assert [f.pts for _, f in forward] == [f.pts for _, f in seeking] == expected
