@@ -74,3 +74,14 @@ def study_batch(store: Store, study: str, day: str) -> str:
     batch = batch_key(day, study)
     write_json(store, key, {"batch": batch})
     return batch
+
+
+def batch_of(store: Store, member_id: str) -> str | None:
+    """The batch of a video (its ledger entry's partition) or a study (its batch record)."""
+    from medvid.intake.ledger import ledger_entry_or_none
+
+    entry = ledger_entry_or_none(store, member_id)
+    if entry is not None:
+        return entry.partition
+    record = read_json_or(store, keys.study_batch_key(member_id), None)
+    return record["batch"] if record is not None else None

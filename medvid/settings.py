@@ -79,6 +79,31 @@ class FrameSettings(_Section):
     frozen_min_duration_s: float = 0.5
     blur_laplacian_var: float = 15.0
 
+    def sampling(self):
+        """The sampling part, as :class:`medvid.frames.sampling.SamplingConfig`."""
+        from medvid.frames.sampling import SamplingConfig
+
+        return SamplingConfig(
+            strategy=self.strategy,
+            every_n=self.every_n,
+            target_fps=self.target_fps,
+            uniform_k=self.uniform_k,
+            unique_hamming=self.unique_hamming,
+        )
+
+    def thresholds(self):
+        """The dead/disturbed thresholds, as :class:`medvid.frames.quality.QualityThresholds`."""
+        from medvid.frames.quality import QualityThresholds
+
+        return QualityThresholds(
+            black_mean=self.black_mean,
+            blank_mean=self.blank_mean,
+            uniform_std=self.uniform_std,
+            frozen_mean_abs_diff=self.frozen_mean_abs_diff,
+            frozen_min_duration_s=self.frozen_min_duration_s,
+            blur_laplacian_var=self.blur_laplacian_var,
+        )
+
 
 class TextSettings(_Section):
     """How a video's burned-in text is found before its frames are written

@@ -137,6 +137,8 @@ def _run(landing_dir: Path, home: Path, summary: RunSummary, progress: bool) -> 
     import dagster as dg
     from tqdm import tqdm
 
+    from medvid.dicom.registration import registered_studies
+    from medvid.intake.ledger import ledger_entries
     from medvid_assets.definitions import build_definitions
     from medvid_assets.orchestration.launch import run_until_done
     from medvid_assets.runs import reap_stale_runs, remove_stale_temporaries
@@ -147,8 +149,8 @@ def _run(landing_dir: Path, home: Path, summary: RunSummary, progress: bool) -> 
     summary.removed_temporaries = len(remove_stale_temporaries(home))
     keys = ("landing_zone", "media_store", "settings")
     with dg.build_resources({k: defs.resources[k] for k in keys}, instance=instance) as res:
-        known_videos = set(instance.get_dynamic_partitions("videos"))
-        known_studies = set(instance.get_dynamic_partitions("studies"))
+        known_videos = {e.content_id for e in ledger_entries(res.media_store, kind="video")}
+        known_studies = set(registered_studies(res.media_store))
         launched = run_until_done(
             defs,
             instance,
@@ -170,12 +172,13 @@ def summarize(instance, store, summary: RunSummary, known_videos, known_studies)
 
     from medvid.catalog.keys import Tables, deid_status_key, table_key
     from medvid.deid.store import study_deidentified, video_deidentified
-    from medvid.intake.ledger import ledger_entry_or_none
+    from medvid.dicom.registration import registered_studies
+    from medvid.intake.ledger import ledger_entries, ledger_entry_or_none
     from medvid.quarantine import quarantine_records, quarantined_ids
     from medvid.store import read_table
     from medvid_assets.export.assets import EXPORT_CHECKS
 
-    videos = sorted(instance.get_dynamic_partitions("videos"))
+    videos = sorted(e.content_id for e in ledger_entries(store, kind="video"))
     summary.videos_total = len(videos)
     summary.videos_new = [v for v in videos if v not in known_videos]
     quarantined = quarantined_ids(store)
@@ -192,7 +195,7 @@ def summarize(instance, store, summary: RunSummary, known_videos, known_studies)
             entry = ledger_entry_or_none(store, video_id)
             summary.not_deidentified.append(entry.display_name if entry else video_id)
     summary.quarantined = sorted((r.file, r.stage, r.reason) for r in quarantine_records(store))
-    studies = sorted(instance.get_dynamic_partitions("studies"))
+    studies = registered_studies(store)
     summary.studies_new = [s for s in studies if s not in known_studies]
     if store.exists(table_key(Tables.DICOM_STUDIES)):
         summary.studies = read_table(store, table_key(Tables.DICOM_STUDIES)).to_pylist()

@@ -26,6 +26,7 @@ from medvid_assets import (
     quality,
     videos,
 )
+from medvid_assets.executors import executor_from_env
 from medvid_assets.resources import medvid_home, resources
 
 STAGES = (intake, videos, dicom, ocr, deid, frames, labels, labelbox, predict, export, quality)
@@ -38,7 +39,7 @@ def build_definitions(home: Path | None = None, landing_dir: Path | None = None)
     return dg.Definitions.merge(
         *(stage.defs for stage in STAGES),
         orchestration.defs,
-        dg.Definitions(resources=resources(home, landing_dir)),
+        dg.Definitions(resources=resources(home, landing_dir), executor=executor_from_env()),
     )
 
 

@@ -147,6 +147,9 @@ def _previous_settings(context: dg.AssetExecutionContext) -> dict | None:
 
 REDO_TAG = "medvid/redo"
 """A run tagged ``medvid/redo: true`` recomputes every member of its batch, even unchanged."""
+ONLY_TAG = "medvid/only"
+"""A run tagged ``medvid/only: <id>[,<id>...]`` works only on those members of its batch (with
+``medvid/redo: true``: redo one video from the UI's launchpad)."""
 PREVIEWS_SHOWN = 4
 
 
@@ -173,7 +176,7 @@ def per_member(
     section: str | None = None,
     upstream: tuple[str, ...] = (),
     check_descriptions: dict[str, str] | None = None,
-    version_of: Callable[[MediaStore], Any] | None = None,
+    version_of: Callable[[MediaStore, str], Any] | None = None,
     also: tuple[str, ...] = (),
 ) -> Callable:
     """Make a per-member body (``body(context, member_id, options, **params)``) into the body
@@ -214,13 +217,15 @@ def per_member(
                 settings_print = fingerprint(kwargs["config"].model_dump(mode="json"))
             else:
                 settings_print = ""
-            outside = [version_of(store) if version_of is not None else None]
+            outside: list[Any] = []
             if also:
                 home = kwargs["settings"].load()
                 outside += [fingerprint(getattr(home, name)) for name in also]
             code = context.assets_def.code_versions_by_key.get(context.asset_key) or ""
             redo = context.run.tags.get(REDO_TAG) == "true"
             ids = batch_members(store, batch, kind)
+            if only := context.run.tags.get(ONLY_TAG):
+                ids = [i for i in ids if i in set(only.split(","))]
             quarantined = quarantined_ids(store)
             counts = {"processed": 0, "reused": 0, "quarantined": 0, "skipped": 0, "failed": 0}
             rows, previews, findings = [], [], {}
@@ -231,7 +236,8 @@ def per_member(
                     counts["skipped"] += 1
                     rows.append({"member": shown, "outcome": "skipped"})
                     continue
-                version = work_version(code, settings_print, [u.version for u in ups], outside)
+                own = version_of(store, member) if version_of is not None else None
+                version = work_version(code, settings_print, [u.version for u in ups], outside, own)
                 status = read_status(store, asset, member)
                 if redo or status is None or status.version != version or status.outcome != "ok":
                     context.log.info(f"{asset}: {kind} {number}/{len(ids)} {shown}")

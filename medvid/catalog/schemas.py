@@ -80,8 +80,16 @@ NORMALIZED_SCHEMA = pa.schema(
         ("pad_right", pa.int32()),
         ("pad_bottom", pa.int32()),
         ("transcoded", pa.bool_()),
+        ("frame_count_announced", pa.int64()),
+        ("decode_errors", pa.int64()),
+        ("damaged_spans", pa.list_(pa.list_(pa.int64()))),
     ]
 )
+"""``normalized_videos``: one row per clip (protected media; the table itself holds no PHI).
+``frame_count`` counts the frames the decoder yielded (the truth); ``frame_count_announced`` is
+what the source's container claimed for the whole video (null when unknown),
+``decode_errors`` the source packets the decoder rejected, ``damaged_spans`` the frame ranges
+decoded from damaged data (see :class:`medvid.video.normalize.Clip`)."""
 
 
 OCR_SCHEMA = pa.schema(
@@ -279,3 +287,22 @@ REVIEWS_SCHEMA = pa.schema(
     ]
 )
 """``label_reviews``: reviews sheet rows (current versions) of known videos."""
+
+TEXT_TRACKS_SCHEMA = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("x", pa.int32()),
+        ("y", pa.int32()),
+        ("w", pa.int32()),
+        ("h", pa.int32()),
+        ("first_frame", pa.int64()),
+        ("last_frame", pa.int64()),
+        ("text", pa.string()),
+        ("confidence", pa.float32()),
+        ("masked", pa.bool_()),
+        ("reasons", pa.string()),
+    ]
+)
+"""``video_ocr_text`` (protected): one row per piece of burned-in text followed across a video
+(:class:`medvid.deid.TextTrack`): its box in pixels of the original frame, the first and last
+detection points it was seen on, the text read, whether it is masked and why. PHI."""

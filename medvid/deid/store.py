@@ -163,4 +163,24 @@ def known_identifiers_of(store: Store, *, file_names: bool = False) -> list[str]
         patients=pd.concat(sheets, ignore_index=True) if sheets else None, phi_values=phi
     )
     names = {n for e in ledger_entries(store) for n in e.names} if file_names else set()
-    return sorted(set(known) | names)
+    # Device identity is kept on purpose (PS3.15 Annex E option 113109): an institution or
+    # station named like the vendor (a demo file from "PHILIPS") is not a patient identifier.
+    devices = _device_words(store)
+    return sorted(i for i in set(known) | names if i.strip().lower() not in devices)
+
+
+def _device_words(store: Store) -> set[str]:
+    """Lower-case manufacturer and model names (and their words) of every de-identified
+    header table."""
+    from medvid.store import stems
+
+    words: set[str] = set()
+    prefix = f"{keys.TABLES}/{Tables.DICOM_INSTANCES}"
+    for study in stems(store, prefix, ".parquet"):
+        table = read_table(store, table_key(Tables.DICOM_INSTANCES, study))
+        for column in ("Manufacturer", "ManufacturerModelName"):
+            for value in table[column].to_pylist():
+                if value:
+                    words.add(str(value).strip().lower())
+                    words.update(w.lower() for w in str(value).split())
+    return words

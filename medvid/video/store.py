@@ -37,6 +37,9 @@ def read_clips(store: Store, video_id: str) -> list[Clip]:
             fps=Fraction(r["fps"]),
             pad_right=r["pad_right"],
             pad_bottom=r["pad_bottom"],
+            frame_count_announced=r.get("frame_count_announced"),
+            decode_errors=r.get("decode_errors") or 0,
+            damaged_spans=tuple(tuple(span) for span in r.get("damaged_spans") or ()),
         )
         for r in sorted(rows, key=lambda r: r["clip_index"])
     ]

@@ -19,6 +19,7 @@ import dagster as dg
 import pandas as pd
 import pyarrow as pa
 
+from medvid.batches import add_member
 from medvid.catalog import keys
 from medvid.catalog.keys import Tables, table_key
 from medvid.catalog.schemas import INSTANCES_SCHEMA, PIXELS_SCHEMA, STUDIES_SCHEMA
@@ -33,17 +34,22 @@ from medvid.dicom import (
     write_cine_mp4,
     write_png,
 )
-from medvid.dicom.registration import read_study_index
+from medvid.dicom.registration import read_study_index, registered_studies, study_digest
 from medvid.ids import content_id, sha256_file
 from medvid.intake.ledger import LedgerEntry, ledger_entry_or_none, write_ledger_entry
 from medvid.quarantine import is_input_error, quarantine_error
 from medvid.store import read_json, read_table, write_json, write_table
+from medvid_assets.partitions import batch_partitions
+from medvid_assets.policy import MemberResult, per_member, table_preview
 from medvid_assets.runs import record_worker
-from medvid_assets.partitions import study_partitions, video_partitions
-from medvid_assets.policy import deid_check_result, per_file, table_preview
 from medvid_resources import DeidentificationResource, MediaStore
 
 Box = tuple[int, int, int, int]
+HEADER_CHECK = (
+    "No original name part, id, birth date, institution or physician is left in any element of"
+    " any de-identified header (the elements medvid writes to describe its own"
+    " de-identification excepted). A study with findings stays out of exports and uploads."
+)
 
 
 def _quarantine_instance(store: MediaStore, item: dict, stage: str, error: Exception):
@@ -58,34 +64,40 @@ def _text_or_none(value: object) -> str | None:
 
 
 @dg.asset(
-    partitions_def=study_partitions,
+    partitions_def=batch_partitions,
     group_name="dicom",
     kinds={"dicom", "parquet"},
-    code_version="2",
+    code_version="3",
     check_specs=[
         dg.AssetCheckSpec(
             "header_deidentified",
             asset="dicom_instances",
-            blocking=True,
-            description="No original name part, id, birth date, institution or physician is"
-            " left in any element of any de-identified header (the elements medvid writes to"
-            " describe its own de-identification excepted).",
+            description=HEADER_CHECK,
         )
     ],
-    description="One row per SOP instance of the study, after header de-identification (DICOM"
-    " PS3.15 Annex E basic profile via dicognito, salted pseudonyms and UIDs, per-patient date"
-    " shift, private tags removed, PatientIdentityRemoved=YES). The original identifying values"
-    " stay in the protected zone for pixel redaction and the residual checks.",
+    description="One row per SOP instance of every study of the batch, after header"
+    " de-identification (DICOM PS3.15 Annex E basic profile via dicognito, salted pseudonyms and"
+    " UIDs, per-patient date shift, private tags removed, PatientIdentityRemoved=YES). The"
+    " original identifying values stay in the protected zone for pixel redaction and the"
+    " residual checks.",
 )
-@per_file
+@per_member(
+    "study",
+    version_of=lambda store, study: study_digest(list(read_study_index(store, study))),
+    check_descriptions={"header_deidentified": HEADER_CHECK},
+)
 def dicom_instances(
-    context: dg.AssetExecutionContext, media_store: MediaStore, deid: DeidentificationResource
+    context: dg.AssetExecutionContext,
+    member_id: str,
+    options,
+    media_store: MediaStore,
+    deid: DeidentificationResource,
 ):
-    record_worker(context)
-    study = context.partition_key
+    study = member_id
+    index = read_study_index(media_store, study)
     mapping = open_pseudonym_map(media_store, deid.get_salt())
     rows, phi_values, findings, quarantined = [], {}, {}, 0
-    for instance_id, item in sorted(read_study_index(media_store, study).items()):
+    for instance_id, item in sorted(index.items()):
         try:
             header = read_header(media_store.fetch(item["key"]), sha256=item["sha256"])
             ds, phi = deidentify_dataset(
@@ -124,35 +136,16 @@ def dicom_instances(
         media_store, "study_header", study, passed=not flat, checked=len(rows), findings=flat
     )
     frames = [r["NumberOfFrames"] for r in rows]
-    yield dg.MaterializeResult(
+    return MemberResult(
         metadata={
             "instances": len(rows),
+            "instances_digest": study_digest(list(index)),
             "images": sum(n == 1 for n in frames),
             "cine_loops": sum(n > 1 for n in frames),
             "quarantined_instances": quarantined,
             "modalities": ", ".join(sorted({r["Modality"] or "?" for r in rows})),
-            "preview": table_preview(
-                table,
-                [
-                    "instance_id",
-                    "Modality",
-                    "ManufacturerModelName",
-                    "PhotometricInterpretation",
-                    "Rows",
-                    "Columns",
-                    "NumberOfFrames",
-                    "TransferSyntaxUID",
-                ],
-                empty="(no readable instance)",
-            ),
-        }
-    )
-    yield deid_check_result(
-        "header_deidentified",
-        flat,
-        checked=len(rows),
-        what="instances",
-        passed_text="no PHI value of the original headers left in any element",
+        },
+        checks={"header_deidentified": flat},
     )
 
 
@@ -167,21 +160,21 @@ def _region(row: dict) -> Box | None:
 
 
 def _register_cine(
-    context: dg.AssetExecutionContext,
     store: MediaStore,
     study: str,
+    batch: str,
     instance_id: str,
     item: dict,
     key: str,
     video_id: str,
     region: Box | None,
 ) -> None:
-    """Record a cine loop's MP4 as a video (origin: this study) and add its partition."""
+    """Record a cine loop's MP4 as a video (origin: this study), a member of the study's
+    batch."""
     sha = sha256_file(store.fetch(key))
     entry = ledger_entry_or_none(store, video_id)
     if entry is None or entry.sha256 != sha:
         arrival = ledger_entry_or_none(store, item["arrival"])
-        name = f"study_{study}/cine_{instance_id}.mp4"
         write_ledger_entry(
             store,
             LedgerEntry(
@@ -193,8 +186,8 @@ def _register_cine(
                 landing_uri=store.uri(key),
                 size=store.fetch(key).stat().st_size,
                 landed_at=arrival.landed_at if arrival is not None else "",
-                display_name=name,
-                partition=video_id,
+                display_name=f"study_{study}/cine_{instance_id}.mp4",
+                partition=batch,
                 origin={
                     "kind": "dicom_cine",
                     "study_key": study,
@@ -204,28 +197,30 @@ def _register_cine(
                 },
             ),
         )
-    if not context.instance.has_dynamic_partition(video_partitions.name, video_id):
-        context.instance.add_dynamic_partitions(video_partitions.name, [video_id])
+    add_member(store, batch, "video", video_id)
 
 
 @dg.asset(
-    partitions_def=study_partitions,
+    partitions_def=batch_partitions,
     group_name="dicom",
     kinds={"png", "video"},
     deps=["dicom_instances"],
-    code_version="2",
-    description="Decoded pixels of every instance (protected: burned-in text is still there):"
-    " single frames as lossless PNG with the colour handled (PALETTE COLOR via the LUT, YBR to"
-    " RGB, MONOCHROME through the VOI LUT/window), cine loops as H.264 MP4 at FrameTime/CineRate"
-    " (1 frame/s without timing, recorded), each a video partition for the video path. The"
-    " ultrasound region is kept as a crop box.",
+    code_version="3",
+    description="Decoded pixels of every instance of the batch's studies (protected: burned-in"
+    " text is still there): single frames as lossless PNG with the colour handled (PALETTE COLOR"
+    " via the LUT, YBR to RGB, MONOCHROME through the VOI LUT/window), cine loops as H.264 MP4 at"
+    " FrameTime/CineRate (1 frame/s without timing, recorded), each a video of the same batch"
+    " for the video path. The ultrasound region is kept as a crop box.",
 )
-@per_file
+@per_member("study", upstream=("dicom_instances",))
 def dicom_pixels(
-    context: dg.AssetExecutionContext, media_store: MediaStore, deid: DeidentificationResource
+    context: dg.AssetExecutionContext,
+    member_id: str,
+    options,
+    media_store: MediaStore,
+    deid: DeidentificationResource,
 ):
-    record_worker(context)
-    study = context.partition_key
+    study, batch = member_id, context.partition_key
     salt = deid.get_salt()
     index = read_study_index(media_store, study)
     instances = read_table(media_store, table_key(Tables.DICOM_INSTANCES, study)).to_pylist()
@@ -245,15 +240,9 @@ def dicom_pixels(
                 fps_source = "header" if fps else "default"
                 fps = fps or DEFAULT_CINE_FPS
                 if not media_store.exists(key):
-                    context.log.info(
-                        f"encoding cine loop {instance_id}: {row['NumberOfFrames']} frames"
-                        f" at {fps} fps ({fps_source})"
-                    )
                     write_cine_mp4(source, media_store.local_path(key), fps)
                     media_store.publish(key)
-                _register_cine(
-                    context, media_store, study, instance_id, item, key, video_id, region
-                )
+                _register_cine(media_store, study, batch, instance_id, item, key, video_id, region)
                 cine_ids.append(video_id)
             else:
                 write_png(read_frame(source, 0), media_store.local_path(key))
@@ -287,11 +276,10 @@ def dicom_pixels(
         table_key(Tables.DICOM_PIXELS, study),
         pa.Table.from_pylist(rows, schema=PIXELS_SCHEMA),
     )
-    return dg.MaterializeResult(
+    return MemberResult(
         metadata={
             "images": sum(r["kind"] == "image" for r in rows),
             "cine_loops": len(cine_ids),
-            "cine_video_ids": dg.MetadataValue.json(cine_ids),
             "quarantined_instances": quarantined,
         }
     )
@@ -314,7 +302,7 @@ def _joined(values: pd.Series) -> str | None:
 def dicom_studies(context: dg.AssetExecutionContext, media_store: MediaStore):
     record_worker(context)
     rows = []
-    for study in sorted(context.instance.get_dynamic_partitions(study_partitions.name)):
+    for study in registered_studies(media_store):
         key = table_key(Tables.DICOM_INSTANCES, study)
         if not media_store.exists(key):
             continue

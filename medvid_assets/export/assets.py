@@ -16,6 +16,7 @@ import medvid
 from medvid.catalog import keys
 from medvid.catalog.keys import Tables, table_key
 from medvid.deid.store import known_identifiers_of, patient_of_cine_video
+from medvid.dicom.registration import registered_studies
 from medvid.export.dataset import ExportConfig, write_training_dataset
 from medvid.export.gate import exportable_studies, exportable_videos
 from medvid.export.images import IMAGE_COLUMNS
@@ -24,14 +25,13 @@ from medvid.export.phi_scan import scan_export
 from medvid.export.verify import verify_export
 from medvid.frames.extract import FRAME_MANIFEST_SCHEMA
 from medvid.frames.store import read_frame_manifest, sampling_consistency, sampling_record
+from medvid.intake.ledger import ledger_entries
 from medvid.labels.schema import FRAME_LABELS_SCHEMA
 from medvid.labels.store import label_sets_of_videos, read_label_schema, read_patients
 from medvid.plots import label_distribution_png
 from medvid.settings import ExportSettings
 from medvid.store import read_table
 from medvid.video.store import read_video_metadata
-from medvid_assets.runs import record_worker
-from medvid_assets.partitions import study_partitions, video_partitions
 from medvid_assets.policy import (
     SettingsResource,
     deid_check_result,
@@ -39,6 +39,7 @@ from medvid_assets.policy import (
     resolve_settings,
     settings_config,
 )
+from medvid_assets.runs import record_worker
 from medvid_resources import MediaStore
 from medvid_resources.ocr import OcrEngineResource
 
@@ -141,8 +142,9 @@ def training_dataset(
 ):
     record_worker(context)
     config, recorded = resolve_settings(context, settings, "export", config)
-    partitions = context.instance.get_dynamic_partitions(video_partitions.name)
-    video_ids = exportable_videos(media_store, partitions)
+    video_ids = exportable_videos(
+        media_store, [e.content_id for e in ledger_entries(media_store, kind="video")]
+    )
     patients = read_patients(media_store)
     label_sets = label_sets_of_videos(media_store, video_ids)
     frames, labels, videos, sampling, dropped = [], [], [], {}, 0
@@ -166,9 +168,7 @@ def training_dataset(
     videos_df = pd.DataFrame(videos, columns=None if videos else ["video_id", "video_hash"])
     if "patient_id" not in videos_df.columns:
         videos_df["patient_id"] = None
-    studies = exportable_studies(
-        media_store, context.instance.get_dynamic_partitions(study_partitions.name)
-    )
+    studies = exportable_studies(media_store, registered_studies(media_store))
     still_images = exportable_images(media_store, studies)
     # a DICOM cine loop belongs to its study's patient, whatever the patients sheet says
     for index, row in videos_df.iterrows():

@@ -1,161 +1,127 @@
 """The frames stage: decode each normalized video once and keep sampled frames as redacted
 images plus a Parquet frame manifest (one row per kept frame, dead and disturbed frames
-flagged)."""
+flagged), every video of a batch, with the residual checks that read written frames again."""
 
 import dagster as dg
 
 from medvid.catalog import keys
 from medvid.catalog.keys import Tables, table_key
-from medvid.deid.residual import residual_findings
-from medvid.deid.store import load_phi, read_redaction, write_deid_status
+from medvid.deid.residual import residual_check_frames, residual_text_findings
+from medvid.deid.store import load_phi, read_redaction, read_redaction_plan, write_deid_status
 from medvid.frames.extract import extract_frames
-from medvid.frames.quality import QualityThresholds
-from medvid.frames.sampling import SamplingConfig
 from medvid.frames.store import sampling_consistency, with_sampling_record
+from medvid.images import read_rgb
 from medvid.intake.ledger import read_ledger_entry
 from medvid.io import write_bytes_atomic
 from medvid.previews import contact_sheet, encode_jpeg
 from medvid.settings import FrameSettings
 from medvid.store import write_table
-from medvid.video.store import read_clips, read_video_metadata
-from medvid_assets.runs import record_worker
-from medvid_assets.partitions import video_partitions
-from medvid_assets.policy import (
-    SettingsResource,
-    deid_check_result,
-    markdown_image,
-    per_file,
-    resolve_settings,
-    settings_config,
-)
+from medvid.video.store import read_clips
+from medvid_assets.partitions import batch_partitions
+from medvid_assets.policy import MemberResult, SettingsResource, per_member, settings_config
 from medvid_resources import MediaStore
 from medvid_resources.ocr import OcrEngineResource
 
 FrameSamplingConfig = settings_config(FrameSettings, "FrameSamplingConfig")
 
-
-def sampling_of(frames: FrameSettings) -> SamplingConfig:
-    return SamplingConfig(
-        strategy=frames.strategy,
-        every_n=frames.every_n,
-        target_fps=frames.target_fps,
-        uniform_k=frames.uniform_k,
-        unique_hamming=frames.unique_hamming,
-    )
-
-
-def thresholds_of(frames: FrameSettings) -> QualityThresholds:
-    return QualityThresholds(
-        black_mean=frames.black_mean,
-        blank_mean=frames.blank_mean,
-        uniform_std=frames.uniform_std,
-        frozen_mean_abs_diff=frames.frozen_mean_abs_diff,
-        frozen_min_duration_s=frames.frozen_min_duration_s,
-        blur_laplacian_var=frames.blur_laplacian_var,
-    )
-
-
-def frame_count_check(store: MediaStore, video_id: str) -> dg.AssetCheckResult:
-    """The manifest holds exactly the frames its recorded sampling asks for."""
-    passed, actual, expected, description = sampling_consistency(store, video_id)
-    return dg.AssetCheckResult(
-        check_name="frame_count_matches_sampling",
-        passed=passed,
-        metadata={"actual": actual, "expected": expected if expected is not None else -1},
-        description=description,
-    )
+CHECKS = {
+    "frame_count_matches_sampling": "Every manifest holds exactly the frames its recorded"
+    " sampling asks for.",
+    "no_residual_phi": "Written frames read again (every one where text was detected, up to"
+    " the configured number, plus random ones), enlarged 2x, with rapidocr and tesseract: no PHI"
+    " and no readable text beyond allow-listed clinical annotation. A video with findings stays"
+    " out of exports and uploads.",
+}
 
 
 @dg.asset(
-    partitions_def=video_partitions,
+    partitions_def=batch_partitions,
     group_name="frames",
     kinds={"parquet", "jpeg"},
     deps=["normalized_videos", "video_redaction_plan"],
-    code_version="2",
+    code_version="3",
     check_specs=[
-        dg.AssetCheckSpec(
-            "frame_count_matches_sampling",
-            asset="video_frames",
-            description="The manifest holds exactly the frames the recorded sampling asks for.",
-        ),
-        dg.AssetCheckSpec(
-            "no_residual_phi",
-            asset="video_frames",
-            blocking=True,
-            description="OCR of written frames finds no PHI; any finding keeps the video out of"
-            " exports and uploads.",
-        ),
+        dg.AssetCheckSpec(name, asset="video_frames", description=text)
+        for name, text in CHECKS.items()
     ],
-    description="Sampled frames of the video, burned-in text redacted, as images"
+    description="Sampled frames of every video of the batch, burned-in text redacted, as images"
     " (media/frames/video_<id>/frame_<frame_id>) and a frame manifest: frame_id, frame_number in"
     " the original video, pts, time_base, frame_timestamp (s), path, size, 64-bit pHash, mean"
     " intensity, is_dead, is_disturbed.",
 )
-@per_file
+@per_member(
+    "video",
+    section="frames",
+    upstream=("normalized_videos", "video_redaction_plan"),
+    also=("text",),
+    check_descriptions=CHECKS,
+)
 def video_frames(
     context: dg.AssetExecutionContext,
+    member_id: str,
+    options: FrameSettings,
     config: FrameSamplingConfig,  # type: ignore[valid-type]
     media_store: MediaStore,
     ocr_engine: OcrEngineResource,
     settings: SettingsResource,
 ):
-    record_worker(context)
-    frames, recorded = resolve_settings(context, settings, "frames", config)
-    video_id = context.partition_key
-    meta = read_video_metadata(media_store, video_id)
-    clips = read_clips(media_store, video_id)
+    clips = read_clips(media_store, member_id)
     total = sum(c.frame_count for c in clips)
     frames_root = media_store.local_path(f"{keys.FRAMES}/.keep").parent
-    step = max(1, total // 10)
-
-    def progress(done: int, of: int) -> None:
-        if done % step == 0 or done == of:
-            context.log.info(f"{meta['display_name']}: decoded {done}/{of} frames")
-
     table = extract_frames(
         clips,
-        video_id,
+        member_id,
         frames_root,
-        sampling=sampling_of(frames),
-        quality=thresholds_of(frames),
-        image_format=frames.image_format,
-        jpeg_quality=frames.jpeg_quality,
+        sampling=options.sampling(),
+        quality=options.thresholds(),
+        image_format=options.image_format,
+        jpeg_quality=options.jpeg_quality,
         total_frames=total,
-        progress=progress,
-        redaction=read_redaction(media_store, video_id),
+        redaction=read_redaction(media_store, member_id),
     )
-    table = with_sampling_record(table, sampling_of(frames), total, float(clips[0].fps))
-    media_store.publish_prefix(keys.frames_prefix(video_id))
-    write_table(media_store, table_key(Tables.VIDEO_FRAMES, video_id), table)
-
-    rows = table.select(["frame_relative_path", "is_dead", "is_disturbed"]).to_pylist()
-    metadata = {
-        "status": "ok",
-        "display_name": meta["display_name"],
-        "frames_decoded": total,
-        "frames_kept": len(rows),
-        "dead": sum(r["is_dead"] for r in rows),
-        "disturbed": sum(r["is_disturbed"] for r in rows),
-        **recorded,
-    }
-    if rows:
-        sheet = encode_jpeg(contact_sheet([frames_root / r["frame_relative_path"] for r in rows]))
-        write_bytes_atomic(media_store.local_path(keys.contact_sheet_key(video_id)), sheet)
-        media_store.publish(keys.contact_sheet_key(video_id))
-        metadata["contact_sheet"] = markdown_image(sheet, "contact sheet", "image/jpeg")
-    yield dg.MaterializeResult(metadata=metadata)
-    yield frame_count_check(media_store, video_id)
-    phi = load_phi(media_store, read_ledger_entry(media_store, video_id).origin)
-    findings, checked = residual_findings(
-        ocr_engine.engine(), frames_root, table.to_pandas(), frames.residual_check_frames, phi
+    table = with_sampling_record(table, options.sampling(), total, float(clips[0].fps))
+    media_store.publish_prefix(keys.frames_prefix(member_id))
+    write_table(media_store, table_key(Tables.VIDEO_FRAMES, member_id), table)
+    manifest = table.to_pandas()
+    preview = None
+    if len(manifest):
+        paths = [frames_root / p for p in manifest["frame_relative_path"]]
+        preview = encode_jpeg(contact_sheet(paths))
+        write_bytes_atomic(media_store.local_path(keys.contact_sheet_key(member_id)), preview)
+        media_store.publish(keys.contact_sheet_key(member_id))
+    # the independent residual check, on the written frames
+    text = settings.load().text
+    plan = read_redaction_plan(media_store, member_id)
+    numbers = manifest["frame_number"].astype(int).tolist()
+    path_of = dict(zip(numbers, manifest["frame_relative_path"], strict=True))
+    picks = residual_check_frames(
+        plan,
+        list(path_of),
+        random_frames=text.residual_random_frames,
+        seed=int(member_id[:8], 16),
+        max_text_frames=text.residual_text_frames,
+    )
+    phi = load_phi(media_store, read_ledger_entry(media_store, member_id).origin)
+    findings = residual_text_findings(
+        [(n, read_rgb(frames_root / path_of[n])) for n in picks],
+        ocr_engine.residual_engines(),
+        phi=phi,
     )
     write_deid_status(
-        media_store, "video", video_id, passed=not findings, checked=checked, findings=findings
+        media_store, "video", member_id, passed=not findings, checked=len(picks), findings=findings
     )
-    yield deid_check_result(
-        "no_residual_phi",
-        findings,
-        checked=checked,
-        what="frames",
-        passed_text="no PHI readable in the written frames",
+    passed, _, _, description = sampling_consistency(media_store, member_id)
+    return MemberResult(
+        metadata={
+            "frames_decoded": total,
+            "frames_kept": len(manifest),
+            "dead": int(manifest["is_dead"].sum()) if len(manifest) else 0,
+            "disturbed": int(manifest["is_disturbed"].sum()) if len(manifest) else 0,
+            "residual_frames_read": len(picks),
+        },
+        checks={
+            "no_residual_phi": findings,
+            "frame_count_matches_sampling": [] if passed else [description],
+        },
+        preview=preview,
     )

@@ -2,7 +2,8 @@
 
 ``landing_intake`` (one partition per UTC day of landing) does the work the landing sensor only
 looks for: hash, classify, copy and verify, unzip, index DICOM studies, keep sheet versions
-(:func:`medvid.intake.ingest`), add the video and study partitions, and record each file's
+(:func:`medvid.intake.ingest`), put videos and studies in batches (:mod:`medvid.batches`, the
+partitions of the pipelines), and record each file's
 outcome last. A file whose intake fails, is killed or never runs has no outcome and is offered
 again; one file's failure never stops the others of the day.
 """
@@ -22,7 +23,7 @@ from medvid.intake.ingest import LandingFileChanged, ingest
 from medvid.intake.ledger import has_intake_record, intake_records, write_intake_record
 from medvid.intake.pending import look
 from medvid.store import write_table
-from medvid_assets.partitions import landing_days, study_partitions, video_partitions
+from medvid_assets.partitions import batch_partitions, landing_days
 from medvid_assets.policy import table_preview
 from medvid_resources import DeidentificationResource, LandingZone, MediaStore
 
@@ -36,12 +37,13 @@ class IntakeConfig(dg.Config):
     fingerprints: list[str] = Field(default_factory=list)
 
 
-def _add_partitions(context: dg.AssetExecutionContext, videos: list[str], studies: list[str]):
+def _add_batches(context: dg.AssetExecutionContext, batches: list[str]) -> None:
     instance = context.instance
-    if new := [v for v in videos if not instance.has_dynamic_partition(video_partitions.name, v)]:
-        instance.add_dynamic_partitions(video_partitions.name, new)
-    if new := [s for s in studies if not instance.has_dynamic_partition(study_partitions.name, s)]:
-        instance.add_dynamic_partitions(study_partitions.name, new)
+    new = sorted(
+        {b for b in batches if not instance.has_dynamic_partition(batch_partitions.name, b)}
+    )
+    if new:
+        instance.add_dynamic_partitions(batch_partitions.name, new)
 
 
 @dg.asset(
@@ -52,7 +54,8 @@ def _add_partitions(context: dg.AssetExecutionContext, videos: list[str], studie
     retry_policy=dg.RetryPolicy(max_retries=2, delay=10),
     description="The day's landing files taken in: each file version hashed, classified, copied"
     " into the protected zone and verified, DICOM instances indexed under pseudonymous studies,"
-    " sheet versions kept, video and study partitions added, and its outcome recorded"
+    " sheet versions kept, videos and studies put in batches (partitions added), and its"
+    " outcome recorded"
     " (processed, duplicate, or quarantined with the reason). Table: the day's arrivals with"
     " display names.",
 )
@@ -78,6 +81,7 @@ def landing_intake(
     salt = deid.get_salt() if pending else ""
     known = known_identifiers_of(media_store) if pending else []
     counts = {"processed": 0, "duplicate": 0, "quarantined": 0, "changed": 0, "failed": 0}
+    touched: set[str] = set()
     failed: list[str] = []
     for number, item in enumerate(pending, start=1):
         try:
@@ -103,7 +107,8 @@ def landing_intake(
                 + traceback.format_exc()
             )
             continue
-        _add_partitions(context, result.videos, result.studies)
+        _add_batches(context, result.batches)
+        touched.update(result.batches)
         write_intake_record(media_store, result.record)
         counts[result.record.outcome] += 1
         if result.record.outcome == "quarantined":
@@ -136,6 +141,7 @@ def landing_intake(
     return dg.MaterializeResult(
         metadata={
             **counts,
+            "batches": dg.MetadataValue.json(sorted(touched)),
             "arrivals_of_the_day": len(rows),
             "arrivals": table_preview(
                 table,

@@ -54,8 +54,8 @@ from medvid.labels.store import (
 from medvid.quarantine import is_input_error, quarantine_error
 from medvid.settings import LabelSettings, SegmentSettings
 from medvid.store import read_json_or, read_table, write_json, write_table
-from medvid_assets.runs import record_worker
 from medvid_assets.policy import SettingsResource, resolve_settings, settings_config
+from medvid_assets.runs import record_worker
 from medvid_resources import DeidentificationResource, MediaStore
 
 LabelSheetsConfig = settings_config(LabelSettings, "LabelSheetsConfig")

@@ -1,127 +1,63 @@
-"""The OCR stage: burned-in text of every DICOM image, of a video before its frames are
-written, and on demand of every written frame.
+"""The OCR stage: burned-in text of every single-frame DICOM image of a batch, and on demand of
+every written (redacted) frame of its videos. (A video's text is read by the deid stage's whole-
+video scan.)
 
 OCR text can name the patient, so these tables live under ``protected/`` and are never
-exported; what leaves medvid is the redaction they drive (the deid stage) and the clinical
-fields parsed from text a person may see. The engine is the ``ocr_engine`` resource.
+exported; what leaves medvid is the redaction they drive and the clinical fields parsed from
+text a person may see.
 """
 
 import dagster as dg
-import numpy as np
 import pyarrow as pa
 
 from medvid.catalog import keys
 from medvid.catalog.keys import Tables, protected_table_key, table_key
 from medvid.catalog.schemas import FRAME_FIELDS_SCHEMA, OCR_SCHEMA
-from medvid.images import read_rgb, write_png
+from medvid.images import read_rgb
 from medvid.ocr import lines_text
 from medvid.ocr.tables import ocr_rows, parsed_fields
-from medvid.settings import OcrSettings
-from medvid.store import read_table, write_json, write_table
-from medvid.video.decode import frames_at_times
-from medvid.video.store import read_clips
-from medvid_assets.runs import record_worker
-from medvid_assets.partitions import study_partitions, video_partitions
-from medvid_assets.policy import SettingsResource, per_file, resolve_settings, settings_config
+from medvid.store import read_table, write_table
+from medvid_assets.partitions import batch_partitions
+from medvid_assets.policy import MemberResult, per_member
 from medvid_resources import MediaStore
 from medvid_resources.ocr import OcrEngineResource
 
-VideoOcrConfig = settings_config(OcrSettings, "VideoOcrConfig")
-
 
 @dg.asset(
-    partitions_def=study_partitions,
+    partitions_def=batch_partitions,
     group_name="ocr",
     kinds={"parquet"},
     deps=["dicom_pixels"],
-    code_version="2",
-    description="Burned-in text boxes (x, y, w, h in pixels, text, confidence) of every"
-    " single-frame DICOM image of the study (cine loops are read in the video path)."
-    " Protected: OCR text may name the patient.",
+    code_version="3",
+    description="Every text line (x, y, w, h in pixels, text, confidence; unreadable lines too)"
+    " of every single-frame DICOM image of the batch's studies, found by rapidocr's detector at"
+    " two scales (down to 8 px text) and read by its recogniser (cine loops are read by the"
+    " video path). Protected: OCR text may name the patient.",
 )
-@per_file
+@per_member("study", upstream=("dicom_pixels",))
 def dicom_ocr_text(
-    context: dg.AssetExecutionContext, media_store: MediaStore, ocr_engine: OcrEngineResource
+    context: dg.AssetExecutionContext,
+    member_id: str,
+    options,
+    media_store: MediaStore,
+    ocr_engine: OcrEngineResource,
 ):
-    record_worker(context)
-    study = context.partition_key
-    engine = ocr_engine.engine()
+    engine = ocr_engine.still_engine()
     images = [
         r
-        for r in read_table(media_store, table_key(Tables.DICOM_PIXELS, study)).to_pylist()
+        for r in read_table(media_store, table_key(Tables.DICOM_PIXELS, member_id)).to_pylist()
         if r["kind"] == "image"
     ]
     rows = []
-    for number, image in enumerate(images, start=1):
+    for image in images:
         rgb = read_rgb(media_store.fetch(image["pixels_key"]))
         rows += ocr_rows(image["instance_id"], 0, 0.0, engine.read(rgb), engine.name)
-        context.log.info(f"OCR {number}/{len(images)} images")
     write_table(
         media_store,
-        protected_table_key(Tables.DICOM_OCR_TEXT, study),
+        protected_table_key(Tables.DICOM_OCR_TEXT, member_id),
         pa.Table.from_pylist(rows, schema=OCR_SCHEMA),
     )
-    return dg.MaterializeResult(
-        metadata={"images": len(images), "text_boxes": len(rows), "engine": engine.name}
-    )
-
-
-@dg.asset(
-    partitions_def=video_partitions,
-    group_name="ocr",
-    kinds={"parquet"},
-    deps=["normalized_videos"],
-    code_version="2",
-    description="Burned-in text boxes of the first frame of the video and a few more evenly spaced"
-    " frames (x, y, w, h in pixels, text, confidence), with those frames kept for redaction"
-    " planning. Protected: OCR text may name the patient.",
-)
-@per_file
-def video_ocr_text(
-    context: dg.AssetExecutionContext,
-    config: VideoOcrConfig,  # type: ignore[valid-type]
-    media_store: MediaStore,
-    ocr_engine: OcrEngineResource,
-    settings: SettingsResource,
-):
-    record_worker(context)
-    ocr, recorded = resolve_settings(context, settings, "ocr", config)
-    video_id = context.partition_key
-    engine = ocr_engine.engine()
-    clips = read_clips(media_store, video_id)
-    duration = sum(c.frame_count for c in clips) / float(clips[0].fps)
-    count = max(ocr.frames, 1)
-    wanted = [i * duration / count for i in range(count)]
-    rows, frames = [], []
-    for clip in clips:
-        end = clip.time_offset_s + clip.frame_count / float(clip.fps)
-        local = [t - clip.time_offset_s for t in wanted if clip.time_offset_s <= t < end]
-        for moment, rgb in frames_at_times(clip.path, local) if local else []:
-            frame_number = clip.frame_offset + round(moment * float(clip.fps))
-            timestamp = clip.time_offset_s + moment
-            key = f"{keys.ocr_frames_prefix(video_id)}/frame_{frame_number:07d}.png"
-            height = rgb.shape[0] - clip.pad_bottom
-            width = rgb.shape[1] - clip.pad_right
-            rgb = np.ascontiguousarray(rgb[:height, :width])
-            write_png(rgb, media_store.local_path(key))
-            media_store.publish(key)
-            frames.append({"frame_number": frame_number, "frame_timestamp": timestamp, "key": key})
-            rows += ocr_rows(video_id, frame_number, timestamp, engine.read(rgb), engine.name)
-    write_json(media_store, f"{keys.ocr_frames_prefix(video_id)}/frames.json", {"frames": frames})
-    write_table(
-        media_store,
-        protected_table_key(Tables.VIDEO_OCR_TEXT, video_id),
-        pa.Table.from_pylist(rows, schema=OCR_SCHEMA),
-    )
-    return dg.MaterializeResult(
-        metadata={
-            "status": "ok",
-            "frames_read": len(frames),
-            "text_boxes": len(rows),
-            "engine": engine.name,
-            **recorded,
-        }
-    )
+    return MemberResult(metadata={"images": len(images), "text_lines": len(rows)})
 
 
 class FrameOcrConfig(dg.Config):
@@ -132,30 +68,31 @@ class FrameOcrConfig(dg.Config):
 
 
 @dg.asset(
-    partitions_def=video_partitions,
+    partitions_def=batch_partitions,
     group_name="ocr",
     kinds={"parquet"},
     deps=["video_frames"],
-    code_version="2",
-    description="On demand (not in the video pipeline): OCR of the sampled, redacted frames and"
-    " the annotation fields parsed from each (laterality, clock position, distance from nipple,"
-    " orientation, measurements with units, depth, device model). Protected.",
+    code_version="3",
+    description="On demand (not in the batch pipeline): OCR of the written, redacted frames of the"
+    " batch's videos and the annotation fields parsed from each (laterality, clock position,"
+    " distance from nipple, orientation, measurements with units, depth, device model)."
+    " Protected.",
 )
-@per_file
+@per_member("video", upstream=("video_frames",))
 def frame_ocr_text(
     context: dg.AssetExecutionContext,
+    member_id: str,
+    options,
     config: FrameOcrConfig,
     media_store: MediaStore,
     ocr_engine: OcrEngineResource,
 ):
-    record_worker(context)
-    video_id = context.partition_key
     engine = ocr_engine.engine()
-    manifest = read_table(media_store, table_key(Tables.VIDEO_FRAMES, video_id)).to_pandas()
+    manifest = read_table(media_store, table_key(Tables.VIDEO_FRAMES, member_id)).to_pandas()
     manifest = manifest[~manifest["is_dead"]].iloc[:: max(config.every_n, 1)]
-    root = media_store.fetch_prefix(keys.frames_prefix(video_id)).parent
+    root = media_store.fetch_prefix(keys.frames_prefix(member_id)).parent
     rows = []
-    for number, frame in enumerate(manifest.itertuples(index=False), start=1):
+    for frame in manifest.itertuples(index=False):
         text = lines_text(engine.read(read_rgb(root / frame.frame_relative_path)))
         rows.append(
             {
@@ -165,14 +102,8 @@ def frame_ocr_text(
                 **parsed_fields(text),
             }
         )
-        if number % 10 == 0:
-            context.log.info(f"OCR {number}/{len(manifest)} frames")
     table = pa.Table.from_pylist(rows, schema=FRAME_FIELDS_SCHEMA)
-    write_table(media_store, protected_table_key(Tables.FRAME_OCR_TEXT, video_id), table)
-    return dg.MaterializeResult(
-        metadata={
-            "frames_read": len(rows),
-            "frames_with_text": sum(bool(r["text"]) for r in rows),
-            "engine": engine.name,
-        }
+    write_table(media_store, protected_table_key(Tables.FRAME_OCR_TEXT, member_id), table)
+    return MemberResult(
+        metadata={"frames_read": len(rows), "with_text": sum(bool(r["text"]) for r in rows)}
     )

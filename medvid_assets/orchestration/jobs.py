@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import dagster as dg
 
-from medvid_assets.partitions import landing_days, study_partitions, video_partitions
+from medvid_assets.executors import GPU_RUN_TAGS
+from medvid_assets.partitions import batch_partitions, landing_days
 
 INTAKE_ASSETS = ["landing_intake"]
-VIDEO_PIPELINE_ASSETS = [
+DICOM_ASSETS = ["dicom_instances", "dicom_pixels", "dicom_ocr_text", "dicom_images"]
+VIDEO_ASSETS = [
     "raw_videos",
     "video_metadata",
     "normalized_videos",
-    "video_ocr_text",
     "video_redaction_plan",
     "video_frames",
 ]
-DICOM_PIPELINE_ASSETS = ["dicom_instances", "dicom_pixels", "dicom_ocr_text", "dicom_images"]
+BATCH_PIPELINE_ASSETS = [*DICOM_ASSETS, *VIDEO_ASSETS]
+#: The asset whose materialization of a batch means the batch is through the pipeline.
+BATCH_TERMINAL_ASSET = "video_frames"
 LABEL_ASSETS = ["label_sheets", "frame_labels", "segment_labels"]
 EXPORT_ASSETS = ["training_dataset", "quarantine", "dicom_studies", "pseudonym_map"]
 
@@ -40,19 +43,14 @@ intake_job = _job(
     "Take in one day's landing files: copy, verify, classify, index, record outcomes.",
     landing_days,
 )
-video_pipeline = _job(
-    "video_pipeline",
-    VIDEO_PIPELINE_ASSETS,
-    "Everything for one video: protected raw copy, metadata, normalized clips, OCR of"
-    " burned-in text and its redaction plan, de-identified frames.",
-    video_partitions,
-)
-dicom_pipeline = _job(
-    "dicom_pipeline",
-    DICOM_PIPELINE_ASSETS,
-    "Everything for one DICOM study: de-identified header table, decoded pixels (cine loops go"
-    " on to the video pipeline), OCR, de-identified images.",
-    study_partitions,
+batch_pipeline = _job(
+    "batch_pipeline",
+    BATCH_PIPELINE_ASSETS,
+    "Everything for one batch (a day's shard of arrivals), study by study and video by video:"
+    " de-identified DICOM headers, decoded pixels (cine loops join the batch's videos), OCR and"
+    " de-identified images; protected raw copies, metadata, normalized clips, burned-in text"
+    " found over the whole video and its redaction plan, de-identified frames.",
+    batch_partitions,
 )
 labels_job = _job(
     "labels_job",
@@ -69,18 +67,21 @@ label_model_job = _job(
     "label_model_job",
     ["label_model"],
     "Train the label model: cold (on the answers) or blitz (on reviewed labels).",
+    tags=GPU_RUN_TAGS,
 )
 predict_job = _job(
     "predict_job",
     ["predicted_labels"],
-    "Predict the labels of one video with the current label model (gpu pool).",
-    video_partitions,
+    "Predict the labels of a batch's videos with the current label model (gpu pool).",
+    batch_partitions,
+    tags=GPU_RUN_TAGS,
 )
 custom_model_job = _job(
     "custom_model_job",
     ["custom_model_labels"],
-    "Label one video with a custom model callable (gpu pool).",
-    video_partitions,
+    "Label a batch's videos with a custom model callable (gpu pool).",
+    batch_partitions,
+    tags=GPU_RUN_TAGS,
 )
 cold_label_queue_job = _job(
     "cold_label_queue_job",
@@ -95,8 +96,8 @@ cold_label_answers_job = _job(
 labelbox_upload_job = _job(
     "labelbox_upload_job",
     ["labelbox_uploads"],
-    "Upload one video's frames to the Labelbox project.",
-    video_partitions,
+    "Upload a batch's frames to the Labelbox project.",
+    batch_partitions,
 )
 labelbox_retrieve_job = _job(
     "labelbox_retrieve_job",
@@ -105,8 +106,7 @@ labelbox_retrieve_job = _job(
 )
 JOBS = [
     intake_job,
-    video_pipeline,
-    dicom_pipeline,
+    batch_pipeline,
     labels_job,
     export_job,
     label_model_job,

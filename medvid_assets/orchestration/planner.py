@@ -6,13 +6,14 @@ returns :class:`PlannedRun` s. Rules, in order:
 
 1. **intake**: every UTC day with settled landing files that have no outcome yet gets an
    ``intake_job`` run for exactly those file versions.
-2. **videos / studies**: every video partition without frames and every study whose instances
-   changed since it was last processed gets a ``video_pipeline`` / ``dicom_pipeline`` run,
-   unless its input is quarantined.
-3. When nothing of 1-2 is planned or running (the batch is *drained*): ``labels_job`` when a
+2. **batches**: every batch (:mod:`medvid.batches`) that was never through the pipeline, or
+   whose members changed since (a video or study added by a later intake), gets a
+   ``batch_pipeline`` run; its members already done are reused, quarantined ones skipped.
+3. When nothing of 1-2 is planned or running (the work is *drained*): ``labels_job`` when a
    sheet version, the label settings or any video's frames changed since the labels were last
-   made; then the label model and predictions when the home config has a ``predict`` section;
-   then ``export_job`` when anything the dataset reads changed since the last export.
+   made; then the label model and the predictions of every batch when the home config has a
+   ``predict`` section; then ``export_job`` when anything the dataset reads changed since the
+   last export.
 
 A unit already running is never planned twice. A unit whose runs failed
 :data:`MAX_ATTEMPTS` times at the same input version is left alone (the summary and the sensor's
@@ -28,18 +29,18 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from medvid.dicom.registration import read_study_index, study_digest
+from medvid.batches import members_digest
 from medvid.intake.pending import Look
 from medvid.labels.sheet_versions import labels_version
-from medvid.quarantine import quarantined_ids
 from medvid.settings import MedvidSettings, fingerprint
+from medvid_assets.orchestration.jobs import BATCH_TERMINAL_ASSET
+from medvid_assets.partitions import batch_partitions
 from medvid_assets.runs import (
     UNIT_TAG,
     VERSION_TAG,
     failures,
     in_progress_runs,
 )
-from medvid_assets.partitions import study_partitions, video_partitions
 from medvid_resources import MediaStore
 
 MAX_ATTEMPTS = 3
@@ -98,6 +99,7 @@ class Plan:
     runs: list[PlannedRun] = field(default_factory=list)
     running: set[str] = field(default_factory=set)
     given_up: list[str] = field(default_factory=list)
+    pending_batches: set[str] = field(default_factory=set)
 
     def units(self) -> set[str]:
         return {r.unit for r in self.runs}
@@ -162,31 +164,35 @@ class _Planner:
                 {"ops": {"landing_intake": {"config": {"fingerprints": versions}}}},
             )
 
-    def videos(self) -> None:
-        partitions = self.instance.get_dynamic_partitions(video_partitions.name)
-        done = self.instance.get_materialized_partitions(dg.AssetKey("video_frames"))
-        quarantined = quarantined_ids(self.store)
-        for video_id in sorted(set(partitions) - set(done) - quarantined):
-            self.add(f"video:{video_id}", "video_pipeline", video_id, "1", "new video")
-
-    def studies(self) -> None:
-        for study in sorted(self.instance.get_dynamic_partitions(study_partitions.name)):
-            digest = study_digest(list(read_study_index(self.store, study)))
-            records = self.instance.fetch_materializations(
-                dg.AssetRecordsFilter(
-                    asset_key=dg.AssetKey("dicom_images"), asset_partitions=[study]
-                ),
-                limit=1,
-            ).records
-            made = self.metadata(records[0] if records else None, "instances_digest")
-            if made != digest:
-                reason = "new study" if made is None else "instances added"
-                self.add(f"study:{study}", "dicom_pipeline", study, digest, reason)
+    def batches(self, touched: set[str] | None) -> set[str]:
+        """Plan the batches that need the pipeline; returns those not known to be done (so a
+        sensor can look at them again next tick). ``touched``: the batches whose membership may
+        have changed (None: look at every batch)."""
+        partitions = self.instance.get_dynamic_partitions(batch_partitions.name)
+        done = set(self.instance.get_materialized_partitions(dg.AssetKey(BATCH_TERMINAL_ASSET)))
+        candidates = set(partitions) - done
+        candidates |= (set(partitions) if touched is None else touched) & done
+        pending = set()
+        for batch in sorted(candidates):
+            digest = members_digest(self.store, batch)
+            if batch in done:
+                records = self.instance.fetch_materializations(
+                    dg.AssetRecordsFilter(
+                        asset_key=dg.AssetKey(BATCH_TERMINAL_ASSET), asset_partitions=[batch]
+                    ),
+                    limit=1,
+                ).records
+                if self.metadata(records[0] if records else None, "members_digest") == digest:
+                    continue
+            reason = "new batch" if batch not in done else "members added"
+            pending.add(batch)
+            self.add(f"batch:{batch}", "batch_pipeline", batch, digest, reason)
+        return pending
 
     def drained(self, look: Look | None) -> bool:
         busy = {u.split(":", 1)[0] for u in self.plan.units() | self.plan.running}
         pending_landing = bool(look and (look.ready or look.waiting))
-        return not (busy & {"intake", "video", "study"}) and not pending_landing
+        return not (busy & {"intake", "batch"}) and not pending_landing
 
     def labels(self) -> bool:
         version = labels_version(self.store, self.settings.labels, self.settings.segments)
@@ -204,24 +210,25 @@ class _Planner:
         if predict is None:
             return False
         planned = False
-        with_frames = self._videos_with_frames()
+        done = set(self.instance.get_materialized_partitions(dg.AssetKey(BATCH_TERMINAL_ASSET)))
         if predict.model is not None:
             model = self.latest("label_model")
             if model is None or self.changed_since(MODEL_INPUTS, model.storage_id):
                 version = _digest(fingerprint(predict.model), model.storage_id if model else None)
                 return self.add("model", "label_model_job", None, version, "labels changed")
             predicted = self._materialized_after("predicted_labels", model.storage_id)
-            for video_id in sorted(with_frames - predicted):
-                version = str(model.storage_id)
+            for batch in sorted(done - predicted):
                 planned |= self.add(
-                    f"predict:{video_id}", "predict_job", video_id, version, "new model or video"
+                    f"predict:{batch}", "predict_job", batch, str(model.storage_id), "new model"
                 )
         if predict.custom_model is not None:
-            done = self.instance.get_materialized_partitions(dg.AssetKey("custom_model_labels"))
+            labelled = set(
+                self.instance.get_materialized_partitions(dg.AssetKey("custom_model_labels"))
+            )
             version = fingerprint(predict.custom_model)
-            for video_id in sorted(with_frames - set(done)):
+            for batch in sorted(done - labelled):
                 planned |= self.add(
-                    f"custom:{video_id}", "custom_model_job", video_id, version, "new video"
+                    f"custom:{batch}", "custom_model_job", batch, version, "new batch"
                 )
         return planned
 
@@ -234,10 +241,6 @@ class _Planner:
             self.add("export", "export_job", None, _digest(last.storage_id), "inputs changed")
 
     # --- helpers -----------------------------------------------------------------------------
-
-    def _videos_with_frames(self) -> set[str]:
-        done = set(self.instance.get_materialized_partitions(dg.AssetKey("video_frames")))
-        return done - quarantined_ids(self.store)
 
     def _materialized_after(self, asset: str, storage_id: int) -> set[str]:
         records = self.instance.fetch_materializations(
@@ -255,15 +258,17 @@ def plan(
     look: Look | None = None,
     intake: bool = True,
     pipelines: bool = True,
+    touched: set[str] | None = None,
 ) -> Plan:
     """The runs medvid needs now (see the module docstring). ``look`` is what a look at the
-    landing zone found (None: do not plan intake, and do not wait for the landing zone)."""
+    landing zone found (None: do not plan intake, and do not wait for the landing zone);
+    ``touched``: the batches whose members may have changed since the caller last looked (None:
+    every batch is looked at). :attr:`Plan.pending_batches` says which are not done yet."""
     planner = _Planner(instance, store, settings)
     if intake and look is not None:
         planner.intake(look)
     if pipelines:
-        planner.videos()
-        planner.studies()
+        planner.plan.pending_batches = planner.batches(touched)
         if planner.drained(look) and not planner.labels() and not planner.predictions():
             planner.export()
     return planner.plan

@@ -5,7 +5,7 @@
   It writes nothing: its state is its cursor, saved only when Dagster applies the tick, so
   "Preview tick result" in the UI changes nothing.
 - ``pipeline_sensor`` (every 30 s, on by default): requests what :func:`plan` says the
-  partitions, labels, predictions and export need.
+  batches, labels, predictions and export need.
 - ``daily_intake`` (05:00 UTC, off by default): the same intake as the sensor, for sites that
   prefer one batch a day (files still for a minute are taken).
 """
@@ -18,7 +18,7 @@ import dagster as dg
 from medvid.intake.ledger import has_intake_record
 from medvid.intake.pending import look
 from medvid_assets.orchestration.jobs import JOBS, intake_job
-from medvid_assets.orchestration.planner import plan
+from medvid_assets.orchestration.planner import MAX_ATTEMPTS, plan
 from medvid_assets.policy import SettingsResource
 from medvid_resources import LandingZone, MediaStore
 
@@ -54,30 +54,57 @@ def landing_sensor(
     if found.waiting:
         context.log.info(f"waiting for {len(found.waiting)} file(s) to settle")
     for unit in planned.given_up:
-        context.log.warning(f"{unit}: failed {3} times at this input version; not retried")
+        context.log.warning(f"{unit}: failed {MAX_ATTEMPTS} times at these inputs; not retried")
     return dg.SensorResult(
         run_requests=[r.run_request() for r in planned.runs],
         cursor=json.dumps(found.cursor, sort_keys=True),
     )
 
 
+def touched_batches(instance: dg.DagsterInstance, after: int | None) -> tuple[set[str], int | None]:
+    """Batches intake added members to after the event-log ``after`` storage id, and the
+    storage id to look after next time."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("landing_intake"), after_storage_id=after),
+        limit=10_000,
+        ascending=True,
+    ).records
+    touched: set[str] = set()
+    for record in records:
+        value = (record.asset_materialization.metadata or {}).get("batches")
+        touched.update(value.value if value is not None else [])
+        after = record.storage_id
+    return touched, after
+
+
 @dg.sensor(
     jobs=[job for job in JOBS if job is not intake_job],
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Requests the runs medvid's planner finds needed: the pipeline of every new"
-    " video and study, then (when those are done) labels, the label model and predictions when"
-    " configured, and the export. Looks only (runs, materializations, records).",
+    description="Requests the runs medvid's planner finds needed: the batch_pipeline of every"
+    " batch that is new or gained members, then (when those are done) labels, the label model"
+    " and predictions when configured, and the export. Looks only (runs, materializations,"
+    " records); its cursor remembers which batches are not done yet.",
 )
 def pipeline_sensor(
     context: dg.SensorEvaluationContext, media_store: MediaStore, settings: SettingsResource
 ) -> dg.SensorResult:
-    planned = plan(context.instance, media_store, settings.load(), intake=False)
+    cursor = json.loads(context.cursor) if context.cursor else None
+    if cursor is None:  # first tick: look at every batch once
+        touched, after = None, touched_batches(context.instance, None)[1]
+    else:
+        new, after = touched_batches(context.instance, cursor["after"])
+        touched = new | set(cursor["pending"])
+    planned = plan(context.instance, media_store, settings.load(), intake=False, touched=touched)
     for unit in planned.given_up:
-        context.log.warning(f"{unit}: failed repeatedly at this input version; not retried")
+        context.log.warning(f"{unit}: failed {MAX_ATTEMPTS} times at these inputs; not retried")
+    given_up = {u.split(":", 1)[1] for u in planned.given_up if u.startswith("batch:")}
+    next_cursor = json.dumps(
+        {"after": after, "pending": sorted(planned.pending_batches - given_up)}, sort_keys=True
+    )
     if not planned.runs:
-        return dg.SensorResult(skip_reason=dg.SkipReason("nothing to do"))
-    return dg.SensorResult(run_requests=[r.run_request() for r in planned.runs])
+        return dg.SensorResult(skip_reason=dg.SkipReason("nothing to do"), cursor=next_cursor)
+    return dg.SensorResult(run_requests=[r.run_request() for r in planned.runs], cursor=next_cursor)
 
 
 @dg.schedule(

@@ -54,15 +54,17 @@ from medvid.predict.train import TrainConfig, every_nth_frame, split_by_video, t
 from medvid.previews import contact_sheet, encode_jpeg
 from medvid.settings import CustomModelSettings, LabelModelSettings, PredictedLabelsSettings
 from medvid.store import read_json, read_table, write_json, write_table
-from medvid_assets.runs import record_worker
-from medvid_assets.partitions import video_partitions
+from medvid_assets.executors import GPU_OP_TAGS
+from medvid_assets.partitions import batch_partitions
 from medvid_assets.policy import (
+    MemberResult,
     SettingsResource,
     markdown_image,
-    per_file,
+    per_member,
     resolve_settings,
     settings_config,
 )
+from medvid_assets.runs import record_worker
 from medvid_resources import MediaStore
 from medvid_resources.torch_device import TorchDeviceResource
 
@@ -241,6 +243,7 @@ def _classes(labels: pa.Table, schema: LabelSchema, configured: list[str]) -> tu
     group_name="predict",
     kinds={"pytorch"},
     pool="gpu",
+    op_tags=GPU_OP_TAGS,
     deps=["cold_label_answers", "frame_labels", "segment_labels", "labelbox_labels"],
     code_version="2",
     check_specs=[
@@ -395,48 +398,60 @@ def read_current_model(store: MediaStore) -> dict:
 # --- predictions ------------------------------------------------------------------------------
 
 
+def _current_model_id(store: MediaStore, member_id: str) -> str | None:
+    return (
+        read_json(store, keys.CURRENT_MODEL)["model_id"]
+        if store.exists(keys.CURRENT_MODEL)
+        else None
+    )
+
+
 @dg.asset(
-    partitions_def=video_partitions,
+    partitions_def=batch_partitions,
     group_name="predict",
     kinds={"pytorch", "parquet"},
     pool="gpu",
+    op_tags=GPU_OP_TAGS,
     deps=["label_model", "video_frames"],
-    code_version="2",
-    description="The current label model's predictions for every live frame of the video: one"
-    " row per frame and class, value = the predicted class, float_value = its probability,"
-    " source 'model:<model_id>', unreviewed. Runs on CUDA when present, else the CPU, batched.",
+    code_version="3",
+    description="The current label model's predictions for every live frame of every video of"
+    " the batch: one row per frame and class, value = the predicted class, float_value = its"
+    " probability, source 'model:<model_id>', unreviewed. Runs on CUDA when present, else the"
+    " CPU, batched.",
 )
-@per_file
+@per_member(
+    "video",
+    section="predict.predicted_labels",
+    upstream=("video_frames",),
+    version_of=_current_model_id,
+)
 def predicted_labels(
     context: dg.AssetExecutionContext,
+    member_id: str,
+    options: PredictedLabelsSettings,
     config: PredictedLabelsConfig,  # type: ignore[valid-type]
     media_store: MediaStore,
     torch_device: TorchDeviceResource,
     settings: SettingsResource,
 ):
-    record_worker(context)
-    config, recorded = resolve_settings(context, settings, "predict.predicted_labels", config)
-    video_id = context.partition_key
     current = read_current_model(media_store)
     loaded = load_model(media_store.fetch(current["weights_key"]))
     trained = {**loaded.metadata.get("trained_on", {}), **loaded.metadata.get("validated_on", {})}
-    key = table_key(Tables.PREDICTED_LABELS, video_id)
-    if current["strategy"] == "blitz" and config.skip_training_videos and video_id in trained:
+    key = table_key(Tables.PREDICTED_LABELS, member_id)
+    if current["strategy"] == "blitz" and options.skip_training_videos and member_id in trained:
         write_table(media_store, key, empty_frame_labels())
-        return dg.MaterializeResult(
-            metadata={"status": "skipped", "reason": "reviewed video the model was trained on"}
-        )
-    manifest = live_manifest(media_store, [video_id])
+        return MemberResult(metadata={"predicted": "no: reviewed video it was trained on"})
+    manifest = live_manifest(media_store, [member_id])
     device = torch_device.resolve()
     started = time.perf_counter()
     table = predict_frames(
         loaded.model,
         loaded.spec,
-        video_frames_root(media_store, video_id),
+        video_frames_root(media_store, member_id),
         manifest,
-        batch_size=config.batch_size,
+        batch_size=options.batch_size,
         device=device,
-        smoothing_window=config.smoothing_window,
+        smoothing_window=options.smoothing_window,
         model_id=loaded.model_id,
         label_schema=read_label_schema(media_store),
     )
@@ -444,69 +459,59 @@ def predicted_labels(
     write_table(media_store, key, table)
     df = table.select(["label_name", "value", "confidence"]).to_pandas()
     chosen = df[df["value"]]
-    return dg.MaterializeResult(
+    return MemberResult(
         metadata={
-            "status": "ok",
             "model_id": loaded.model_id,
             "device": device,
             "frames": len(manifest),
-            "frames_per_second": len(manifest) / seconds if seconds else 0.0,
-            "predicted_frames_per_label": dg.MetadataValue.json(
-                {str(k): int(v) for k, v in chosen.groupby("label_name").size().items()}
-            ),
-            "mean_confidence": float(chosen["confidence"].mean()) if len(chosen) else 0.0,
-            **recorded,
+            "frames_per_second": round(len(manifest) / seconds, 1) if seconds else 0.0,
+            "mean_confidence": round(float(chosen["confidence"].mean()), 3) if len(chosen) else 0.0,
         }
     )
 
 
 @dg.asset(
-    partitions_def=video_partitions,
+    partitions_def=batch_partitions,
     group_name="predict",
     kinds={"python", "parquet"},
     pool="gpu",
+    op_tags=GPU_OP_TAGS,
     deps=["video_frames"],
-    code_version="2",
+    code_version="3",
     description="Labels from a user's model callable (package.module:function) for every live"
-    " frame of the video: one row per frame for the label it returns, float_value = confidence,"
-    " source 'model:<model_id>', unreviewed.",
+    " frame of every video of the batch: one row per frame for the label it returns,"
+    " float_value = confidence, source 'model:<model_id>', unreviewed.",
 )
-@per_file
+@per_member("video", section="predict.custom_model", upstream=("video_frames",))
 def custom_model_labels(
     context: dg.AssetExecutionContext,
+    member_id: str,
+    options: CustomModelSettings,
     config: CustomModelConfig,  # type: ignore[valid-type]
     media_store: MediaStore,
     settings: SettingsResource,
 ):
-    record_worker(context)
-    config, recorded = resolve_settings(context, settings, "predict.custom_model", config)
-    if not config.function:
+    if not options.function:
         raise dg.Failure("no custom model: set predict.custom_model.function (package.module:fn)")
-    video_id = context.partition_key
-    manifest = live_manifest(media_store, [video_id])
+    manifest = live_manifest(media_store, [member_id])
     try:
-        function = load_custom_callable(config.function)
+        function = load_custom_callable(options.function)
         table = predict_with_callable(
             function,
-            video_frames_root(media_store, video_id),
+            video_frames_root(media_store, member_id),
             manifest,
             read_label_schema(media_store),
-            model_id=config.model_id or None,
-            batch_size=config.batch_size,
+            model_id=options.model_id or None,
+            batch_size=options.batch_size,
         )
-    except MedvidInputError as error:
-        raise _failure(error, f"custom model {config.function} failed") from None
-    write_table(media_store, table_key(Tables.CUSTOM_MODEL_LABELS, video_id), table)
+    except MedvidInputError as error:  # the model is at fault, not the video: fail the run
+        raise _failure(error, f"custom model {options.function} failed") from None
+    write_table(media_store, table_key(Tables.CUSTOM_MODEL_LABELS, member_id), table)
     df = table.select(["label_name", "source", "confidence"]).to_pandas()
-    return dg.MaterializeResult(
+    return MemberResult(
         metadata={
-            "status": "ok",
             "source": str(df["source"].iloc[0]) if len(df) else "",
             "frames": len(manifest),
-            "frames_per_label": dg.MetadataValue.json(
-                {str(k): int(v) for k, v in df.groupby("label_name").size().items()}
-            ),
-            "mean_confidence": float(df["confidence"].mean()) if len(df) else 0.0,
-            **recorded,
+            "mean_confidence": round(float(df["confidence"].mean()), 3) if len(df) else 0.0,
         }
     )

@@ -5,8 +5,8 @@ import dagster as dg
 from medvid.catalog.keys import Tables, table_key
 from medvid.quarantine import quarantine_records, quarantine_table
 from medvid.store import write_table
-from medvid_assets.runs import record_worker
 from medvid_assets.policy import table_preview
+from medvid_assets.runs import record_worker
 from medvid_resources import MediaStore
 
 

@@ -8,6 +8,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from medvid.batches import batch_of
+from medvid.dicom.registration import registered_studies
+from medvid.intake.ledger import ledger_entries
 from medvid.settings import SETTINGS_FILE
 from medvid_assets.definitions import build_definitions
 from medvid_assets.orchestration.launch import Launched, run_until_done
@@ -33,6 +36,16 @@ class Home:
     def store(self) -> LocalMediaStore:
         return LocalMediaStore(root=str(self.path))
 
+    def videos(self) -> list[str]:
+        """Every video id medvid knows (landing videos and cine loops)."""
+        return sorted(e.content_id for e in ledger_entries(self.store, kind="video"))
+
+    def studies(self) -> list[str]:
+        return registered_studies(self.store)
+
+    def batch_of(self, member_id: str) -> str:
+        return batch_of(self.store, member_id)
+
     def resources(self, *keys: str) -> dict:
         """Some of the deployment's resources (Labelbox's need its variables set)."""
         return {k: self.defs.resources[k] for k in keys if k in self.defs.resources}
@@ -43,14 +56,16 @@ class Home:
 
     def run(self, *only: str) -> Launched:
         """What the sensors would launch, executed until nothing is left (like ``medvid run``);
-        ``only`` kinds of run (``"intake"``, ``"video"``...) when given."""
+        ``only`` kinds of run (``"intake"``, ``"batch"``, ``"labels"``...) when given."""
         keys = ("landing_zone", "media_store", "settings")
         with dg.build_resources(
             {k: self.defs.resources[k] for k in keys}, instance=self.instance
         ) as res:
             return run_until_done(self.defs, self.instance, res, only=set(only) or None)
 
-    def materialize(self, *names: str, partition_key=None, run_config=None, selection=None):
+    def materialize(
+        self, *names: str, partition_key=None, run_config=None, selection=None, tags=None
+    ):
         """Materialize assets by name in-process with this home's resources."""
         assets = [self.defs.get_assets_def(dg.AssetKey(n)) for n in names]
         needed = set().union(*(a.required_resource_keys for a in assets))
@@ -61,6 +76,7 @@ class Home:
             instance=self.instance,
             resources=self.resources(*needed),
             run_config=run_config,
+            tags=tags,
             raise_on_error=False,
         )
 

@@ -13,8 +13,10 @@ from typing import Any
 import dagster as dg
 import yaml
 
+from medvid.batches import batch_of
 from medvid.ids import content_id, sha256_file
 from medvid.settings import SETTINGS_FILE
+from medvid.status import read_status
 from medvid_assets.definitions import build_definitions
 from medvid_resources import DeidentificationResource
 from medvid_resources.labelbox import LabelboxResource
@@ -69,11 +71,17 @@ def materialize(
     partition_key: str | None = None,
     run_config: dict | None = None,
     raise_on_error: bool = True,
+    member: str | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """Materialize the named assets (of all of medvid) in-process."""
+    """Materialize the named assets (of all of medvid) in-process; with ``member``, a batch
+    asset for that video only (its batch, tagged ``medvid/only``, recomputed)."""
     home = Path(resources["media_store"].root)
     defs = _defs(home)
     assets = [defs.get_assets_def(dg.AssetKey(n)) for n in names]
+    tags = None
+    if member is not None:
+        partition_key = batch_of(resources["media_store"], member)
+        tags = {"medvid/only": member, "medvid/redo": "true"}
     return dg.materialize(
         assets,
         partition_key=partition_key,
@@ -81,7 +89,15 @@ def materialize(
         resources=resources,
         run_config=run_config or {},
         raise_on_error=raise_on_error,
+        tags=tags,
     )
+
+
+def member_metadata(resources: dict, asset: str, member: str) -> dict:
+    """What a batch asset recorded for one of its members (its status metadata)."""
+    status = read_status(resources["media_store"], asset, member)
+    assert status is not None, (asset, member)
+    return status.metadata
 
 
 @dataclass(frozen=True)
@@ -119,7 +135,7 @@ def process_clips(
         keys = ("landing_zone", "media_store", "settings")
         with dg.build_resources({k: resources[k] for k in keys}, instance=instance) as res:
             launched = run_until_done(
-                _defs(home), instance, res, only={"intake", "video", "study", "labels"}
+                _defs(home), instance, res, only={"intake", "batch", "labels"}
             )
         assert not launched.failed, launched.failed
     ids = {clip: content_id(sha256_file(videos_dir / clip)) for clip in clips}
@@ -135,8 +151,10 @@ def open_copy(
     home = target / "home"
     shutil.copytree(processed.home, home, symlinks=True)
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("videos", sorted(processed.video_ids.values()))
-        yield instance, medvid_resources(home, labelbox), home
+        resources = medvid_resources(home, labelbox)
+        batches = {batch_of(resources["media_store"], v) for v in processed.video_ids.values()}
+        instance.add_dynamic_partitions("batches", sorted(batches))
+        yield instance, resources, home
 
 
 def take_in(instance: dg.DagsterInstance, resources: dict) -> None:

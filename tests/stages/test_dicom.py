@@ -43,7 +43,7 @@ def test_intake_keys_studies_pseudonymously_and_unzips_archives(medvid_home, sha
     expected = sorted(
         {study_key(uid_of(source / n), SALT) for n in ("OBXXXX1A.dcm", "US1_J2KR.dcm")}
     )
-    assert sorted(medvid_home.instance.get_dynamic_partitions("studies")) == expected
+    assert medvid_home.studies() == expected
     for key in expected:  # "s" + 15 hex digits: neither a UID nor a patient id
         assert key.startswith("s") and len(key) == 16 and "." not in key
     ob = study_key(uid_of(source / "OBXXXX1A.dcm"), SALT)
@@ -67,7 +67,7 @@ def test_a_zip_inside_a_zip_is_unpacked_and_too_deep_ones_are_quarantined(medvid
         archive.write(deepest, "old/deep.zip")
     medvid_home.run("intake")
     us1 = study_key(uid_of(source / "US1_J2KR.dcm"), SALT)
-    assert medvid_home.instance.get_dynamic_partitions("studies") == [us1]
+    assert medvid_home.studies() == [us1]
     [record] = quarantine_records(medvid_home.store)
     assert record.reason == "zip nested more than 3 levels deep"
     assert record.file.startswith("delivery.zip!")
@@ -86,7 +86,7 @@ def every_file(tmp_path_factory, shared_data):
     try:
         with dg.instance_for_test() as instance:
             home = Home(root / "home", root / "landing", instance)
-            launched = home.run("intake", "study")
+            launched = home.run("intake", "batch")
             yield home, launched
     finally:
         if previous is None:
@@ -96,7 +96,7 @@ def every_file(tmp_path_factory, shared_data):
 
 
 def _instances(home) -> pa.Table:
-    studies = home.instance.get_dynamic_partitions("studies")
+    studies = home.studies()
     return pa.concat_tables(
         pq.read_table(home.path / table_key(Tables.DICOM_INSTANCES, s)) for s in studies
     ).to_pandas()
@@ -123,14 +123,14 @@ def test_every_shared_file_gets_one_deidentified_row(every_file, shared_data):
 
 def test_every_study_passes_header_and_pixel_checks(every_file):
     home, _ = every_file
-    studies = home.instance.get_dynamic_partitions("studies")
+    studies = home.studies()
     assert studies and all(study_deidentified(home.store, s) for s in studies)
 
 
 def test_single_frames_are_redacted_pngs_with_region_and_parsed_fields(every_file):
     home, _ = every_file
     images = []
-    for study in home.instance.get_dynamic_partitions("studies"):
+    for study in home.studies():
         images += pq.read_table(home.path / table_key(Tables.DICOM_IMAGES, study)).to_pylist()
     assert len(images) == 6  # 8 files, 2 of them cine loops
     for image in images:
@@ -147,7 +147,7 @@ def test_single_frames_are_redacted_pngs_with_region_and_parsed_fields(every_fil
 
 def test_cine_loops_become_video_partitions_with_their_origin(every_file):
     home, _ = every_file
-    video_ids = home.instance.get_dynamic_partitions("videos")
+    video_ids = home.videos()
     assert len(video_ids) == 2
     for video_id in video_ids:
         entry = read_ledger_entry(home.store, video_id)
@@ -157,16 +157,16 @@ def test_cine_loops_become_video_partitions_with_their_origin(every_file):
 
 def test_a_processed_study_is_not_planned_again_until_an_instance_arrives(every_file, shared_data):
     home, _ = every_file
-    assert home.run("intake", "study").runs == []
+    assert home.run("intake", "batch").runs == []
 
 
 def test_cine_loop_goes_down_the_video_path_with_its_text_redacted(medvid_home, shared_data):
     fake_patient_cine(shared_data, medvid_home.landing / "cine.dcm")
     medvid_home.configure("frames: {strategy: all}\n")
-    launched = medvid_home.run("intake", "study", "video")
+    launched = medvid_home.run("intake", "batch")
     assert not launched.failed
-    [video_id] = medvid_home.instance.get_dynamic_partitions("videos")
-    assert launched.units("video") == [f"video:{video_id}"]
+    [video_id] = medvid_home.videos()
+    assert launched.units("batch") == [f"batch:{medvid_home.batch_of(video_id)}"]
     manifest = pq.read_table(
         medvid_home.path / table_key(Tables.VIDEO_FRAMES, video_id)
     ).to_pandas()
@@ -187,9 +187,9 @@ def test_a_multiframe_instance_without_timing_goes_at_the_default_rate(medvid_ho
         if keyword in ds:
             delattr(ds, keyword)
     ds.save_as(medvid_home.landing / "untimed.dcm")
-    launched = medvid_home.run("intake", "study")
+    launched = medvid_home.run("intake", "batch")
     assert not launched.failed
-    [study] = medvid_home.instance.get_dynamic_partitions("studies")
+    [study] = medvid_home.studies()
     [row] = pq.read_table(medvid_home.path / table_key(Tables.DICOM_PIXELS, study)).to_pylist()
     assert (row["kind"], row["fps"], row["fps_source"]) == ("cine", "1", "default")
     assert quarantine_records(medvid_home.store) == []
@@ -210,7 +210,7 @@ def test_bad_dicom_inputs_are_quarantined_and_the_batch_goes_on(medvid_home, sha
     bad_syntax.save_as(landing / "unknown_syntax.dcm")
     shutil.copyfile(source / "US1_J2KR.dcm", landing / "good.dcm")
 
-    launched = medvid_home.run("intake", "study")
+    launched = medvid_home.run("intake", "batch")
     assert not launched.failed
     reasons = {r.file: r.reason for r in quarantine_records(medvid_home.store)}
     assert "not a DICOM file" in reasons["notes.dcm"]
@@ -235,21 +235,29 @@ class ShowsThePatientEverywhere:
 
 
 class FakeOcrResource(OcrEngineResource):
+    """Every engine medvid asks for reads the patient's name everywhere."""
+
     def engine(self):
         return ShowsThePatientEverywhere()
+
+    def still_engine(self):
+        return ShowsThePatientEverywhere()
+
+    def residual_engines(self):
+        return [ShowsThePatientEverywhere()]
 
 
 def test_residual_phi_fails_the_blocking_check_and_keeps_the_study_out(medvid_home, shared_data):
     fake_patient_image(shared_data, medvid_home.landing / "patient.dcm")
     medvid_home.run("intake")
-    [study] = medvid_home.instance.get_dynamic_partitions("studies")
+    [study] = medvid_home.studies()
     assets = [
         medvid_home.defs.get_assets_def(dg.AssetKey(n))
         for n in ("dicom_instances", "dicom_pixels", "dicom_ocr_text", "dicom_images")
     ]
     result = dg.materialize(
         assets,
-        partition_key=study,
+        partition_key=medvid_home.batch_of(study),
         instance=medvid_home.instance,
         resources={
             **medvid_home.resources("media_store", "deid", "settings"),
@@ -267,7 +275,7 @@ def test_residual_phi_fails_the_blocking_check_and_keeps_the_study_out(medvid_ho
 
 def test_header_phi_values_stay_in_the_protected_zone(medvid_home, shared_data):
     fake_patient_image(shared_data, medvid_home.landing / "patient.dcm")
-    assert not medvid_home.run("intake", "study").failed
+    assert not medvid_home.run("intake", "batch").failed
     home = medvid_home.path
     for path in home.rglob("*"):
         if not path.is_file() or path.relative_to(home).parts[0] == "protected":
@@ -285,7 +293,7 @@ def test_dicomdir_folder_is_registered_file_by_file(medvid_home, shared_data):
         fileset.add(pydicom.dcmread(shared_data / "dicom" / name))
     fileset.write(medvid_home.landing / "CD")  # DICOMDIR + PT000000/ST000000/SE000000/IM...
     medvid_home.run("intake")
-    studies = medvid_home.instance.get_dynamic_partitions("studies")
+    studies = medvid_home.studies()
     assert len(studies) == 2
     assert quarantine_records(medvid_home.store) == []  # the DICOMDIR is not an image
     names = {
@@ -309,8 +317,8 @@ def test_endoscopy_patient_panel_never_reaches_the_frames(medvid_home, shared_da
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode(None))
     medvid_home.configure("frames: {strategy: every_n, every_n: 5}\n")
-    assert not medvid_home.run("intake", "video").failed
-    [video_id] = medvid_home.instance.get_dynamic_partitions("videos")
+    assert not medvid_home.run("intake", "batch").failed
+    [video_id] = medvid_home.videos()
     plan = read_json(medvid_home.store, f"tables/redaction_plans/{video_id}.json")
     assert plan["keep_region_source"] == "detected" and plan["mask_boxes"]
     manifest = pq.read_table(

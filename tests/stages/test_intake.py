@@ -45,7 +45,7 @@ def test_a_tick_writes_nothing_so_a_preview_changes_nothing(medvid_home, videos_
     preview = tick(medvid_home, cursor)  # "Preview tick result": evaluated, not applied
     assert len(preview.run_requests) == 1
     assert sorted(p.relative_to(medvid_home.path) for p in medvid_home.path.rglob("*")) == before
-    assert medvid_home.instance.get_dynamic_partitions("videos") == []
+    assert medvid_home.instance.get_dynamic_partitions("batches") == []
     # the real tick, from the same cursor, requests the same run
     real = tick(medvid_home, cursor)
     assert [r.run_key for r in real.run_requests] == [r.run_key for r in preview.run_requests]
@@ -79,12 +79,15 @@ def test_intake_copies_into_the_protected_zone_and_records_the_outcome_last(
     assert sha256_file(raw) == before[0]
     assert not (medvid_home.path / "media" / "raw").exists()
     [record] = intake_records(medvid_home.store)
+    batch = medvid_home.batch_of(video_id)
+    assert batch.startswith(record.day + ".")
     assert (record.outcome, record.content_id, record.partitions) == (
         "processed",
         video_id,
-        [f"videos:{video_id}"],
+        [batch],
     )
-    assert medvid_home.instance.get_dynamic_partitions("videos") == [video_id]
+    assert medvid_home.instance.get_dynamic_partitions("batches") == [batch]
+    assert medvid_home.videos() == [video_id]
     assert (sha256_file(clip), os.stat(clip).st_mtime_ns) == before  # never modified
 
 
@@ -94,9 +97,7 @@ def test_a_renamed_reupload_is_an_alias_not_processed_again(medvid_home, videos_
     drop(videos_dir, medvid_home.landing, MP4, as_name="same_video_renamed.mp4")
     launched = medvid_home.run("intake")
     assert len(launched.units("intake")) == 1
-    assert medvid_home.instance.get_dynamic_partitions("videos") == [
-        content_id(sha256_file(videos_dir / MP4))
-    ]
+    assert medvid_home.videos() == [content_id(sha256_file(videos_dir / MP4))]
     entry = read_ledger_entry(medvid_home.store, content_id(sha256_file(videos_dir / MP4)))
     assert (entry.original_name, entry.aliases) == (MP4, ["same_video_renamed.mp4"])
     outcomes = sorted(r.outcome for r in intake_records(medvid_home.store))
@@ -123,7 +124,7 @@ def test_empty_unsupported_and_escaping_files_are_quarantined_with_reasons(
         " itself",
     }
     # the good file went through in the same batch
-    assert len(medvid_home.instance.get_dynamic_partitions("videos")) == 1
+    assert len(medvid_home.videos()) == 1
     # and nothing is offered again
     assert medvid_home.run("intake").runs == []
 

@@ -27,6 +27,7 @@ from tests.stages.label_pipeline import (
     Processed,
     fake_labelbox,
     materialize,
+    member_metadata,
     open_copy,
     process_clips,
 )
@@ -143,8 +144,9 @@ def test_upload_creates_a_data_row_per_live_frame_keyed_by_frame_id(
     avi = processed.video_ids[AVI]
     fake = FakeLabelboxClient(project_id=LABELBOX_PROJECT)
     with open_copy(processed, tmp_path, fake_labelbox(fake)) as (instance, resources, home):
-        result = materialize(instance, resources, "labelbox_uploads", partition_key=avi)
+        result = materialize(instance, resources, "labelbox_uploads", member=avi)
         record = json.loads((home / "labelbox" / "uploads" / f"{avi}.json").read_text())
+        metadata = member_metadata(resources, "labelbox_uploads", avi)
     keys = [frame_id(avi, n) for n in range(0, 92, 10)]
     assert [row["global_key"] for row in fake.created_rows] == keys
     for key in keys:  # row data: the de-identified frame file, which the SDK uploads
@@ -153,8 +155,8 @@ def test_upload_creates_a_data_row_per_live_frame_keyed_by_frame_id(
         assert path.name == f"frame_{key}.jpg" and fake.data_rows[key]["media_type"] == "IMAGE"
     [batch] = fake.batches
     assert batch.name.startswith(f"medvid-{avi}-") and batch.global_keys == keys
-    metadata = result.asset_materializations_for_node("labelbox_uploads")[0].metadata
-    assert (metadata["created"].value, metadata["already_present"].value) == (10, 0)
+    assert result.success
+    assert (metadata["created"], metadata["already_present"]) == (10, 0)
     assert record["global_keys"] == keys
 
 
@@ -162,12 +164,13 @@ def test_re_running_an_upload_creates_nothing_new(processed: Processed, tmp_path
     avi = processed.video_ids[AVI]
     fake = FakeLabelboxClient(project_id=LABELBOX_PROJECT)
     with open_copy(processed, tmp_path, fake_labelbox(fake)) as (instance, resources, _):
-        materialize(instance, resources, "labelbox_uploads", partition_key=avi)
-        again = materialize(instance, resources, "labelbox_uploads", partition_key=avi)
+        materialize(instance, resources, "labelbox_uploads", member=avi)
+        again = materialize(instance, resources, "labelbox_uploads", member=avi)
+        metadata = member_metadata(resources, "labelbox_uploads", avi)
+    assert again.success
     assert len(fake.calls_named("create_data_rows")) == 1
     assert len(fake.calls_named("create_batch")) == 1 and len(fake.created_rows) == 10
-    metadata = again.asset_materializations_for_node("labelbox_uploads")[0].metadata
-    assert (metadata["created"].value, metadata["already_present"].value) == (0, 10)
+    assert (metadata["created"], metadata["already_present"]) == (0, 10)
 
 
 def test_the_cold_label_queue_can_be_a_labelbox_project(
@@ -186,7 +189,7 @@ def test_the_cold_label_queue_can_be_a_labelbox_project(
             instance,
             resources,
             "labelbox_uploads",
-            partition_key=mp4,
+            member=mp4,
             run_config={"ops": {"labelbox_uploads": {"config": {"frames": "queue"}}}},
         )
     # 13 live frames, K = 3: positions 0, 4, 8 -> frames 0, 40, 80
@@ -209,10 +212,10 @@ def test_a_video_that_may_not_leave_medvid_is_not_uploaded(
             reason="held back",
             error_type="MedvidInputError",
         )
-        result = materialize(instance, resources, "labelbox_uploads", partition_key=avi)
-    assert fake.calls == []
+        result = materialize(instance, resources, "labelbox_uploads", member=avi)
+    assert fake.calls == []  # quarantined: skipped, nothing leaves medvid
     metadata = result.asset_materializations_for_node("labelbox_uploads")[0].metadata
-    assert metadata["status"].value == "not_exportable"
+    assert (metadata["processed"].value, metadata["skipped"].value) == (0, 1)
 
 
 # --- retrieve ----------------------------------------------------------------------------------

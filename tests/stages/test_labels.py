@@ -181,7 +181,7 @@ def test_predictions_are_exported_only_when_reviewed_or_asked_for(
             instance,
             resources,
             "custom_model_labels",
-            partition_key=mp4,
+            member=mp4,
             run_config={"ops": {"custom_model_labels": {"config": custom}}},
         )
         export = {"ops": {"training_dataset": {"config": EXPORT}}}

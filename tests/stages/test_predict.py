@@ -13,7 +13,13 @@ import pytest
 from medvid.catalog.keys import table_key
 from medvid.predict.model import load_model
 from tests.stages.conftest import AVI, MP4, SONOSITE
-from tests.stages.label_pipeline import Processed, materialize, open_copy, process_clips
+from tests.stages.label_pipeline import (
+    Processed,
+    materialize,
+    member_metadata,
+    open_copy,
+    process_clips,
+)
 
 LABEL_IDS = {"healthy": 0, "viral_pneumonia": 1, "red": 2, "blue": 3}
 SHEETS = {
@@ -106,9 +112,8 @@ def test_cold_label_answers_train_a_versioned_model_that_predicts_every_video(
         )
         current = json.loads((home / "models" / "label_model.json").read_text())
         loaded = load_model(home / current["weights_key"])
-        predicted = materialize(
-            instance, resources, "predicted_labels", partition_key=ids[SONOSITE]
-        )
+        materialize(instance, resources, "predicted_labels", member=ids[SONOSITE])
+        pred_meta = member_metadata(resources, "predicted_labels", ids[SONOSITE])
         predictions = pd.read_parquet(home / table_key("predicted_labels", ids[SONOSITE]))
     assert (
         rewritten.asset_materializations_for_node("cold_label_queue")[0].metadata["answered"].value
@@ -149,8 +154,7 @@ def test_cold_label_answers_train_a_versioned_model_that_predicts_every_video(
     assert not predictions["reviewed"].any()
     assert (predictions.groupby("frame_id")["value"].sum() == 1).all()
     assert predictions["float_value"].between(0, 1).all()
-    pred_meta = predicted.asset_materializations_for_node("predicted_labels")[0].metadata
-    assert (pred_meta["device"].value, pred_meta["frames"].value) == ("cpu", 2)
+    assert (pred_meta["device"], pred_meta["frames"]) == ("cpu", 2)
 
 
 def test_a_blitz_model_trains_on_reviewed_videos_and_predicts_the_others(
@@ -161,8 +165,9 @@ def test_a_blitz_model_trains_on_reviewed_videos_and_predicts_the_others(
         trained = materialize(
             instance, resources, "label_model", run_config=_config("label_model", **TINY)
         )
-        skipped = materialize(instance, resources, "predicted_labels", partition_key=ids[AVI])
-        materialize(instance, resources, "predicted_labels", partition_key=ids[SONOSITE])
+        materialize(instance, resources, "predicted_labels", member=ids[AVI])
+        skipped = member_metadata(resources, "predicted_labels", ids[AVI])
+        materialize(instance, resources, "predicted_labels", member=ids[SONOSITE])
         predictions = pd.read_parquet(home / table_key("predicted_labels", ids[SONOSITE]))
         current = json.loads((home / "models" / "label_model.json").read_text())
         loaded = load_model(home / current["weights_key"])
@@ -170,10 +175,7 @@ def test_a_blitz_model_trains_on_reviewed_videos_and_predicts_the_others(
     # class, so none can be held out for validation
     assert loaded.metadata["trained_on"] == {ids[AVI]: 4, ids[MP4]: 5}
     assert loaded.metadata["validated_on"] == {}
-    assert (
-        skipped.asset_materializations_for_node("predicted_labels")[0].metadata["status"].value
-        == "skipped"
-    )
+    assert skipped == {"predicted": "no: reviewed video it was trained on"}
     assert len(predictions) == 4
     [warn] = [
         c
@@ -188,15 +190,13 @@ def test_a_custom_model_labels_every_live_frame(processed: Processed, tmp_path: 
     ids = processed.video_ids
     config = _config("custom_model_labels", function="tests.core.custom_model_example:predict")
     with open_copy(processed, tmp_path) as (instance, resources, home):
-        materialize(
-            instance, resources, "custom_model_labels", partition_key=ids[AVI], run_config=config
-        )
+        materialize(instance, resources, "custom_model_labels", member=ids[AVI], run_config=config)
         table = pd.read_parquet(home / table_key("custom_model_labels", ids[AVI]))
         broken = materialize(
             instance,
             resources,
             "custom_model_labels",
-            partition_key=ids[AVI],
+            member=ids[AVI],
             run_config=_config(
                 "custom_model_labels", function="tests.core.custom_model_example:out_of_range"
             ),

@@ -15,7 +15,7 @@ from tests.stages.conftest import AVI, MP4, drop
 
 def test_avi_is_copied_normalized_and_sampled_with_redacted_frames(medvid_home, videos_dir):
     clip = drop(videos_dir, medvid_home.landing, AVI)
-    launched = medvid_home.run("intake", "video")
+    launched = medvid_home.run("intake", "batch")
     assert not launched.failed
     home, video_id = medvid_home.path, content_id(sha256_file(clip))
     meta = pq.read_table(home / table_key(Tables.VIDEO_METADATA, video_id)).to_pylist()[0]
@@ -38,8 +38,8 @@ def test_avi_is_copied_normalized_and_sampled_with_redacted_frames(medvid_home, 
 
 def test_a_video_pipeline_rerun_writes_the_same_bytes(medvid_home, videos_dir):
     drop(videos_dir, medvid_home.landing, MP4)
-    medvid_home.run("intake", "video")
-    [video_id] = medvid_home.instance.get_dynamic_partitions("videos")
+    medvid_home.run("intake", "batch")
+    [video_id] = medvid_home.videos()
     manifest_path = medvid_home.path / table_key(Tables.VIDEO_FRAMES, video_id)
     first = pq.read_table(manifest_path)
     image = medvid_home.path / "media" / "frames" / first["frame_relative_path"][3].as_py()
@@ -48,10 +48,10 @@ def test_a_video_pipeline_rerun_writes_the_same_bytes(medvid_home, videos_dir):
         "raw_videos",
         "video_metadata",
         "normalized_videos",
-        "video_ocr_text",
         "video_redaction_plan",
         "video_frames",
-        partition_key=video_id,
+        partition_key=medvid_home.batch_of(video_id),
+        tags={"medvid/redo": "true"},  # every member again, not reused
     )
     assert result.success
     assert pq.read_table(manifest_path).equals(first)
@@ -70,13 +70,13 @@ def test_a_broken_video_is_quarantined_the_run_succeeds_and_it_is_not_retried(
     medvid_home, videos_dir, make
 ):
     (medvid_home.landing / "broken.mp4").write_bytes(make((videos_dir / MP4).read_bytes()))
-    launched = medvid_home.run("intake", "video")
+    launched = medvid_home.run("intake", "batch")
     assert not launched.failed
     [record] = quarantine_records(medvid_home.store)
     assert record.file == "broken.mp4"
     assert record.stage in {"video_metadata", "normalized_videos", "raw_videos"}
     assert record.reason
-    assert medvid_home.run("intake", "video").runs == []
+    assert medvid_home.run("intake", "batch").runs == []
 
 
 def test_labels_sheet_marks_frames_in_ranges_and_export_passes_checks(medvid_home, videos_dir):
