@@ -78,6 +78,9 @@ def landing_intake(
         now=time.time(),
     )
     pending = [p for p in found.ready if p.day == day and (not wanted or p.fingerprint in wanted)]
+    # sheets first: the names and ids a patients sheet brings are masked in the display names of
+    # the videos that arrive with it
+    pending.sort(key=lambda p: (not p.key.lower().endswith(".csv"), p.key))
     salt = deid.get_salt() if pending else ""
     known = known_identifiers_of(media_store) if pending else []
     counts = {"processed": 0, "duplicate": 0, "quarantined": 0, "changed": 0, "failed": 0}
@@ -109,6 +112,8 @@ def landing_intake(
             continue
         _add_batches(context, result.batches)
         touched.update(result.batches)
+        if result.record.kind == "sheet" and result.record.outcome == "processed":
+            known = known_identifiers_of(media_store)
         write_intake_record(media_store, result.record)
         counts[result.record.outcome] += 1
         if result.record.outcome == "quarantined":

@@ -145,12 +145,22 @@ def test_daily_intake_takes_files_still_for_a_minute(medvid_home, videos_dir):
     assert len(request.run_config["ops"]["landing_intake"]["config"]["fingerprints"]) == 1
 
 
-def test_landing_arrivals_table_lists_the_day_with_display_names(medvid_home, videos_dir):
-    drop(videos_dir, medvid_home.landing, MP4, as_name="SMITH_JOHN_5551234_20240215.mp4")
+def test_arrivals_are_listed_by_display_names_masking_what_a_sheet_that_came_along_knows(
+    medvid_home, videos_dir
+):
+    name = "SMITH_JOHN_5551234_20240215.mp4"
+    drop(videos_dir, medvid_home.landing, MP4, as_name=name)
+    (medvid_home.landing / "patients.csv").write_text(
+        f"video,patient_id,patient_name\n{name},5551234,\"Smith, John\"\n"
+    )
     medvid_home.run("intake")
     [day_table] = (medvid_home.path / "tables" / "landing_arrivals").glob("*.parquet")
     import pyarrow.parquet as pq
 
     rows = pq.read_table(day_table).to_pylist()
-    assert [r["display_name"] for r in rows] == ["SMITH_JOHN_[id]_[id].mp4"]
-    assert json.dumps(rows).find("5551234") == -1
+    assert sorted(r["display_name"] for r in rows) == [
+        "[name]_[name]_[id]_[date].mp4",
+        "patients.csv",
+    ]
+    for token in ("5551234", "SMITH", "Smith", "JOHN", "20240215"):
+        assert token not in json.dumps(rows)
