@@ -1,16 +1,19 @@
 """Batches: the unit of work medvid's pipelines are partitioned by.
 
-A batch is one UTC day of landing and one of :data:`SHARDS` shards of it (key
-``YYYY-MM-DD.SS``). Each video and each DICOM study belongs to exactly one batch: a landing
-video to the day it landed and the shard of its content id; a study to the day its first
-instance landed and the shard of its (salted) key, its later instances joining it there; a DICOM
-cine loop to its study's batch. A pipeline run processes one batch, video by video and study by
-study, so the number of partitions grows with days, not with videos (a hospital archive of a
-million videos is a few thousand batches, which Dagster's UI, backfills and sensors handle), and
-a backfill of a day takes that day's batches through the whole path.
+A batch is one UTC day of landing and one of :data:`SHARDS` shards of it: key
+``YYYY-MM-DD|SS``, the key of Dagster's day x shard partition (days before :data:`FIRST_DAY`
+count as that day, so an archive of old files lands in its batches). Each video and each DICOM
+study belongs to exactly one batch: a landing video to the day it landed and the shard of its
+content id; a study to the day its first instance landed and the shard of its (salted) key, its
+later instances joining it there; a DICOM cine loop to its study's batch. A pipeline run
+processes one batch, video by video and study by study, so the number of partitions grows with
+days, not with videos (a hospital archive of a million videos is a few thousand batches, which
+Dagster's UI, backfills and sensors handle), and a backfill of a day takes that day's batches
+through the whole path.
 
 Membership is one record per member, ``batches/<batch>/<kind>_<id>.json`` (written by intake and,
-for cine loops, by ``dicom_pixels``), so concurrent writers never overwrite each other.
+for cine loops, by ``dicom_pixels``), so concurrent writers never overwrite each other; a marker
+per batch (``batch_markers/<batch>.json``) lists the batches that have members.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from medvid.store import Store, read_json_or, write_json
 
 SHARDS = 16
 KINDS = ("video", "study")
+FIRST_DAY = "2020-01-01"
+"""The first day of the batch partitions; files modified earlier belong to it."""
 
 
 def shard_of(member_id: str) -> int:
@@ -30,12 +35,12 @@ def shard_of(member_id: str) -> int:
 
 
 def batch_key(day: str, member_id: str) -> str:
-    """``YYYY-MM-DD.SS``: the batch of a member that landed on ``day``."""
-    return f"{day}.{shard_of(member_id):02d}"
+    """``YYYY-MM-DD|SS``: the batch of a member that landed on ``day``."""
+    return f"{max(day, FIRST_DAY)}|{shard_of(member_id):02d}"
 
 
 def day_of(batch: str) -> str:
-    return batch.split(".", 1)[0]
+    return batch.split("|", 1)[0]
 
 
 def add_member(store: Store, batch: str, kind: str, member_id: str) -> None:
@@ -45,6 +50,16 @@ def add_member(store: Store, batch: str, kind: str, member_id: str) -> None:
     key = keys.batch_member_key(batch, kind, member_id)
     if not store.exists(key):
         write_json(store, key, {"kind": kind, "id": member_id})
+    marker = keys.batch_marker_key(batch)
+    if not store.exists(marker):
+        write_json(store, marker, {"batch": batch})
+
+
+def nonempty_batches(store: Store) -> list[str]:
+    """Every batch with at least one member, sorted (one record per batch is listed, not its
+    members)."""
+    base = keys.BATCH_MARKERS + "/"
+    return sorted(k[len(base) : -len(".json")] for k in store.list_keys(keys.BATCH_MARKERS))
 
 
 def members(store: Store, batch: str, kind: str) -> list[str]:

@@ -3,15 +3,32 @@ and per-study work, and UTC days for intake.
 
 A batch's videos and studies are its members; every batch asset works member by member
 (:func:`medvid_assets.policy.per_member`), so one run processes many videos and the number of
-partitions grows with days, not videos. A day's batches are the keys starting with that day
-(``2026-11-30.*``): backfill them in the UI to take a day through the whole path again.
+partitions grows with days, not videos: a hospital archive of a million videos is still a few
+thousand batches with members. Batch assets depend on the day's intake through the ``day``
+dimension, so a backfill of a day (all assets, that day) takes the day's arrivals through the
+whole path, then the labels and the dataset they changed. Shards without members are done in an
+instant and never planned.
 """
+
+import warnings
 
 import dagster as dg
 
-batch_partitions = dg.DynamicPartitionsDefinition(name="batches")
-"""One partition per batch that has members, keyed ``YYYY-MM-DD.SS`` (added by intake)."""
+from medvid.batches import FIRST_DAY, SHARDS
 
-landing_days = dg.DailyPartitionsDefinition(start_date="2020-01-01", timezone="UTC", end_offset=1)
+landing_days = dg.DailyPartitionsDefinition(start_date=FIRST_DAY, timezone="UTC", end_offset=1)
 """One partition per UTC day on which landing files were last modified: the day's intake
-(today included: files land all day)."""
+(today included: files land all day; older files count as the first day)."""
+
+batch_partitions = dg.MultiPartitionsDefinition(
+    {
+        "day": landing_days,
+        "shard": dg.StaticPartitionsDefinition([f"{i:02d}" for i in range(SHARDS)]),
+    }
+)
+"""One partition per batch, keyed ``YYYY-MM-DD|SS`` (:func:`medvid.batches.batch_key`)."""
+
+with warnings.catch_warnings():  # beta in Dagster 1.13, and the mapping this graph needs
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    FROM_THE_DAYS_INTAKE = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="day")
+"""A batch depends on its day's intake."""

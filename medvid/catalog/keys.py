@@ -37,6 +37,8 @@ DEID_SALT = f"{PROTECTED}/deid_salt"
 # --- de-identified zone ----------------------------------------------------------------------
 BATCHES = "batches"
 """``<batch>/<kind>_<id>.json``: which videos and studies a batch (a partition) holds."""
+BATCH_MARKERS = "batch_markers"
+"""``<batch>.json``: one record per batch with members (listing them lists batches only)."""
 STATUS = "status"
 """``<asset>/<member>.json``: what an asset did for one video or study of a batch."""
 TABLES = "tables"
@@ -237,3 +239,7 @@ def study_batch_key(study: str) -> str:
 
 def status_key(asset: str, member_id: str) -> str:
     return f"{STATUS}/{asset}/{member_id}.json"
+
+
+def batch_marker_key(batch: str) -> str:
+    return f"{BATCH_MARKERS}/{batch}.json"

@@ -32,8 +32,14 @@ def landed_at(mtime: float) -> str:
 
 
 def landing_day(mtime: float) -> str:
-    """The UTC day (``YYYY-MM-DD``) a landing file version belongs to."""
-    return dt.datetime.fromtimestamp(mtime, dt.UTC).date().isoformat()
+    """The UTC day (``YYYY-MM-DD``) a landing file version belongs to: the day it was last
+    modified, or :data:`medvid.batches.FIRST_DAY` for older files, or tomorrow for a clock
+    ahead of ours (the days intake and batches are partitioned by)."""
+    from medvid.batches import FIRST_DAY
+
+    day = dt.datetime.fromtimestamp(mtime, dt.UTC).date()
+    tomorrow = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
+    return max(min(day, tomorrow).isoformat(), FIRST_DAY)
 
 
 def fingerprint(uri: str, size: int, mtime: float) -> str:

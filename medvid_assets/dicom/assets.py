@@ -39,7 +39,7 @@ from medvid.ids import content_id, sha256_file
 from medvid.intake.ledger import LedgerEntry, ledger_entry_or_none, write_ledger_entry
 from medvid.quarantine import is_input_error, quarantine_error
 from medvid.store import read_json, read_table, write_json, write_table
-from medvid_assets.partitions import batch_partitions
+from medvid_assets.partitions import FROM_THE_DAYS_INTAKE, batch_partitions
 from medvid_assets.policy import MemberResult, per_member, table_preview
 from medvid_assets.runs import record_worker
 from medvid_resources import DeidentificationResource, MediaStore
@@ -67,6 +67,7 @@ def _text_or_none(value: object) -> str | None:
     partitions_def=batch_partitions,
     group_name="dicom",
     kinds={"dicom", "parquet"},
+    deps=[dg.AssetDep("landing_intake", partition_mapping=FROM_THE_DAYS_INTAKE)],
     code_version="3",
     check_specs=[
         dg.AssetCheckSpec(

@@ -23,7 +23,7 @@ from medvid.intake.ingest import LandingFileChanged, ingest
 from medvid.intake.ledger import has_intake_record, intake_records, write_intake_record
 from medvid.intake.pending import look
 from medvid.store import write_table
-from medvid_assets.partitions import batch_partitions, landing_days
+from medvid_assets.partitions import landing_days
 from medvid_assets.policy import table_preview
 from medvid_resources import DeidentificationResource, LandingZone, MediaStore
 
@@ -35,15 +35,6 @@ class IntakeConfig(dg.Config):
     file of the day without an outcome, e.g. a backfill from the UI)."""
 
     fingerprints: list[str] = Field(default_factory=list)
-
-
-def _add_batches(context: dg.AssetExecutionContext, batches: list[str]) -> None:
-    instance = context.instance
-    new = sorted(
-        {b for b in batches if not instance.has_dynamic_partition(batch_partitions.name, b)}
-    )
-    if new:
-        instance.add_dynamic_partitions(batch_partitions.name, new)
 
 
 @dg.asset(
@@ -110,7 +101,6 @@ def landing_intake(
                 + traceback.format_exc()
             )
             continue
-        _add_batches(context, result.batches)
         touched.update(result.batches)
         if result.record.kind == "sheet" and result.record.outcome == "processed":
             known = known_identifiers_of(media_store)

@@ -29,12 +29,11 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from medvid.batches import members_digest
+from medvid.batches import members_digest, nonempty_batches
 from medvid.intake.pending import Look
 from medvid.labels.sheet_versions import labels_version
 from medvid.settings import MedvidSettings, fingerprint
 from medvid_assets.orchestration.jobs import BATCH_TERMINAL_ASSET
-from medvid_assets.partitions import batch_partitions
 from medvid_assets.runs import (
     UNIT_TAG,
     VERSION_TAG,
@@ -168,7 +167,7 @@ class _Planner:
         """Plan the batches that need the pipeline; returns those not known to be done (so a
         sensor can look at them again next tick). ``touched``: the batches whose membership may
         have changed (None: look at every batch)."""
-        partitions = self.instance.get_dynamic_partitions(batch_partitions.name)
+        partitions = nonempty_batches(self.store)
         done = set(self.instance.get_materialized_partitions(dg.AssetKey(BATCH_TERMINAL_ASSET)))
         candidates = set(partitions) - done
         candidates |= (set(partitions) if touched is None else touched) & done

@@ -18,7 +18,7 @@ from medvid.store import write_table
 from medvid.video.normalize import normalize_video
 from medvid.video.probe import probe_video
 from medvid.video.store import read_video_metadata, video_info_from_row
-from medvid_assets.partitions import batch_partitions
+from medvid_assets.partitions import FROM_THE_DAYS_INTAKE, batch_partitions
 from medvid_assets.policy import MemberResult, SettingsResource, per_member, settings_config
 from medvid_resources import MediaStore
 
@@ -29,7 +29,10 @@ NormalizeConfig = settings_config(NormalizeSettings)
     partitions_def=batch_partitions,
     group_name="videos",
     kinds={"video"},
-    deps=["dicom_pixels"],  # a batch's DICOM cine loops become videos there
+    deps=[
+        "dicom_pixels",  # a batch's DICOM cine loops become videos there
+        dg.AssetDep("landing_intake", partition_mapping=FROM_THE_DAYS_INTAKE),
+    ],
     code_version="3",
     description="Every video of the batch in the protected zone (protected/media/raw/"
     "<video_id>.<ext>), verified by sha256: intake's copy of a landing file, or a DICOM cine"

@@ -151,10 +151,7 @@ def open_copy(
     home = target / "home"
     shutil.copytree(processed.home, home, symlinks=True)
     with dg.instance_for_test() as instance:
-        resources = medvid_resources(home, labelbox)
-        batches = {batch_of(resources["media_store"], v) for v in processed.video_ids.values()}
-        instance.add_dynamic_partitions("batches", sorted(batches))
-        yield instance, resources, home
+        yield instance, medvid_resources(home, labelbox), home
 
 
 def take_in(instance: dg.DagsterInstance, resources: dict) -> None:

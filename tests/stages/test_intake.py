@@ -5,6 +5,7 @@ import os
 
 import dagster as dg
 
+from medvid.batches import nonempty_batches
 from medvid.ids import content_id, sha256_file
 from medvid.intake.ledger import intake_records, read_ledger_entry
 from medvid.quarantine import quarantine_records
@@ -45,7 +46,7 @@ def test_a_tick_writes_nothing_so_a_preview_changes_nothing(medvid_home, videos_
     preview = tick(medvid_home, cursor)  # "Preview tick result": evaluated, not applied
     assert len(preview.run_requests) == 1
     assert sorted(p.relative_to(medvid_home.path) for p in medvid_home.path.rglob("*")) == before
-    assert medvid_home.instance.get_dynamic_partitions("batches") == []
+    assert nonempty_batches(medvid_home.store) == []
     # the real tick, from the same cursor, requests the same run
     real = tick(medvid_home, cursor)
     assert [r.run_key for r in real.run_requests] == [r.run_key for r in preview.run_requests]
@@ -80,13 +81,13 @@ def test_intake_copies_into_the_protected_zone_and_records_the_outcome_last(
     assert not (medvid_home.path / "media" / "raw").exists()
     [record] = intake_records(medvid_home.store)
     batch = medvid_home.batch_of(video_id)
-    assert batch.startswith(record.day + ".")
+    assert batch.startswith(record.day + "|")
     assert (record.outcome, record.content_id, record.partitions) == (
         "processed",
         video_id,
         [batch],
     )
-    assert medvid_home.instance.get_dynamic_partitions("batches") == [batch]
+    assert nonempty_batches(medvid_home.store) == [batch]
     assert medvid_home.videos() == [video_id]
     assert (sha256_file(clip), os.stat(clip).st_mtime_ns) == before  # never modified
 
@@ -151,7 +152,7 @@ def test_arrivals_are_listed_by_display_names_masking_what_a_sheet_that_came_alo
     name = "SMITH_JOHN_5551234_20240215.mp4"
     drop(videos_dir, medvid_home.landing, MP4, as_name=name)
     (medvid_home.landing / "patients.csv").write_text(
-        f"video,patient_id,patient_name\n{name},5551234,\"Smith, John\"\n"
+        f'video,patient_id,patient_name\n{name},5551234,"Smith, John"\n'
     )
     medvid_home.run("intake")
     [day_table] = (medvid_home.path / "tables" / "landing_arrivals").glob("*.parquet")
