@@ -33,8 +33,8 @@ from medvid.errors import CorruptMediaError, UnsupportedMediaError
 #: Below it, what decodes is a few fragments of the exam rather than the exam: a training set
 #: built from it would misrepresent the recording, so the file is quarantined instead. The
 #: shortfalls met on real files are far from it: edit-list pre-roll (1 and 18 of 145 and 210
-#: announced frames in the lung QuickTime clips of ``shared/data``), a damaged block of a tenth
-#: of the file (7-11% of frames lost in ``tests/core/test_video.py``).
+#: announced frames in the lung QuickTime clips of ``shared/data``), a tenth of the media data
+#: overwritten in the middle (9-11% of the frames lost on three real clips).
 MIN_DECODED_FRACTION = 0.5
 _DAMAGE_RANGES_KEPT = 8
 
