@@ -162,7 +162,15 @@ def known_identifiers_of(store: Store, *, file_names: bool = False) -> list[str]
     known = known_identifiers(
         patients=pd.concat(sheets, ignore_index=True) if sheets else None, phi_values=phi
     )
-    names = {n for e in ledger_entries(store) for n in e.names} if file_names else set()
+    from medvid.deid.names import display_name
+
+    # a name whose display name is itself holds nothing PHI-like (``segments.csv``): exporting
+    # its display name (a sheet as annotator) is what display names are for
+    names = (
+        {n for e in ledger_entries(store) for n in e.names if display_name(n, known) != n}
+        if file_names
+        else set()
+    )
     # Device identity is kept on purpose (PS3.15 Annex E option 113109): an institution or
     # station named like the vendor (a demo file from "PHILIPS") is not a patient identifier.
     devices = _device_words(store)
