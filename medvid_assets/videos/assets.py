@@ -15,7 +15,7 @@ from medvid.intake.ledger import read_ledger_entry
 from medvid.io import copy_file_atomic
 from medvid.settings import NormalizeSettings
 from medvid.store import write_table
-from medvid.video.normalize import normalize_video
+from medvid.video.normalize import decode_summary, normalize_video
 from medvid.video.probe import probe_video
 from medvid.video.store import read_video_metadata, video_info_from_row
 from medvid_assets.partitions import FROM_THE_DAYS_INTAKE, batch_partitions
@@ -94,8 +94,11 @@ def video_metadata(
     deps=["video_metadata"],
     code_version="3",
     description="Every video as H.264 MP4 (yuv420p) clips in the protected zone, with the same"
-    " fps and the frames the decoder yields (verified), container metadata stripped; long videos"
-    " split into clips whose frame offsets map back to the original.",
+    " fps and every frame the decoder yields (verified), container metadata stripped; long"
+    " videos split into clips whose frame offsets map back to the original. Frames the"
+    " container announced but the decoder did not yield, packets it rejected and frames decoded"
+    " from damaged data are recorded; only a video of which less than half decodes is"
+    " quarantined.",
 )
 @per_member("video", section="normalize", upstream=("video_metadata",))
 def normalized_videos(
@@ -135,9 +138,5 @@ def normalized_videos(
         pa.Table.from_pylist(rows, schema=NORMALIZED_SCHEMA),
     )
     return MemberResult(
-        metadata={
-            "clips": len(clips),
-            "frames": sum(c.frame_count for c in clips),
-            "transcoded": transcoded,
-        }
+        metadata={"clips": len(clips), "transcoded": transcoded, **decode_summary(clips)}
     )
