@@ -110,7 +110,7 @@ def video_redaction_plan(
             "masked": sum(t.masked for t in scan.tracks),
             "kept": sum(not t.masked for t in scan.tracks),
             "field_of_view": plan.get("keep_region_source") or "none",
-            "ocr_seconds": round(scan.seconds, 2),
+            "text_scan_s": round(scan.seconds, 3),
         }
     )
 

@@ -2,6 +2,8 @@
 images plus a Parquet frame manifest (one row per kept frame, dead and disturbed frames
 flagged), every video of a batch, with the residual checks that read written frames again."""
 
+import time
+
 import dagster as dg
 
 from medvid.catalog import keys
@@ -65,6 +67,7 @@ def video_frames(
     ocr_engine: OcrEngineResource,
     settings: SettingsResource,
 ):
+    started = time.perf_counter()
     clips = read_clips(media_store, member_id)
     total = sum(c.frame_count for c in clips)
     frames_root = media_store.local_path(f"{keys.FRAMES}/.keep").parent
@@ -89,6 +92,7 @@ def video_frames(
         preview = encode_jpeg(contact_sheet(paths))
         write_bytes_atomic(media_store.local_path(keys.contact_sheet_key(member_id)), preview)
         media_store.publish(keys.contact_sheet_key(member_id))
+    extracted = time.perf_counter()
     # the independent residual check, on the written frames
     text = settings.load().text
     plan = read_redaction_plan(media_store, member_id)
@@ -110,6 +114,7 @@ def video_frames(
     write_deid_status(
         media_store, "video", member_id, passed=not findings, checked=len(picks), findings=findings
     )
+    residual_s = time.perf_counter() - extracted
     passed, _, _, description = sampling_consistency(media_store, member_id)
     return MemberResult(
         metadata={
@@ -118,6 +123,8 @@ def video_frames(
             "dead": int(manifest["is_dead"].sum()) if len(manifest) else 0,
             "disturbed": int(manifest["is_disturbed"].sum()) if len(manifest) else 0,
             "residual_frames_read": len(picks),
+            "extract_s": round(extracted - started, 3),
+            "residual_check_s": round(residual_s, 3),
         },
         checks={
             "no_residual_phi": findings,
