@@ -241,7 +241,7 @@ def pretrain_backbone(
                     optimiser.zero_grad(set_to_none=True)
                     loss.backward()
                     optimiser.step()
-                    total += float(loss)
+                    total += float(loss.detach())
                     steps += 1
                 row = {
                     "epoch": float(epoch),
