@@ -54,7 +54,7 @@ from medvid.labels.schema import FRAME_LABELS_SCHEMA, LabelSchema, model_source
 from medvid.predict.data import FrameDataset
 from medvid.predict.errors import FrameSelectionError
 from medvid.predict.model import ModelSpec, backbone_features, model_fingerprint
-from medvid.predict.trust import TrustReference
+from medvid.predict.trust import DEFAULT_MIN_CONFIDENCE, TrustReference
 
 MANIFEST_COLUMNS = (
     "frame_id",
@@ -453,8 +453,6 @@ def predict_with_flags(
     video is trusted when it is not out of distribution and at most half its frames are
     low-confidence. Raises :class:`FrameSelectionError` for missing manifest columns.
     """
-    from medvid.predict.trust import DEFAULT_MIN_CONFIDENCE  # noqa: PLC0415
-
     if spec.multilabel:
         raise ValueError("predict_with_flags needs a single-label model")
     check_manifest(manifest)
