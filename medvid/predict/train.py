@@ -97,7 +97,16 @@ class TrainConfig:
         calibrate: fit a temperature on the validation frames and fold it into ``fc``.
         refit: with a frozen backbone, fit the head again on every labelled frame (training
             and validation patients) for the number of steps validation chose
-            (:func:`fit_head_by_patient`).
+            (:func:`fit_head_validated`).
+        head_folds: with a frozen backbone, fit the temperature and measure held-out accuracy
+            by grouped k-fold over the labelled patients (:func:`fit_head_by_patient`) instead
+            of one split; fewer patients than folds (or < 2) fall back to the split.
+        head_early_stopping: stop the linear head at the lowest held-out-patient loss. Off by
+            default: the head is convex with an L2 penalty and converges; on the lung
+            evaluation stopping at the best held-out loss cost about 0.1 frame accuracy on
+            new patients (the held-out loss rises as soon as confidences grow on patients
+            unlike the training ones, while accuracy still improves). Fine-tuning always
+            stops early (``patience``).
         deterministic: ``torch.use_deterministic_algorithms(True)`` while training.
     """
 
@@ -121,6 +130,8 @@ class TrainConfig:
     head_patience: int = 20
     calibrate: bool = True
     refit: bool = True
+    head_folds: int = 3
+    head_early_stopping: bool = False
     deterministic: bool = True
 
 
@@ -395,15 +406,15 @@ def fit_head(
     n_classes: int,
     config: TrainConfig | None = None,
 ) -> HeadFit:
-    """Fit a linear softmax layer on pooled features with balanced weights and early stopping.
+    """Fit a linear softmax layer on pooled features with balanced weights.
 
     Features are standardised with the training mean and standard deviation; the loss is the
     cross-entropy weighted by :func:`sampling_weights` (``config.balance``): the expectation of
     balanced sampling, without its noise. Full-batch Adam (``head_lr``, L2 ``head_weight_decay``)
-    for up to ``head_epochs`` steps, stopping ``head_patience`` steps after the validation loss
-    (weighted the same way, over the held-out patients) last fell; the best step's weights are
-    returned with the standardisation folded in, so they apply to raw features. Without
-    validation frames the last step is kept. Deterministic for ``config.seed``.
+    for ``head_epochs`` steps; the validation loss (weighted the same way) is recorded, and
+    with ``head_early_stopping`` training stops ``head_patience`` steps after it last fell and
+    the best step is kept (else the last). The weights are returned with the standardisation
+    folded in, so they apply to raw features. Deterministic for ``config.seed``.
 
     Args:
         train_features: ``(N, D) float32``; ``train_targets`` ``(N,) int64`` class indices;
@@ -452,7 +463,7 @@ def fit_head(
             val_loss = math.nan
             row["val_loss"], row["val_accuracy"] = math.nan, math.nan
         history.append(row)
-        if math.isnan(val_loss) or val_loss < best[0]:
+        if not config.head_early_stopping or math.isnan(val_loss) or val_loss < best[0]:
             best = (
                 val_loss if has_val else math.inf,
                 step,
@@ -540,20 +551,107 @@ def fit_head_by_patient(
     config: TrainConfig,
 ) -> tuple[HeadFit, float, dict[str, Any]]:
     """A head for the labelled frames ``items`` (rows ``_row`` of ``features``/``targets``/
-    ``videos``, with ``video_id`` and ``label_name``), chosen on patients it did not see:
-    :func:`split_by_patient` holds out ``config.val_fraction`` of the patients, then
-    :func:`fit_head_validated`. Returns ``(head, temperature, held_out)``."""
-    train_items, val_items = split_by_patient(
-        items, patient_of_video, config.val_fraction, config.seed
+    ``videos``, with ``video_id`` and ``label_name``), tuned on patients it did not see.
+
+    With at least ``config.head_folds`` patients (a video without one is its own), grouped
+    k-fold by patient (:func:`medvid.predict.evaluate.patient_folds`' rule): a head is fitted
+    on each fold's other patients (with ``head_early_stopping``, the step with the lowest
+    summed validation loss is chosen; else all ``head_epochs``); the temperature is fitted on
+    the out-of-fold logits, and ``held_out`` is the out-of-fold accuracy, so every labelled
+    patient is predicted once by a head that never saw them. Then the head is fitted on every
+    labelled frame. With fewer patients (or ``head_folds < 2``), one
+    :func:`split_by_patient` split and :func:`fit_head_validated`. Returns
+    ``(head, temperature, held_out)``; ``held_out`` is empty without validation patients.
+    """
+    with_patient = items.assign(
+        _patient=[
+            f"patient:{patient_of_video[v]}"
+            if patient_of_video and patient_of_video.get(v)
+            else f"video:{v}"
+            for v in items["video_id"].astype(str)
+        ]
     )
-    tr, va = train_items["_row"].to_numpy(), val_items["_row"].to_numpy()
-    return fit_head_validated(
-        (features[tr], targets[tr], list(videos[tr])),
-        (features[va], targets[va], list(videos[va])),
-        val_items["patient_id"].nunique(),
+    groups = sorted(set(with_patient["_patient"]))
+    if config.head_folds < 2 or len(groups) < config.head_folds:
+        train_items, val_items = split_by_patient(
+            items, patient_of_video, config.val_fraction, config.seed
+        )
+        tr, va = train_items["_row"].to_numpy(), val_items["_row"].to_numpy()
+        return fit_head_validated(
+            (features[tr], targets[tr], list(videos[tr])),
+            (features[va], targets[va], list(videos[va])),
+            val_items["patient_id"].nunique(),
+            n_classes,
+            config,
+        )
+    from medvid.predict.evaluate import patient_folds  # noqa: PLC0415 (evaluate imports train)
+
+    rows = with_patient["_row"].to_numpy()
+    fold_of = patient_folds(
+        list(with_patient["_patient"]),
+        list(with_patient["label_name"]),
+        config.head_folds,
+        config.seed,
+    )
+    curves, heads = [], []
+    for fold in range(config.head_folds):
+        tr, va = rows[fold_of != fold], rows[fold_of == fold]
+        head = fit_head(
+            features[tr],
+            targets[tr],
+            list(videos[tr]),
+            features[va],
+            targets[va],
+            list(videos[va]),
+            n_classes,
+            dataclasses.replace(config, head_patience=0),
+        )
+        curves.append([h["val_loss"] * len(va) for h in head.history])
+        heads.append(head)
+    total = np.sum(curves, axis=0)
+    best_step = int(np.argmin(total)) + 1 if config.head_early_stopping else config.head_epochs
+    out_of_fold = np.zeros((len(rows), n_classes))
+    for fold in range(config.head_folds):
+        va = fold_of == fold
+        snapshot = fit_head(
+            features[rows[~va]],
+            targets[rows[~va]],
+            list(videos[rows[~va]]),
+            None,
+            None,
+            None,
+            n_classes,
+            dataclasses.replace(config, head_epochs=best_step),
+        )
+        out_of_fold[va] = (
+            features[rows[va]].astype(np.float64) @ snapshot.weight.T.astype(np.float64)
+            + snapshot.bias
+        )
+    y = targets[rows]
+    temperature = fit_temperature(out_of_fold, y) if config.calibrate else 1.0
+    before, after = softmax(out_of_fold), softmax(out_of_fold / temperature)
+    held_out = {
+        "patients": len(groups),
+        "videos": int(with_patient["video_id"].nunique()),
+        "frames": len(rows),
+        "folds": config.head_folds,
+        **held_out_metrics(after, y, list(videos[rows])),
+        "temperature": temperature,
+        "ece_before": expected_calibration_error(before, y),
+        "ece_after": expected_calibration_error(after, y),
+        "best_step": best_step,
+    }
+    head = fit_head(
+        features[rows],
+        y,
+        list(videos[rows]),
+        None,
+        None,
+        None,
         n_classes,
-        config,
+        dataclasses.replace(config, head_epochs=best_step),
     )
+    return head, temperature, held_out
 
 
 def held_out_metrics(

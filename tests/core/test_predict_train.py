@@ -16,6 +16,7 @@ from medvid.predict.infer import predict_with_flags
 from medvid.predict.model import ModelSpec, build_model, model_fingerprint, save_model
 from medvid.predict.train import (
     TrainConfig,
+    fit_head_by_patient,
     sampling_weights,
     split_by_patient,
     split_by_video,
@@ -218,3 +219,22 @@ def test_trust_reference_survives_the_model_sidecar(fine_tuned) -> None:
     stored = TrustReference.from_dict(fine_tuned.metadata()["trust"])
     assert stored.threshold == pytest.approx(fine_tuned.trust.threshold, rel=1e-5)
     assert stored.video_features.shape == fine_tuned.trust.video_features.shape
+
+
+def test_a_head_is_measured_on_every_labelled_patient_out_of_fold() -> None:
+    rng = np.random.default_rng(0)
+    videos = np.repeat([f"v{i}" for i in range(6)], 5)
+    targets = np.repeat([0, 1, 0, 1, 0, 1], 5)
+    features = np.eye(2)[targets] + 0.1 * rng.normal(size=(30, 2))
+    items = pd.DataFrame(
+        {"video_id": videos, "label_name": np.array(["a", "b"])[targets], "_row": range(30)}
+    )
+    patients = {f"v{i}": f"p{i}" for i in range(6)}
+    config = TrainConfig(freeze_backbone=True, head_folds=3, head_epochs=50)
+    head, temperature, held_out = fit_head_by_patient(
+        features, targets, videos, items, patients, 2, config
+    )
+    assert (held_out["patients"], held_out["frames"], held_out["folds"]) == (6, 30, 3)
+    assert held_out["frame_accuracy"] == 1.0 and held_out["best_step"] == 50
+    assert ((features @ head.weight.T + head.bias).argmax(1) == targets).all()
+    assert temperature > 0
