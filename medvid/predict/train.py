@@ -90,8 +90,10 @@ class TrainConfig:
             steps; with more frames it is one pass. 0: one pass.
         balance: ``"class_video"`` | ``"class"`` | ``"none"`` sampling (module docstring).
         augment: ultrasound augmentation of training frames; ``None``: none.
-        freeze_backbone: train only the final layer on pooled features computed once
-            (:func:`fit_head`); the backbone keeps ``weights_path``'s weights.
+        freeze_backbone: train only the final layer on pooled features computed once; the
+            backbone keeps ``weights_path``'s weights. The training and validation frames
+            are pooled and :func:`fit_head_by_patient` measures the held-out accuracy and fits
+            the temperature out of fold over their patients, then fits on all of them.
         head_epochs, head_lr, head_weight_decay, head_patience: the same for :func:`fit_head`
             (full passes over the features, early stopping on the validation loss).
         calibrate: fit a temperature on the validation frames and fold it into ``fc``.
@@ -756,7 +758,7 @@ def train_classifier(
     device = select_device(config.device)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.num_threads or os.cpu_count() or 1)
-    train_targets, val_targets = _targets(train_items, spec), _targets(val_items, spec)
+    val_targets = _targets(val_items, spec)
     train_paths = list(train_items["frame_relative_path"])
     val_paths = list(val_items["frame_relative_path"])
     started_all = time.perf_counter()
@@ -769,13 +771,8 @@ def train_classifier(
                     raise TrainingDataError("freeze_backbone trains a softmax head: single-label")
                 _, train_features = extract_outputs(model, spec, frames_root, train_paths, device)
                 _, val_features = extract_outputs(model, spec, frames_root, val_paths, device)
-                groups = val_items.get("patient_id", val_items["video_id"])
-                head, temperature, frozen_held_out = fit_head_validated(
-                    (train_features, train_targets, list(train_items["video_id"])),
-                    (val_features, val_targets, list(val_items["video_id"])),
-                    groups.nunique(),
-                    len(spec.classes),
-                    config,
+                head, temperature, frozen_held_out = _frozen_head(
+                    train_items, val_items, train_features, val_features, spec, config
                 )
                 with torch.no_grad():
                     model.fc.weight.copy_(torch.from_numpy(head.weight / temperature))
@@ -830,6 +827,36 @@ def train_classifier(
         held_out=held_out,
         trust=trust,
         deterministic=not nondeterministic,
+    )
+
+
+def _frozen_head(
+    train_items: pd.DataFrame,
+    val_items: pd.DataFrame,
+    train_features: np.ndarray,
+    val_features: np.ndarray,
+    spec: ModelSpec,
+    config: TrainConfig,
+) -> tuple[HeadFit, float, dict[str, Any]]:
+    """The head of a frozen backbone: training and validation frames pooled and
+    :func:`fit_head_by_patient` over their patients (``patient_id`` column, else the video)."""
+    pooled = pd.concat([train_items, val_items], ignore_index=True)
+    if "patient_id" not in pooled.columns:
+        pooled["patient_id"] = pd.NA
+    patient_of_video = {
+        str(v): str(p)
+        for v, p in zip(pooled["video_id"], pooled["patient_id"], strict=True)
+        if not pd.isna(p)
+    }
+    pooled = pooled.assign(_row=np.arange(len(pooled)))
+    return fit_head_by_patient(
+        np.concatenate([train_features, val_features]),
+        np.concatenate([_targets(train_items, spec), _targets(val_items, spec)]),
+        pooled["video_id"].astype(str).to_numpy(),
+        pooled,
+        patient_of_video,
+        len(spec.classes),
+        config,
     )
 
 

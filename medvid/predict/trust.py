@@ -4,9 +4,13 @@ Two checks, both fitted on frames of patients the model was not trained on (the 
 patients of :func:`medvid.predict.train.split_by_patient`):
 
 - **calibration** (temperature scaling, Guo et al., "On Calibration of Modern Neural
-  Networks", ICML 2017): the logits are divided by one temperature ``T`` that minimises the
-  negative log-likelihood of the validation frames; :func:`fold_temperature` writes ``1/T``
-  into the final layer, so the saved model's softmax *is* the calibrated confidence.
+  Networks", ICML 2017): the logits are divided by one temperature ``T`` fitted on frames of
+  held-out patients; :func:`fold_temperature` writes ``1/T`` into the final layer, so the
+  saved model's softmax *is* the calibrated confidence. Guo et al. minimise the negative
+  log-likelihood; medvid minimises the expected calibration error by default
+  (``objective="ece"``), because across patients a model is often wrong about a whole
+  patient with confidence, and the NLL-optimal temperature then softens every frame: on the
+  lung clips it was 2.3 and raised the held-out ECE from 0.05 to 0.18.
   A frame whose calibrated top probability is below ``min_confidence`` is flagged
   ``low_confidence``.
 - **out of distribution**: a video is summarised by the mean of its frames' pooled features
@@ -50,16 +54,25 @@ def negative_log_likelihood(logits: np.ndarray, targets: np.ndarray) -> float:
     return float(-np.mean(np.log(probs[np.arange(len(targets)), targets] + 1e-12)))
 
 
-def fit_temperature(logits: np.ndarray, targets: np.ndarray) -> float:
-    """Temperature ``T`` in [0.1, 20] minimising the NLL of ``softmax(logits / T)``.
+def fit_temperature(logits: np.ndarray, targets: np.ndarray, objective: str = "ece") -> float:
+    """Temperature ``T`` in [0.1, 20] for ``softmax(logits / T)``.
 
-    Golden-section search over ``log T`` (the NLL is unimodal in it), 60 steps: deterministic
-    and exact to about 1e-6 in ``log T``. Returns 1.0 for no frames.
+    ``objective="ece"``: the lowest :func:`expected_calibration_error` on a grid of 161
+    log-spaced temperatures (ties: the one closest to 1). ``"nll"``: the lowest negative
+    log-likelihood by golden-section search over ``log T`` (unimodal), exact to about 1e-6.
+    Deterministic. Returns 1.0 for no frames.
     """
     logits = np.asarray(logits, dtype=np.float64)
     targets = np.asarray(targets, dtype=np.int64)
     if len(targets) == 0:
         return 1.0
+    if objective == "ece":
+        grid = np.exp(np.linspace(np.log(0.1), np.log(20.0), 161))
+        errors = [expected_calibration_error(softmax(logits / t), targets) for t in grid]
+        best = min(range(len(grid)), key=lambda i: (round(errors[i], 12), abs(np.log(grid[i]))))
+        return float(grid[best])
+    if objective != "nll":
+        raise ValueError(f"objective must be 'ece' or 'nll', got {objective!r}")
     lo, hi = np.log(0.1), np.log(20.0)
     ratio = (np.sqrt(5.0) - 1.0) / 2.0
 
