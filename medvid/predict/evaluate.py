@@ -44,7 +44,7 @@ import torch
 from medvid.labels.schema import FRAME_LABELS_SCHEMA, SOURCE_MANUAL, LabelSchema
 from medvid.predict.data import IMAGENET_MEAN, IMAGENET_STD, read_frame_resized
 from medvid.predict.errors import TrainingDataError
-from medvid.predict.infer import check_manifest, smooth_probabilities
+from medvid.predict.infer import check_manifest, select_device, smooth_probabilities
 from medvid.predict.model import ModelSpec, backbone_features, build_model
 from medvid.predict.pretrain import PretrainConfig, backbone_fingerprint, pretrain_backbone
 from medvid.predict.selection import active_positions, evenly_spaced_positions
@@ -83,6 +83,8 @@ class EvaluationConfig:
             patients' frames) or ``"all_frames"`` (once, on every frame, labels unused).
         train: head settings (``seed`` is replaced by each seed).
         smoothing_window: temporal smoothing of test probabilities (frames; 0 = off).
+        device: where backbones run (features, pretraining): ``"auto"`` (CUDA when present),
+            ``"cpu"``, ``"cuda"``...; heads are fitted on the CPU (full-batch, small).
     """
 
     folds: int = 5
@@ -98,6 +100,7 @@ class EvaluationConfig:
     pretrain_scope: Literal["training_patients", "all_frames"] = "training_patients"
     train: TrainConfig = EVALUATION_TRAIN
     smoothing_window: int = 9
+    device: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -289,18 +292,22 @@ def _load_frames(
     return _Frames(table, images, y, classes, patients, videos)
 
 
-def _features(model: torch.nn.Module, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def _features(
+    model: torch.nn.Module, images: np.ndarray, device: str = "cpu", batch_size: int = 256
+) -> np.ndarray:
     """Pooled features ``(N, D) float32`` of ``(N, S, S, 3) uint8`` frames (ImageNet
-    normalisation, as :func:`medvid.predict.data.to_tensor`)."""
-    model = model.eval()
-    mean = torch.from_numpy(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.from_numpy(IMAGENET_STD).view(1, 3, 1, 1)
+    normalisation, as :func:`medvid.predict.data.to_tensor`), computed on ``device``."""
+    torch_device = select_device(device)
+    model = model.to(torch_device).eval()
+    mean = torch.from_numpy(IMAGENET_MEAN).view(1, 3, 1, 1).to(torch_device)
+    std = torch.from_numpy(IMAGENET_STD).view(1, 3, 1, 1).to(torch_device)
     out = []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(images[start : start + batch_size]).permute(0, 3, 1, 2)
-            x = (x.float() / 255.0 - mean) / std
-            out.append(backbone_features(model, x).numpy())
+            x = torch.from_numpy(images[start : start + batch_size]).to(torch_device)
+            x = (x.permute(0, 3, 1, 2).float() / 255.0 - mean) / std
+            out.append(backbone_features(model, x).float().cpu().numpy())
+    model.to("cpu")
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
@@ -392,7 +399,7 @@ def evaluate_by_patient(
     fold_of = patient_folds(data.patients, list(data.y.astype(str)), config.folds, seed=0)
     spec = ModelSpec(classes=data.classes, arch=config.arch, input_size=config.input_size)
     pretrain_config = dataclasses.replace(
-        config.pretrain, arch=config.arch, input_size=config.input_size
+        config.pretrain, arch=config.arch, input_size=config.input_size, device=config.device
     )
     videos_all = sorted(set(data.videos.tolist()))
     video_class = {v: int(np.bincount(data.y[data.videos == v]).argmax()) for v in videos_all}
@@ -463,7 +470,7 @@ def evaluate_by_patient(
                 for kind in config.backbones:
                     started = time.perf_counter()
                     model = backbone(kind, seed, fold, train_rows)
-                    features = _features(model, data.images)
+                    features = _features(model, data.images, config.device)
                     feature_seconds = time.perf_counter() - started
                     for method in config.selection_methods:
                         chosen: dict[str, list[int]] = {v: [] for v in train_videos}

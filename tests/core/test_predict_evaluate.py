@@ -33,6 +33,7 @@ SMALL = EvaluationConfig(
     backbones=("none",),
     train=TrainConfig(freeze_backbone=True, head_epochs=50, device="cpu", num_threads=1),
     smoothing_window=3,
+    device="cpu",
 )
 
 
