@@ -1,36 +1,36 @@
-"""Benchmark label prediction on this machine, and optionally run the lung-ultrasound evaluation.
+"""Benchmark label prediction on this machine, and evaluate it on new patients.
 
 Usage::
 
     .venv/bin/python benchmarks/predict.py                 # inference frames/s, training s/image
-    .venv/bin/python benchmarks/predict.py --evaluate      # also the cold/blitz evaluation
-    .venv/bin/python benchmarks/predict.py --evaluate --report report.json
+    .venv/bin/python benchmarks/predict.py --evaluate --skip-benchmark --report report.json
 
-The lung-ultrasound clips of ``../shared/data/videos`` (``covid19us_*``, labelled by file name:
-``Reg`` healthy, ``Cov`` COVID-19, ``Vir`` viral pneumonia) go through medvid's own path once:
-probe, normalization to H.264 clips (:func:`medvid.video.normalize.normalize_video`) and frame
-extraction of every frame to JPEG with the frame manifest
-(:func:`medvid.frames.extract.extract_frames`), cached under ``--work-dir``.
-
-Measured:
+Speed: the five lung-ultrasound clips of ``../shared/data/videos`` (``covid19us_*``) go through
+medvid's own path once (probe, normalization to H.264 clips, extraction of every frame to JPEG
+with the frame manifest), cached under ``--work-dir``; then
 
 - **inference**, end to end (JPEG read + resize + forward + frame-label table,
-  :func:`medvid.predict.infer.predict_frames`, batches of 64) of the default model (ResNet18 at
-  128 px, :class:`medvid.predict.model.ModelSpec` defaults) over every frame, as frames/s and as a
-  ratio to the reference: the AIGVA tool predicted about 8 frames/s on a laptop CPU (seed 003,
-  section 5.2); the target is >= 25x (>= 200 frames/s). The forward pass alone and 224 px are
-  shown for context. ``precision="auto"`` runs bfloat16 where the CPU computes it natively
-  (AVX512-BF16/AMX); the fp32 numbers are printed beside it.
-- **training**, seconds per image (forward + backward + step, JPEG decode of the first epoch
-  included) of the default model on every 3rd frame, 2 epochs.
-- ``--evaluate``: :func:`medvid.predict.evaluate.evaluate_on_videos`: blitz label leave one video
-  out, cold label with K = 1, 3, 5 frames per video, and the same classifier trained on all
-  videos; frame accuracy, macro F1 and the fraction of frames a person labelled.
+  :func:`medvid.predict.infer.predict_frames`, batches of 64) of ResNet18 at 128 px over every
+  frame, as frames/s and as a ratio to the AIGVA tool's 8 frames/s on a laptop CPU (seed 003,
+  section 5.2; target >= 25x); the forward pass alone and 224 px for context;
+- **training**, seconds per image (forward + backward + step) of ResNet18 at 128 px, 2 epochs.
+
+``--evaluate``: the 66 lung point-of-care ultrasound clips of ``../shared/data/lung``
+(healthy, COVID-19, bacterial and viral pneumonia; class and patient group per clip from
+``lung/MANIFEST.tsv``, the only place this script reads them) go through the same
+normalization and extraction; a clip medvid quarantines is reported and left out. Every frame
+gets its clip's class as a reviewed label, and
+:func:`medvid.predict.evaluate.evaluate_by_patient` runs the grouped k-fold evaluation by
+patient group: cold label with K frames per training video (uniform vs active selection),
+blitz label with a share of the training videos, each with a randomly initialised backbone and
+with a SimCLR backbone pretrained on the fold's training patients' frames, against the
+majority-class baseline, over several seeds.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -44,13 +44,15 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from medvid.errors import MedvidInputError  # noqa: E402
 from medvid.frames.extract import extract_frames  # noqa: E402
 from medvid.frames.sampling import SamplingConfig  # noqa: E402
 from medvid.ids import content_id, sha256_file  # noqa: E402
 from medvid.predict.evaluate import (  # noqa: E402
-    evaluate_on_videos,
+    EvaluationConfig,
+    evaluate_by_patient,
     evaluation_markdown,
-    lung_ultrasound_class,
+    truth_labels,
 )
 from medvid.predict.infer import (  # noqa: E402
     cpu_has_native_bf16,
@@ -60,15 +62,18 @@ from medvid.predict.infer import (  # noqa: E402
     select_device,
 )
 from medvid.predict.model import ModelSpec, build_model  # noqa: E402
+from medvid.predict.pretrain import PretrainConfig  # noqa: E402
 from medvid.predict.train import TrainConfig, every_nth_frame, train_classifier  # noqa: E402
 from medvid.video.normalize import normalize_video  # noqa: E402
 from medvid.video.probe import probe_video  # noqa: E402
 
 AIGVA_CPU_FPS = 8.0
 TARGET_RATIO = 25.0
-SHARED_VIDEOS = (
-    Path(os.environ.get("MEDVID_SHARED_DATA", REPO.parent / "shared" / "data")) / "videos"
-)
+SHARED_DATA = Path(os.environ.get("MEDVID_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHARED_VIDEOS = SHARED_DATA / "videos"
+LUNG = SHARED_DATA / "lung"
+#: Targets of the issue on grouped 5-fold lung evaluation.
+TARGET_FRAME_ACCURACY, TARGET_MACRO_F1, TARGET_FEW_LABELS_SHARE = 0.80, 0.60, 0.97
 
 
 def extract_video(video_path: Path, work_dir: Path) -> pd.DataFrame:
@@ -93,12 +98,33 @@ def extract_video(video_path: Path, work_dir: Path) -> pd.DataFrame:
     return manifest
 
 
-def lung_manifest(work_dir: Path) -> pd.DataFrame:
-    """Every frame of every lung-ultrasound clip (``covid19us_*``) via medvid's extractor."""
+def speed_manifest(work_dir: Path) -> pd.DataFrame:
+    """Every frame of the five ``covid19us_*`` clips via medvid's extractor (speed runs)."""
     paths = sorted(SHARED_VIDEOS.glob("covid19us_*"))
     if not paths:
         raise SystemExit(f"no covid19us_* clips in {SHARED_VIDEOS}")
     return pd.concat([extract_video(p, work_dir) for p in paths], ignore_index=True)
+
+
+def lung_dataset(work_dir: Path) -> tuple[pd.DataFrame, dict, dict, dict]:
+    """The lung clips of ``lung/MANIFEST.tsv`` through medvid's extraction.
+
+    Returns ``(manifest, video_classes, patient_of_video, quarantined)``: the frame manifest
+    (plus ``file_name``), ``{video_id: class}``, ``{video_id: patient_group}`` and
+    ``{file: reason}`` for clips medvid refused.
+    """
+    sheet = pd.read_csv(LUNG / "MANIFEST.tsv", sep="\t", dtype=str)
+    parts, classes, patients, quarantined = [], {}, {}, {}
+    for row in sheet.to_dict("records"):
+        try:
+            manifest = extract_video(LUNG / row["file"], work_dir / "lung")
+        except MedvidInputError as error:
+            quarantined[row["file"]] = error.reason
+            continue
+        video_id = str(manifest["video_id"].iloc[0])
+        classes[video_id], patients[video_id] = row["class"], row["patient_group"]
+        parts.append(manifest)
+    return pd.concat(parts, ignore_index=True), classes, patients, quarantined
 
 
 def forward_fps(spec: ModelSpec, device: torch.device, precision: str, prepared: bool) -> float:
@@ -158,21 +184,32 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--repeats", type=int, default=3, help="best of N inference passes")
     parser.add_argument("--skip-benchmark", action="store_true", help="only --evaluate")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--k", type=int, nargs="+", default=[1, 3, 5, 10])
+    parser.add_argument("--blitz", type=float, nargs="+", default=[0.25, 0.5, 1.0])
+    parser.add_argument("--backbones", nargs="+", default=["none", "simclr"])
+    parser.add_argument("--pretrain-epochs", type=int, default=PretrainConfig.epochs)
+    parser.add_argument("--pretrain-step", type=int, default=PretrainConfig.frame_step)
+    parser.add_argument(
+        "--pretrain-scope", choices=["training_patients", "all_frames"], default="training_patients"
+    )
+    parser.add_argument("--input-size", type=int, default=64)
+    parser.add_argument("--arch", default="small")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = select_device("auto")
     print(f"device {device}, torch threads {torch.get_num_threads()}, torch {torch.__version__}")
 
-    started = time.perf_counter()
-    manifest = lung_manifest(args.work_dir)
-    frames_root = args.work_dir / "frames"
-    classes = tuple(sorted({lung_ultrasound_class(n) for n in manifest["file_name"]}))
-    print(
-        f"frames: {len(manifest)} from {manifest['video_id'].nunique()} videos, extracted by"
-        f" medvid ({time.perf_counter() - started:.1f} s, cached after the first run)"
-    )
-
     if not args.skip_benchmark:
+        started = time.perf_counter()
+        manifest = speed_manifest(args.work_dir)
+        frames_root = args.work_dir / "frames"
+        classes = ("a", "b", "c")
+        print(
+            f"frames: {len(manifest)} from {manifest['video_id'].nunique()} videos, extracted by"
+            f" medvid ({time.perf_counter() - started:.1f} s, cached after the first run)"
+        )
         default = ModelSpec(classes=classes)
         auto = resolve_precision("auto", device)
         print(
@@ -195,7 +232,8 @@ def main() -> None:
                     f" {AIGVA_CPU_FPS:.0f} frames/s reference (target >= {TARGET_RATIO:.0f}x:"
                     f" {'met' if ratio >= TARGET_RATIO else 'not met'})"
                 )
-        truth = [lung_ultrasound_class(n) for n in manifest["file_name"]]
+        video_index = {v: i for i, v in enumerate(sorted(manifest["video_id"].unique()))}
+        truth = [classes[video_index[v] % len(classes)] for v in manifest["video_id"]]
         items = manifest.assign(label_name=truth)
         items = every_nth_frame(items, 3)
         result = train_classifier(
@@ -208,25 +246,73 @@ def main() -> None:
         )
 
     if args.evaluate:
-        video_classes = {
-            v: lung_ultrasound_class(name)
-            for v, name in manifest[["video_id", "file_name"]]
-            .drop_duplicates()
-            .itertuples(index=False)
-        }
-        started = time.perf_counter()
-        report = evaluate_on_videos(manifest, frames_root, video_classes)
-        report["seconds"] = time.perf_counter() - started
-        names = dict(manifest[["video_id", "file_name"]].drop_duplicates().values)
-        for video in report["videos"]:
-            video["file_name"] = names[video["video_id"]]
-        print(f"\nevaluation ({report['seconds']:.0f} s):\n")
-        for video in report["videos"]:
-            print(f"- {video['file_name']}: {video['class']}, {video['frames']} frames")
-        print()
-        print(evaluation_markdown(report))
-        if args.report:
-            args.report.write_text(json.dumps(report, indent=2, default=str))
+        evaluate(args)
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    """The grouped k-fold lung evaluation; prints the Markdown report and the targets."""
+    started = time.perf_counter()
+    manifest, video_classes, patient_of_video, quarantined = lung_dataset(args.work_dir)
+    print(
+        f"lung: {len(manifest)} frames of {len(video_classes)} clips,"
+        f" {len(set(patient_of_video.values()))} patient groups"
+        f" ({time.perf_counter() - started:.0f} s, cached after the first run)"
+    )
+    for file, reason in quarantined.items():
+        print(f"quarantined by medvid, left out: {file}: {reason}")
+    config = EvaluationConfig(
+        folds=args.folds,
+        seeds=tuple(args.seeds),
+        k_values=tuple(args.k),
+        blitz_fractions=tuple(args.blitz),
+        arch=args.arch,
+        input_size=args.input_size,
+        backbones=tuple(args.backbones),
+        pretrain=dataclasses.replace(
+            PretrainConfig(),
+            epochs=args.pretrain_epochs,
+            frame_step=args.pretrain_step,
+            num_threads=args.threads,
+        ),
+        pretrain_scope=args.pretrain_scope,
+    )
+    report = evaluate_by_patient(
+        manifest,
+        args.work_dir / "lung" / "frames",
+        truth_labels(manifest, video_classes),
+        patient_of_video,
+        config,
+        log=lambda line: print(f"  [{time.perf_counter() - started:5.0f} s] {line}", flush=True),
+    )
+    report["quarantined"] = quarantined
+    report["machine"] = {"threads": torch.get_num_threads(), "torch": torch.__version__}
+    print(f"\nevaluation ({report['seconds']:.0f} s):\n")
+    print(evaluation_markdown(report))
+    full = [
+        r for r in report["results"] if r["method"] == "blitz" and r["budget"] == "100% of videos"
+    ]
+    for row in full:
+        few = [
+            r
+            for r in report["results"]
+            if r["backbone"] == row["backbone"]
+            and r["method"] == "cold"
+            and int(r["budget"].removeprefix("K=")) <= 5
+        ]
+        best_few = max(few, key=lambda r: r["frame_accuracy"]) if few else None
+        share = best_few["frame_accuracy"] / row["frame_accuracy"] if best_few else float("nan")
+        print(
+            f"targets, backbone {row['backbone']}: frame accuracy {row['frame_accuracy']:.3f}"
+            f" (>= {TARGET_FRAME_ACCURACY}: {row['frame_accuracy'] >= TARGET_FRAME_ACCURACY}),"
+            f" macro F1 {row['macro_f1']:.3f} (>= {TARGET_MACRO_F1}:"
+            f" {row['macro_f1'] >= TARGET_MACRO_F1}), baseline"
+            f" {report['baseline']['frame_accuracy']:.3f}; best with <= 5 frames per video"
+            f" {best_few and best_few['selection']} {best_few and best_few['budget']}:"
+            f" {share:.1%} of it (>= {TARGET_FEW_LABELS_SHARE:.0%}:"
+            f" {share >= TARGET_FEW_LABELS_SHARE})"
+        )
+    if args.report:
+        args.report.write_text(json.dumps(report, indent=2, default=str))
 
 
 if __name__ == "__main__":

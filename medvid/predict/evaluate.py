@@ -1,71 +1,140 @@
-"""Evaluate cold and blitz label on videos whose class is known for every frame.
+"""Evaluate label models on patients they never saw: grouped k-fold and the labelling-cost curve.
 
-The lung-ultrasound clips shipped with medvid's test data are labelled by file name
-(``covid19us_Reg_*`` healthy, ``covid19us_Cov_*`` COVID-19, ``covid19us_Vir_*`` viral
-pneumonia), so every frame of a clip has its clip's class. :func:`evaluate_on_videos` runs:
+A model that labels the rest of a clip it was trained on is scoring near copies of its
+training frames; what a site needs to know is how it labels the *next patient*.
+:func:`evaluate_by_patient` therefore splits by patient, never by frame or clip: grouped
+k-fold (:func:`patient_folds`, stratified by class), each patient in exactly one test fold.
+Within a fold, the training patients are split again by patient for early stopping and
+calibration (:func:`medvid.predict.train.split_by_patient`), and the test patients are only
+predicted.
 
-- **blitz label, leave one video out**: for each video, train on every ``blitz_skip``-th frame of
-  all the others and predict it; pooled over the folds every frame is predicted once. A class
-  with a single video cannot be predicted when that video is held out (its class is absent from
-  training), which caps the achievable accuracy; the report says so.
-- **cold label, K frames per video** (K = 1, 3, 5 by default): a perfect labeller answers the K
-  frames chosen per video; the model predicts the rest, which are scored.
-- **reference**: the same classifier trained on every ``reference_skip``-th frame of all videos
-  and scored on all frames (in-sample: a ceiling, not a generalisation estimate).
+For each fold, backbone and seed the same steps as a label model run
+(:func:`medvid.predict.train.train_classifier` with ``freeze_backbone``): pooled features of
+the backbone, a class-balanced linear head with early stopping
+(:func:`~medvid.predict.train.fit_head`), temperature calibration; then temporal smoothing of
+the test probabilities. Backbones: ``none`` (the architecture's random initialisation, no
+pretraining) and ``simclr`` (:func:`medvid.predict.pretrain.pretrain_backbone` on unlabelled
+frames of the training patients only, or of every frame when ``pretrain_scope="all_frames"``,
+which is legitimate for self-supervision because no label is used, but is then stated).
 
-Metrics per method: frame accuracy, macro F1 (mean of per-class F1 over the classes that occur
-in the truth or the predictions of the scored frames), and the fraction of all frames a person
-labelled. :func:`evaluation_markdown` renders the report for asset metadata.
+Labelling budgets (the curve): **cold label** with K frames per training video chosen
+``uniform`` or ``active`` (:mod:`medvid.predict.selection`; active rounds add frames by
+uncertainty and diversity on the model of the previous budget), and **blitz label** with a
+fraction of the training videos fully reviewed (every ``blitz_skip``-th frame used). Metrics,
+pooled over the test folds: frame accuracy, macro F1, clip accuracy (majority vote of frame
+predictions per video), the confusion matrix, frames a person labelled; beside them the
+majority-class baseline (the most frequent class of each fold's training frames, predicted
+for every test frame). With several seeds every number is a mean with its standard deviation.
 """
 
 from __future__ import annotations
 
-import re
+import dataclasses
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
+import torch
 
 from medvid.labels.schema import FRAME_LABELS_SCHEMA, SOURCE_MANUAL, LabelSchema
+from medvid.predict.data import IMAGENET_MEAN, IMAGENET_STD, read_frame_resized
 from medvid.predict.errors import TrainingDataError
-from medvid.predict.infer import check_manifest, predict_frames
-from medvid.predict.model import ModelSpec
-from medvid.predict.selection import select_frames
-from medvid.predict.strategies import (
-    DEFAULT_BLITZ_SKIP,
-    blitz_label,
-    cold_label,
-    labels_to_items,
+from medvid.predict.infer import check_manifest, select_device, smooth_probabilities
+from medvid.predict.model import ModelSpec, backbone_features, build_model
+from medvid.predict.pretrain import PretrainConfig, backbone_fingerprint, pretrain_backbone
+from medvid.predict.selection import active_positions, evenly_spaced_positions
+from medvid.predict.train import (
+    TrainConfig,
+    deterministic_algorithms,
+    fit_head_by_patient,
 )
-from medvid.predict.train import TrainConfig, every_nth_frame, train_classifier
+from medvid.predict.trust import softmax
 
-#: File-name tag -> class of the COVID-19 lung ultrasound clips (jannisborn/covid19_ultrasound).
-LUNG_ULTRASOUND_CLASSES = {"Reg": "healthy", "Cov": "covid19", "Vir": "viral_pneumonia"}
-_LUNG_NAME = re.compile(r"(?:^|_)(Reg|Cov|Vir)_")
+#: ``log(message)`` receives one line per finished step of a long evaluation.
+Log = Callable[[str], None]
 
-#: Training settings of the evaluation: small input and few epochs so it runs in minutes on a
-#: 2-core CPU.
-EVALUATION_CONFIG = TrainConfig(epochs=6, batch_size=32, patience=2, seed=0)
+#: Head settings of the evaluation (the label model's :func:`fit_head` path).
+EVALUATION_TRAIN = TrainConfig(freeze_backbone=True, val_fraction=0.2)
 
 
-def lung_ultrasound_class(file_name: str) -> str | None:
-    """Class of a lung ultrasound clip from its file name, ``None`` when it has no tag.
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """What :func:`evaluate_by_patient` runs.
 
-    ``covid19us_Reg_northumbria_1009_vid1.avi`` -> ``"healthy"``.
+    Attributes:
+        folds: grouped folds (each patient in one test fold).
+        seeds: every seed repeats the whole evaluation (backbone initialisation, pretraining,
+            validation split, head); numbers are mean and standard deviation over seeds.
+        k_values: cold label budgets, frames per training video.
+        selection_methods: cold label frame choice, ``uniform`` and/or ``active``.
+        blitz_fractions: blitz label budgets, share of training videos reviewed (every class
+            keeps at least one video).
+        blitz_skip: blitz trains on every n-th frame of a reviewed video.
+        arch, input_size: the label model (:class:`~medvid.predict.model.ModelSpec`).
+        backbones: ``"none"`` (random initialisation) and/or ``"simclr"`` (pretrained).
+        pretrain: settings of the ``simclr`` backbone (``arch``/``input_size`` are forced to
+            the label model's).
+        pretrain_scope: ``"training_patients"`` (each fold pretrains on its training
+            patients' frames) or ``"all_frames"`` (once, on every frame, labels unused).
+        train: head settings (``seed`` is replaced by each seed).
+        smoothing_window: temporal smoothing of test probabilities (frames; 0 = off).
+        device: where backbones run (features, pretraining): ``"auto"`` (CUDA when present),
+            ``"cpu"``, ``"cuda"``...; heads are fitted on the CPU (full-batch, small).
     """
-    match = _LUNG_NAME.search(Path(file_name).name)
-    return LUNG_ULTRASOUND_CLASSES[match.group(1)] if match else None
+
+    folds: int = 5
+    seeds: tuple[int, ...] = (0,)
+    k_values: tuple[int, ...] = (1, 3, 5, 10)
+    selection_methods: tuple[str, ...] = ("uniform", "active")
+    blitz_fractions: tuple[float, ...] = (0.25, 0.5, 1.0)
+    blitz_skip: int = 3
+    arch: str = "small"
+    input_size: int = 64
+    backbones: tuple[str, ...] = ("none", "simclr")
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    pretrain_scope: Literal["training_patients", "all_frames"] = "training_patients"
+    train: TrainConfig = EVALUATION_TRAIN
+    smoothing_window: int = 9
+    device: str = "auto"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["train"] = {k: v for k, v in out["train"].items() if k != "augment"}
+        return out
+
+
+# --- inputs ---------------------------------------------------------------------------------
+
+
+def frame_classes(labels: pa.Table | pd.DataFrame | Mapping[str, str]) -> dict[str, str]:
+    """``{frame_id: class}`` from reviewed frame labels (:data:`FRAME_LABELS_SCHEMA` rows: the
+    reviewed rows with a true ``value``) or from a ``{frame_id: class}`` mapping.
+
+    Frames with several true reviewed classes are left out (not single-label). Raises
+    :class:`TrainingDataError` for a table without the needed columns.
+    """
+    if isinstance(labels, Mapping):
+        return {str(k): str(v) for k, v in labels.items()}
+    df = labels.to_pandas() if isinstance(labels, pa.Table) else labels
+    missing = [c for c in ("frame_id", "label_name", "value") if c not in df.columns]
+    if missing:
+        raise TrainingDataError(f"frame labels lack column(s): {', '.join(missing)}")
+    if "reviewed" in df.columns:
+        df = df[df["reviewed"].astype(bool)]
+    positive = df[df["value"].astype(bool)]
+    names = positive.groupby("frame_id")["label_name"].agg(lambda s: sorted(set(s)))
+    return {str(f): n[0] for f, n in names.items() if len(n) == 1}
 
 
 def truth_labels(manifest: pd.DataFrame, video_classes: Mapping[str, str]) -> pa.Table:
     """Reviewed labels giving every frame of each video its video's class (one row per frame
     and class, ``value`` true for the video's class), as a labeller would have entered."""
-    schema = LabelSchema.from_names(video_classes.values())
+    schema = LabelSchema.from_names(sorted(set(video_classes.values())))
     frames = manifest[manifest["video_id"].isin(list(video_classes))]
     stamp = pd.Timestamp("2000-01-01", tz="UTC")
     records = [
@@ -80,9 +149,9 @@ def truth_labels(manifest: pd.DataFrame, video_classes: Mapping[str, str]) -> pa
             "float_value": None,
             "source": SOURCE_MANUAL,
             "confidence": 1.0,
-            "annotator": "file name",
+            "annotator": "video class",
             "reviewed": True,
-            "reviewer": "file name",
+            "reviewer": "video class",
             "date_created": stamp,
             "date_modified": stamp,
         }
@@ -90,6 +159,48 @@ def truth_labels(manifest: pd.DataFrame, video_classes: Mapping[str, str]) -> pa
         for name in schema.names
     ]
     return pa.Table.from_pylist(records, schema=FRAME_LABELS_SCHEMA)
+
+
+def patient_folds(
+    patients: Sequence[str], classes: Sequence[str], n_folds: int, seed: int = 0
+) -> np.ndarray:
+    """Fold index ``(N,) int64`` of each frame: grouped by patient, stratified by class.
+
+    Like scikit-learn's ``StratifiedGroupKFold``: patients are taken largest first (ties in a
+    seeded shuffle) and each goes to the fold where the per-class share of frames across folds
+    stays most even (smallest summed standard deviation of ``fold frames of a class / frames of
+    the class``; ties to the fold with fewest frames, then the lowest index). Every patient is
+    in exactly one fold. Raises ``ValueError`` when there are fewer patients than folds.
+    """
+    patients = np.asarray(patients).astype(str)
+    names = sorted(set(classes))
+    index = {c: i for i, c in enumerate(names)}
+    y = np.array([index[c] for c in classes], dtype=np.int64)
+    groups = sorted(set(patients.tolist()))
+    if len(groups) < n_folds:
+        raise ValueError(f"{len(groups)} patient(s) for {n_folds} folds")
+    rng = np.random.default_rng(seed)
+    rng.shuffle(groups)
+    counts = {g: np.bincount(y[patients == g], minlength=len(names)) for g in groups}
+    groups.sort(key=lambda g: -int(counts[g].sum()))  # stable: shuffled order breaks ties
+    totals = np.maximum(np.bincount(y, minlength=len(names)), 1)
+    fold_counts = np.zeros((n_folds, len(names)))
+    assignment: dict[str, int] = {}
+    for group in groups:
+        best: tuple[float, float, int] | None = None
+        for fold in range(n_folds):
+            trial = fold_counts.copy()
+            trial[fold] += counts[group]
+            key = ((trial / totals).std(axis=0).sum(), fold_counts[fold].sum(), fold)
+            if best is None or key < best:
+                best = key
+        assert best is not None
+        fold_counts[best[2]] += counts[group]
+        assignment[group] = best[2]
+    return np.array([assignment[p] for p in patients], dtype=np.int64)
+
+
+# --- metrics --------------------------------------------------------------------------------
 
 
 def frame_metrics(truth: Sequence[str], predicted: Sequence[str]) -> dict[str, float]:
@@ -110,216 +221,454 @@ def frame_metrics(truth: Sequence[str], predicted: Sequence[str]) -> dict[str, f
     return {"frame_accuracy": float(np.mean(t == p)), "macro_f1": float(np.mean(f1s))}
 
 
-def _argmax_labels(labels: pa.Table) -> pd.DataFrame:
-    df = labels.select(["frame_id", "label_name", "value"]).to_pandas()
-    return df[df["value"]][["frame_id", "label_name"]].rename(columns={"label_name": "predicted"})
+def clip_accuracy(video_ids: Sequence[str], truth: Sequence[int], predicted: Sequence[int]):
+    """Share of videos whose majority-vote prediction (ties: lowest class index) equals their
+    majority true class."""
+    frames = pd.DataFrame({"v": np.asarray(video_ids).astype(str), "t": truth, "p": predicted})
+    if frames.empty:
+        return float("nan")
+    votes = frames.groupby("v").agg(
+        t=("t", lambda s: s.value_counts().sort_index().idxmax()),
+        p=("p", lambda s: s.value_counts().sort_index().idxmax()),
+    )
+    return float(np.mean(votes["t"] == votes["p"]))
 
 
-def _score(
-    predictions: pd.DataFrame, truth: pd.Series, exclude: set[str] | None = None
-) -> tuple[dict[str, float], int]:
-    scored = predictions[~predictions["frame_id"].isin(exclude or set())]
-    t = truth.loc[scored["frame_id"]].to_numpy()
-    return frame_metrics(list(t), list(scored["predicted"])), len(scored)
-
-
-def evaluate_on_videos(
-    manifest: pd.DataFrame,
-    frames_root: str | Path,
-    video_classes: Mapping[str, str],
-    *,
-    k_values: Sequence[int] = (1, 3, 5),
-    selection_method: str = "uniform",
-    blitz_skip: int = DEFAULT_BLITZ_SKIP,
-    reference_skip: int = DEFAULT_BLITZ_SKIP,
-    arch: str = "resnet18",
-    input_size: int = 128,
-    config: TrainConfig = EVALUATION_CONFIG,
-    smoothing_window: int = 0,
+def _scores(
+    truth: np.ndarray, predicted: np.ndarray, videos: np.ndarray, classes: Sequence[str]
 ) -> dict[str, Any]:
-    """Run blitz (leave one video out), cold (K per video) and reference; return the report.
-
-    Args:
-        manifest: frame manifest (``frame_id``, ``video_id``, ``frame_number``,
-            ``frame_timestamp``, ``frame_relative_path``; ``phash`` for ``unique``) of the
-            videos in ``video_classes``; other videos are ignored.
-        frames_root: folder the manifest's paths are relative to.
-        video_classes: ``{video_id: class name}`` (e.g. from :func:`lung_ultrasound_class`).
-        k_values: frames per video a person labels in cold label.
-        selection_method: ``uniform`` or ``unique`` (cold label frame choice).
-        blitz_skip, reference_skip: train on every n-th frame of the training videos.
-        arch, input_size: classifier (see :class:`~medvid.predict.model.ModelSpec`).
-        config: training settings (shared by every run).
-        smoothing_window: temporal smoothing of predictions (0 = off).
-
-    Returns a JSON-serialisable dict: ``classes``, ``videos`` (id, class, frames), ``methods``
-    (one row per method: ``method``, ``frame_accuracy``, ``macro_f1``,
-    ``human_labelled_fraction``, ``frames_scored``, ``train_seconds``), ``blitz_folds``,
-    ``notes`` and ``settings``. Raises :class:`TrainingDataError` with fewer than 2 videos.
-    """
-    check_manifest(manifest)
-    frames = manifest[manifest["video_id"].isin(list(video_classes))].reset_index(drop=True)
-    videos = sorted(frames["video_id"].unique())
-    if len(videos) < 2:
-        raise TrainingDataError("the evaluation needs at least 2 labelled videos")
-    schema = LabelSchema.from_names(video_classes[v] for v in videos)
-    spec = ModelSpec(classes=schema.names, arch=arch, input_size=input_size)
-    truth_table = truth_labels(frames, {v: video_classes[v] for v in videos})
-    truth = frames.set_index("frame_id")["video_id"].map(video_classes)
-    n_total = len(frames)
-    per_video = frames.groupby("video_id").size()
-    methods: list[dict[str, Any]] = []
-    notes: list[str] = []
-
-    # Blitz label, leave one video out.
-    folds, pooled = [], []
-    blitz_seconds = 0.0
-    for held_out in videos:
-        started = time.perf_counter()
-        reviewed = truth_table.filter(pc.not_equal(truth_table["video_id"], held_out))
-        run = blitz_label(
-            frames,
-            frames_root,
-            reviewed,
-            skip=blitz_skip,
-            spec=spec,
-            label_schema=schema,
-            config=config,
-            smoothing_window=smoothing_window,
-        )
-        blitz_seconds += time.perf_counter() - started
-        predicted = _argmax_labels(run.labels)
-        metrics, scored = _score(predicted, truth)
-        trained_classes = sorted({video_classes[v] for v in videos if v != held_out})
-        folds.append(
-            {
-                "held_out_video": held_out,
-                "class": video_classes[held_out],
-                "class_in_training": video_classes[held_out] in trained_classes,
-                "frames": scored,
-                **metrics,
-            }
-        )
-        pooled.append(predicted)
-    metrics, scored = _score(pd.concat(pooled), truth)
-    methods.append(
-        {
-            "method": f"blitz label, leave one video out (skip {blitz_skip})",
-            **metrics,
-            "human_labelled_fraction": float(np.mean([1 - per_video[v] / n_total for v in videos])),
-            "frames_scored": scored,
-            "train_seconds": blitz_seconds,
-        }
-    )
-    unseen = [f for f in folds if not f["class_in_training"]]
-    if unseen:
-        share = sum(f["frames"] for f in unseen) / n_total
-        notes.append(
-            f"Blitz: {len(unseen)} held-out video(s) ({share:.0%} of frames) belong to a class no "
-            f"other video has ({', '.join(sorted({f['class'] for f in unseen}))}); they cannot "
-            f"be predicted correctly, so blitz accuracy is capped at {1 - share:.0%}."
-        )
-
-    # Cold label, K frames per video.
-    for k in k_values:
-        started = time.perf_counter()
-        chosen = select_frames(frames, k, selection_method)
-        chosen_ids = set(chosen["frame_id"])
-        answers = truth_table.filter(
-            pc.is_in(truth_table["frame_id"], pa.array(sorted(chosen_ids)))
-        )
-        run = cold_label(
-            frames,
-            frames_root,
-            answers,
-            spec=spec,
-            label_schema=schema,
-            config=config,
-            smoothing_window=smoothing_window,
-        )
-        metrics, scored = _score(_argmax_labels(run.labels), truth, exclude=chosen_ids)
-        methods.append(
-            {
-                "method": f"cold label, K={k} per video ({selection_method})",
-                **metrics,
-                "human_labelled_fraction": len(chosen_ids) / n_total,
-                "frames_scored": scored,
-                "train_seconds": time.perf_counter() - started,
-            }
-        )
-    notes.append(
-        "Cold label scores only the frames the person did not label; because the labeller sees "
-        "every video, this measures labelling within known videos, not new patients."
-    )
-
-    # Reference: trained on all videos (every n-th frame), scored on all frames (in-sample).
-    started = time.perf_counter()
-    items = every_nth_frame(labels_to_items(truth_table, frames, spec), reference_skip)
-    result = train_classifier(frames_root, items, None, spec, config)
-    labels = predict_frames(
-        result.model,
-        spec,
-        frames_root,
-        frames,
-        device=config.device,
-        smoothing_window=smoothing_window,
-    )
-    metrics, scored = _score(_argmax_labels(labels), truth)
-    methods.append(
-        {
-            "method": f"reference: all videos (skip {reference_skip}), in-sample",
-            **metrics,
-            "human_labelled_fraction": 1.0,
-            "frames_scored": scored,
-            "train_seconds": time.perf_counter() - started,
-        }
-    )
+    names = np.asarray(classes, dtype=object)
+    metrics = frame_metrics(list(names[truth]), list(names[predicted]))
+    matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    np.add.at(matrix, (truth, predicted), 1)
     return {
-        "classes": list(schema.names),
-        "videos": [
-            {"video_id": v, "class": video_classes[v], "frames": int(per_video[v])} for v in videos
-        ],
-        "methods": methods,
-        "blitz_folds": folds,
-        "notes": notes,
-        "settings": {
-            "arch": arch,
-            "input_size": input_size,
-            "epochs": config.epochs,
-            "patience": config.patience,
-            "batch_size": config.batch_size,
-            "seed": config.seed,
-            "val_fraction": config.val_fraction,
-            "min_images_per_epoch": config.min_images_per_epoch,
-            "selection_method": selection_method,
-            "smoothing_window": smoothing_window,
-        },
+        **metrics,
+        "clip_accuracy": clip_accuracy(videos, truth, predicted),
+        "confusion_matrix": matrix.tolist(),
     }
 
 
-def evaluation_markdown(report: Mapping[str, Any]) -> str:
-    """The report as Markdown: a methods table, the blitz folds and the notes."""
-    lines = [
-        "| method | frame accuracy | macro F1 | frames labelled by a person | frames scored "
-        "| seconds |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for m in report["methods"]:
-        lines.append(
-            f"| {m['method']} | {m['frame_accuracy']:.3f} | {m['macro_f1']:.3f} "
-            f"| {m['human_labelled_fraction']:.1%} | {m['frames_scored']} "
-            f"| {m['train_seconds']:.0f} |"
+# --- the evaluation -------------------------------------------------------------------------
+
+
+@dataclass
+class _Frames:
+    """The labelled frames in memory: ``images`` ``(N, S, S, 3) uint8``, classes as indices."""
+
+    table: pd.DataFrame
+    images: np.ndarray
+    y: np.ndarray
+    classes: tuple[str, ...]
+    patients: np.ndarray
+    videos: np.ndarray
+
+
+def _load_frames(
+    manifest: pd.DataFrame,
+    frames_root: Path,
+    classes_of: Mapping[str, str],
+    patient_of_video: Mapping[str, str],
+    input_size: int,
+) -> _Frames:
+    table = manifest[manifest["frame_id"].astype(str).isin(classes_of)]
+    if "is_dead" in table.columns:
+        table = table[~table["is_dead"].fillna(False).astype(bool)]
+    table = table.sort_values(["video_id", "frame_number"], kind="stable").reset_index(drop=True)
+    classes = tuple(sorted({classes_of[str(f)] for f in table["frame_id"]}))
+    if len(classes) < 2:
+        raise TrainingDataError(f"the evaluation needs at least 2 classes, found {classes}")
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.array([index[classes_of[str(f)]] for f in table["frame_id"]], dtype=np.int64)
+    videos = table["video_id"].astype(str).to_numpy()
+    patients = np.array(
+        [
+            f"patient:{patient_of_video[v]}" if patient_of_video.get(v) else f"video:{v}"
+            for v in videos
+        ]
+    )
+    images = np.stack(
+        [read_frame_resized(frames_root / p, input_size) for p in table["frame_relative_path"]]
+    )
+    return _Frames(table, images, y, classes, patients, videos)
+
+
+def _features(
+    model: torch.nn.Module, images: np.ndarray, device: str = "cpu", batch_size: int = 256
+) -> np.ndarray:
+    """Pooled features ``(N, D) float32`` of ``(N, S, S, 3) uint8`` frames (ImageNet
+    normalisation, as :func:`medvid.predict.data.to_tensor`), computed on ``device``."""
+    torch_device = select_device(device)
+    model = model.to(torch_device).eval()
+    mean = torch.from_numpy(IMAGENET_MEAN).view(1, 3, 1, 1).to(torch_device)
+    std = torch.from_numpy(IMAGENET_STD).view(1, 3, 1, 1).to(torch_device)
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            x = torch.from_numpy(images[start : start + batch_size]).to(torch_device)
+            x = (x.permute(0, 3, 1, 2).float() / 255.0 - mean) / std
+            out.append(backbone_features(model, x).float().cpu().numpy())
+    model.to("cpu")
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+
+def _blitz_videos(
+    videos: list[str], video_class: Mapping[str, int], fraction: float, seed: int
+) -> list[str]:
+    """``round(fraction * n)`` of ``videos`` in a seeded shuffle, at least one per class."""
+    order = list(videos)
+    np.random.default_rng(seed).shuffle(order)
+    wanted = max(1, round(fraction * len(order)))
+    chosen: list[str] = []
+    for c in sorted({video_class[v] for v in order}):
+        chosen.append(next(v for v in order if video_class[v] == c))
+    for v in order:
+        if len(chosen) >= wanted:
+            break
+        if v not in chosen:
+            chosen.append(v)
+    return sorted(chosen)
+
+
+def _fit_and_predict(
+    data: _Frames,
+    features: np.ndarray,
+    labelled: np.ndarray,
+    test: np.ndarray,
+    patient_of_video: Mapping[str, str],
+    train_config: TrainConfig,
+    smoothing_window: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fit a head on the ``labelled`` rows as :func:`fit_head_by_patient` does, and return
+    (smoothed test probabilities, probabilities of every row) ``float64``."""
+    items = data.table.iloc[labelled][["frame_id", "video_id"]].assign(
+        label_name=[data.classes[c] for c in data.y[labelled]], _row=labelled
+    )
+    head, temperature, _ = fit_head_by_patient(
+        features, data.y, data.videos, items, patient_of_video, len(data.classes), train_config
+    )
+    logits = features.astype(np.float64) @ head.weight.T.astype(np.float64) + head.bias
+    probs = softmax(logits / temperature)
+    test_probs = smooth_probabilities(probs[test], data.videos[test], smoothing_window)
+    return test_probs, probs
+
+
+def evaluate_by_patient(
+    manifest: pd.DataFrame,
+    frames_root: str | Path,
+    labels: pa.Table | pd.DataFrame | Mapping[str, str],
+    patient_of_video: Mapping[str, str],
+    config: EvaluationConfig | None = None,
+    *,
+    log: Log | None = None,
+) -> dict[str, Any]:
+    """Grouped k-fold evaluation of label prediction by patient, with the labelling-cost curve.
+
+    Args:
+        manifest: frame manifest rows (``frame_id``, ``video_id``, ``frame_number``,
+            ``frame_timestamp``, ``frame_relative_path``; dead frames are skipped).
+        frames_root: folder the manifest's paths are relative to.
+        labels: reviewed frame labels (:data:`FRAME_LABELS_SCHEMA` rows) or a
+            ``{frame_id: class}`` mapping; only frames with exactly one class are evaluated.
+        patient_of_video: ``{video_id: patient id}`` (from the patients sheet); a video
+            without one is a patient of its own.
+        config: :class:`EvaluationConfig`.
+        log: receives a line per finished step.
+
+    Returns a JSON-serialisable report: ``classes``, ``frames``, ``videos``, ``patients``,
+    ``class_frames``, ``folds`` (patients, videos and frames per class of each test fold),
+    ``baseline`` (majority class: frame and clip accuracy, macro F1, confusion matrix),
+    ``results`` (one row per backbone, method, selection and budget: ``frames_labelled`` and
+    ``labelled_fraction`` per fold on average, ``frame_accuracy``, ``macro_f1``,
+    ``clip_accuracy`` with ``_sd`` over seeds, ``fold_accuracy``, ``confusion_matrix`` summed
+    over seeds, ``seconds``), ``pretraining`` (per fold and seed: backbone id, frames,
+    seconds, final loss), ``settings`` and ``seconds``. Memory: every labelled frame is held
+    at ``input_size`` (``N * S * S * 3`` bytes).
+
+    Raises :class:`TrainingDataError` with fewer than 2 classes or fewer patients than folds.
+    """
+    config = config or EvaluationConfig()
+    log = log or (lambda message: None)
+    check_manifest(manifest)
+    started_all = time.perf_counter()
+    root = Path(frames_root)
+    classes_of = frame_classes(labels)
+    data = _load_frames(manifest, root, classes_of, patient_of_video, config.input_size)
+    n_groups = len(set(data.patients.tolist()))
+    if n_groups < config.folds:
+        raise TrainingDataError(f"{n_groups} patient(s) for {config.folds} folds")
+    fold_of = patient_folds(data.patients, list(data.y.astype(str)), config.folds, seed=0)
+    spec = ModelSpec(classes=data.classes, arch=config.arch, input_size=config.input_size)
+    pretrain_config = dataclasses.replace(
+        config.pretrain, arch=config.arch, input_size=config.input_size, device=config.device
+    )
+    videos_all = sorted(set(data.videos.tolist()))
+    video_class = {v: int(np.bincount(data.y[data.videos == v]).argmax()) for v in videos_all}
+    log(
+        f"{len(data.y)} frames, {len(videos_all)} videos, {n_groups} patients, "
+        f"classes {list(data.classes)}, {config.folds} folds"
+    )
+
+    # (backbone, method, selection, budget) -> seed -> pooled test predictions
+    pooled: dict[tuple[str, str, str, str], dict[int, dict[str, Any]]] = {}
+    pretraining: list[dict[str, Any]] = []
+    baseline_pred = np.zeros(len(data.y), dtype=np.int64)
+    shared_backbones: dict[tuple[str, int], torch.nn.Module] = {}
+
+    def backbone(kind: str, seed: int, fold: int, train_rows: np.ndarray) -> torch.nn.Module:
+        if kind == "none":
+            torch.manual_seed(seed)
+            return build_model(spec)
+        if kind != "simclr":
+            raise ValueError(f"unknown backbone {kind!r}")
+        if config.pretrain_scope == "all_frames" and (kind, seed) in shared_backbones:
+            return shared_backbones[(kind, seed)]
+        rows = np.arange(len(data.y)) if config.pretrain_scope == "all_frames" else train_rows
+        result = pretrain_backbone(
+            root,
+            data.table.iloc[rows],
+            dataclasses.replace(pretrain_config, seed=seed),
         )
+        state = {k: v for k, v in result.model.state_dict().items() if not k.startswith("fc.")}
+        pretraining.append(
+            {
+                "fold": None if config.pretrain_scope == "all_frames" else fold,
+                "seed": seed,
+                "backbone_id": backbone_fingerprint(state),
+                "frames": result.frames,
+                "seconds": result.seconds,
+                "final_loss": result.history[-1]["loss"] if result.history else None,
+            }
+        )
+        log(
+            f"pretrained simclr (seed {seed}, fold {fold}, {result.frames} frames) in "
+            f"{result.seconds:.0f} s, loss {result.history[-1]['loss']:.3f}"
+        )
+        if config.pretrain_scope == "all_frames":
+            shared_backbones[(kind, seed)] = result.model
+        return result.model
+
+    def record(key, seed, test, probs, frames_labelled, seconds):
+        entry = pooled.setdefault(key, {}).setdefault(
+            seed,
+            {"pred": np.full(len(data.y), -1), "labelled": [], "seconds": 0.0},
+        )
+        entry["pred"][test] = probs.argmax(axis=1)
+        entry["labelled"].append(frames_labelled)
+        entry["seconds"] += seconds
+
+    with deterministic_algorithms(True):
+        for seed in config.seeds:
+            train_config = dataclasses.replace(config.train, seed=seed)
+            for fold in range(config.folds):
+                test = np.flatnonzero(fold_of == fold)
+                train_rows = np.flatnonzero(fold_of != fold)
+                if seed == config.seeds[0]:
+                    majority = int(np.bincount(data.y[train_rows]).argmax())
+                    baseline_pred[test] = majority
+                train_videos = sorted(set(data.videos[train_rows].tolist()))
+                rows_of_video = {v: train_rows[data.videos[train_rows] == v] for v in train_videos}
+                for kind in config.backbones:
+                    started = time.perf_counter()
+                    model = backbone(kind, seed, fold, train_rows)
+                    features = _features(model, data.images, config.device)
+                    feature_seconds = time.perf_counter() - started
+                    for method in config.selection_methods:
+                        chosen: dict[str, list[int]] = {v: [] for v in train_videos}
+                        probs_all: np.ndarray | None = None
+                        for k in sorted(config.k_values):
+                            started = time.perf_counter()
+                            for v in train_videos:
+                                rows = rows_of_video[v]
+                                if method == "uniform":
+                                    chosen[v] = evenly_spaced_positions(len(rows), k)
+                                else:
+                                    chosen[v] = active_positions(
+                                        features[rows],
+                                        k,
+                                        None if probs_all is None else probs_all[rows],
+                                        chosen[v],
+                                    )
+                            labelled = np.sort(
+                                np.concatenate([rows_of_video[v][chosen[v]] for v in train_videos])
+                            )
+                            test_probs, probs_all = _fit_and_predict(
+                                data,
+                                features,
+                                labelled,
+                                test,
+                                patient_of_video,
+                                train_config,
+                                config.smoothing_window,
+                            )
+                            record(
+                                (kind, "cold", method, f"K={k}"),
+                                seed,
+                                test,
+                                test_probs,
+                                len(labelled),
+                                time.perf_counter() - started,
+                            )
+                    for fraction in config.blitz_fractions:
+                        started = time.perf_counter()
+                        reviewed = _blitz_videos(train_videos, video_class, fraction, seed)
+                        labelled = np.sort(
+                            np.concatenate(
+                                [rows_of_video[v][:: config.blitz_skip] for v in reviewed]
+                            )
+                        )
+                        test_probs, _ = _fit_and_predict(
+                            data,
+                            features,
+                            labelled,
+                            test,
+                            patient_of_video,
+                            train_config,
+                            config.smoothing_window,
+                        )
+                        record(
+                            (kind, "blitz", "videos", f"{fraction:.0%} of videos"),
+                            seed,
+                            test,
+                            test_probs,
+                            len(labelled),
+                            time.perf_counter() - started,
+                        )
+                    log(
+                        f"seed {seed} fold {fold} backbone {kind}: "
+                        f"{time.perf_counter() - started + feature_seconds:.0f} s"
+                    )
+
+    n_train_frames = [int((fold_of != f).sum()) for f in range(config.folds)]
+    results = []
+    for (kind, method, selection, budget), by_seed in pooled.items():
+        runs = []
+        for _seed, entry in sorted(by_seed.items()):
+            scores = _scores(data.y, entry["pred"], data.videos, data.classes)
+            scores["fold_accuracy"] = [
+                float(np.mean(entry["pred"][fold_of == f] == data.y[fold_of == f]))
+                for f in range(config.folds)
+            ]
+            runs.append((scores, entry))
+        row: dict[str, Any] = {
+            "backbone": kind,
+            "method": method,
+            "selection": selection,
+            "budget": budget,
+            "frames_labelled": float(np.mean([np.mean(e["labelled"]) for _, e in runs])),
+            "labelled_fraction": float(
+                np.mean(
+                    [np.mean(np.array(e["labelled"]) / np.array(n_train_frames)) for _, e in runs]
+                )
+            ),
+            "seconds": float(np.mean([e["seconds"] for _, e in runs])),
+        }
+        for metric in ("frame_accuracy", "macro_f1", "clip_accuracy"):
+            values = [s[metric] for s, _ in runs]
+            row[metric] = float(np.mean(values))
+            row[f"{metric}_sd"] = float(np.std(values)) if len(values) > 1 else 0.0
+            row[f"{metric}_by_seed"] = [float(v) for v in values]
+        row["fold_accuracy"] = np.mean([s["fold_accuracy"] for s, _ in runs], axis=0).tolist()
+        row["confusion_matrix"] = np.sum([s["confusion_matrix"] for s, _ in runs], axis=0).tolist()
+        results.append(row)
+
+    folds = []
+    for f in range(config.folds):
+        test = fold_of == f
+        folds.append(
+            {
+                "fold": f,
+                "patients": int(len(set(data.patients[test].tolist()))),
+                "videos": int(len(set(data.videos[test].tolist()))),
+                "frames": int(test.sum()),
+                "class_frames": {
+                    c: int((data.y[test] == i).sum()) for i, c in enumerate(data.classes)
+                },
+            }
+        )
+    baseline = _scores(data.y, baseline_pred, data.videos, data.classes)
+    return {
+        "classes": list(data.classes),
+        "frames": int(len(data.y)),
+        "videos": len(videos_all),
+        "patients": n_groups,
+        "class_frames": {c: int((data.y == i).sum()) for i, c in enumerate(data.classes)},
+        "folds": folds,
+        "baseline": {"method": "majority class of the training folds", **baseline},
+        "results": results,
+        "pretraining": pretraining,
+        "settings": config.to_dict(),
+        "seconds": time.perf_counter() - started_all,
+    }
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def _cell(row: Mapping[str, Any], metric: str) -> str:
+    value, sd = row[metric], row.get(f"{metric}_sd", 0.0)
+    return f"{value:.3f} ± {sd:.3f}" if sd else f"{value:.3f}"
+
+
+def evaluation_markdown(report: Mapping[str, Any]) -> str:
+    """The report of :func:`evaluate_by_patient` as Markdown: the curve (one row per method
+    and budget, one column group per backbone) with the majority baseline, the confusion
+    matrix of the best full-budget row, and the folds."""
+    rows = report["results"]
+    backbones = list(dict.fromkeys(r["backbone"] for r in rows))
+    header = "| method | budget | frames labelled |" + "".join(
+        f" {b}: frame acc | {b}: macro F1 | {b}: clip acc |" for b in backbones
+    )
+    lines = [header, "|---|---|---:|" + "---:|---:|---:|" * len(backbones)]
+    keys = list(dict.fromkeys((r["method"], r["selection"], r["budget"]) for r in rows))
+    by_key = {(r["method"], r["selection"], r["budget"], r["backbone"]): r for r in rows}
+    for method, selection, budget in keys:
+        first = next(
+            r
+            for r in rows
+            if (r["method"], r["selection"], r["budget"]) == (method, selection, budget)
+        )
+        name = f"cold label, {selection}" if method == "cold" else "blitz label"
+        cells = ""
+        for b in backbones:
+            r = by_key.get((method, selection, budget, b))
+            cells += (
+                f" {_cell(r, 'frame_accuracy')} | {_cell(r, 'macro_f1')} "
+                f"| {_cell(r, 'clip_accuracy')} |"
+                if r
+                else " | | |"
+            )
+        lines.append(
+            f"| {name} | {budget} | {first['frames_labelled']:.0f} "
+            f"({first['labelled_fraction']:.1%}) |{cells}"
+        )
+    base = report["baseline"]
+    lines.append(
+        "| majority class (baseline) | - | 0 |"
+        + f" {base['frame_accuracy']:.3f} | {base['macro_f1']:.3f} "
+        f"| {base['clip_accuracy']:.3f} |" * len(backbones)
+    )
+    full = [r for r in rows if r["method"] == "blitz" and r["budget"].startswith("100%")]
+    if full:
+        best = max(full, key=lambda r: r["frame_accuracy"])
+        classes = report["classes"]
+        lines += [
+            "",
+            f"Confusion matrix (rows true, columns predicted; frames pooled over folds and "
+            f"seeds), blitz label 100%, backbone {best['backbone']}:",
+            "",
+            "| true \\ predicted | " + " | ".join(classes) + " |",
+            "|---|" + "---:|" * len(classes),
+        ]
+        for name, counts in zip(classes, best["confusion_matrix"], strict=True):
+            lines.append(f"| {name} | " + " | ".join(str(c) for c in counts) + " |")
     lines += [
         "",
-        "| held-out video | class | class in training | frames | accuracy |",
-        "|---|---|---|---:|---:|",
+        "| test fold | patients | videos | frames | frames per class |",
+        "|---:|---:|---:|---:|---|",
     ]
-    for f in report["blitz_folds"]:
+    for f in report["folds"]:
+        per_class = ", ".join(f"{c} {n}" for c, n in f["class_frames"].items())
         lines.append(
-            f"| {f['held_out_video']} | {f['class']} | {'yes' if f['class_in_training'] else 'no'} "
-            f"| {f['frames']} | {f['frame_accuracy']:.3f} |"
+            f"| {f['fold']} | {f['patients']} | {f['videos']} | {f['frames']} | {per_class} |"
         )
-    if report["notes"]:
-        lines += [""] + [f"- {note}" for note in report["notes"]]
     return "\n".join(lines) + "\n"

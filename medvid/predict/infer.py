@@ -15,7 +15,13 @@ per (frame, class):
 Temporal smoothing averages each frame's probability vector with its neighbours of the same
 video: a centred window of ``smoothing_window`` manifest rows ordered by ``frame_number``
 (truncated at the ends). It removes isolated one-frame flips, which are almost never real in
-clinical video sampled at 10-30 frames per second.
+clinical video sampled at 10-30 frames per second. Clip aggregation (``aggregate_clip``) goes
+further for labels that are a property of the whole clip (a diagnosis, a view): every frame
+gets its video's mean probability vector.
+
+:func:`predict_with_flags` adds the trust checks of :mod:`medvid.predict.trust`: a table
+(:data:`PREDICTION_FLAGS_SCHEMA`) that flags every frame whose calibrated confidence is low or
+whose video is out of distribution, and a per-video summary for asset metadata.
 
 Speed: inference runs on a copy of the network prepared for it (:func:`inference_model`):
 BatchNorm folded into the preceding convolutions (exact up to float rounding), channels-last
@@ -47,7 +53,8 @@ from torch.utils.data import DataLoader
 from medvid.labels.schema import FRAME_LABELS_SCHEMA, LabelSchema, model_source
 from medvid.predict.data import FrameDataset
 from medvid.predict.errors import FrameSelectionError
-from medvid.predict.model import ModelSpec, model_fingerprint
+from medvid.predict.model import ModelSpec, backbone_features, model_fingerprint
+from medvid.predict.trust import DEFAULT_MIN_CONFIDENCE, TrustReference
 
 MANIFEST_COLUMNS = (
     "frame_id",
@@ -58,6 +65,29 @@ MANIFEST_COLUMNS = (
 )
 MULTILABEL_THRESHOLD = 0.5
 Precision = Literal["auto", "fp32", "bf16"]
+
+#: One row per predicted frame: the trust flags of :func:`predict_with_flags`.
+#:
+#: - ``predicted``: the top class; ``confidence``: its (calibrated, smoothed) probability
+#: - ``low_confidence``: ``confidence`` < the model's ``min_confidence``
+#: - ``video_distance``: cosine distance of the video's mean feature to the nearest training
+#:   video (NaN when the model has no reference); ``out_of_distribution``: above the model's
+#:   threshold (the same for every frame of a video)
+#: - ``trusted``: neither flag is set
+PREDICTION_FLAGS_SCHEMA = pa.schema(
+    [
+        pa.field("frame_id", pa.string(), nullable=False),
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("frame_number", pa.int64(), nullable=False),
+        pa.field("predicted", pa.string(), nullable=False),
+        pa.field("confidence", pa.float32(), nullable=False),
+        pa.field("low_confidence", pa.bool_(), nullable=False),
+        pa.field("video_distance", pa.float32(), nullable=False),
+        pa.field("out_of_distribution", pa.bool_(), nullable=False),
+        pa.field("trusted", pa.bool_(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+    ]
+)
 
 
 def select_device(preference: str = "auto") -> torch.device:
@@ -229,6 +259,50 @@ def predict_probabilities(
     return np.concatenate(chunks)
 
 
+def extract_outputs(
+    model: nn.Module,
+    spec: ModelSpec,
+    frames_root: str | Path,
+    relative_paths: list[str],
+    device: str | torch.device = "cpu",
+    *,
+    batch_size: int = 64,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits ``(N, C) float32`` and pooled features ``(N, D) float32``
+    (:func:`~medvid.predict.model.backbone_features`) of the frames at ``relative_paths``,
+    in float32 (reproducible) on the model prepared by :func:`inference_model`. The model is
+    not modified."""
+    torch_device = select_device(device) if isinstance(device, str) else device
+    ready = inference_model(model, torch_device)
+    dataset = FrameDataset(frames_root, relative_paths, input_size=spec.input_size, cache=False)
+    logits_out: list[np.ndarray] = []
+    features_out: list[np.ndarray] = []
+    with torch.inference_mode():
+        for images in _batches(dataset, batch_size):
+            images = images.to(torch_device).contiguous(memory_format=torch.channels_last)
+            features = backbone_features(ready, images)
+            logits_out.append(ready.fc(features).float().cpu().numpy())
+            features_out.append(features.float().cpu().numpy())
+    if not logits_out:
+        return (
+            np.zeros((0, len(spec.classes)), dtype=np.float32),
+            np.zeros((0, int(model.fc.in_features)), dtype=np.float32),
+        )
+    return np.concatenate(logits_out), np.concatenate(features_out)
+
+
+def aggregate_clips(probabilities: np.ndarray, video_ids: np.ndarray) -> np.ndarray:
+    """Every row replaced by the mean ``(C,)`` probability vector of its video (rows of one
+    video need not be contiguous). Returns ``(N, C) float64``."""
+    probs = np.asarray(probabilities, dtype=np.float64)
+    out = np.empty_like(probs)
+    ids = np.asarray(video_ids).astype(str)
+    for video in np.unique(ids):
+        rows = ids == video
+        out[rows] = probs[rows].mean(axis=0)
+    return out
+
+
 def probabilities_to_labels(
     frames: pd.DataFrame,
     probabilities: np.ndarray,
@@ -298,6 +372,7 @@ def predict_frames(
     num_workers: int = 0,
     now: dt.datetime | None = None,
     precision: Precision = "auto",
+    aggregate_clip: bool = False,
 ) -> pa.Table:
     """Predict every frame of ``manifest``: ``len(manifest) * len(spec.classes)`` label rows.
 
@@ -315,6 +390,8 @@ def predict_frames(
         num_workers: DataLoader worker processes for JPEG decoding (0 = a reader thread).
         precision: ``auto`` (bf16 where native, see the module docstring), ``fp32`` or ``bf16``.
         now: ``date_created``/``date_modified`` (UTC); default the current time.
+        aggregate_clip: after smoothing, give every frame its video's mean probabilities
+            (for labels that hold for a whole clip).
 
     Returns a table with :data:`FRAME_LABELS_SCHEMA`, ordered by ``(video_id, frame_number)``
     then class order. Raises :class:`FrameSelectionError` for missing manifest columns and
@@ -335,6 +412,8 @@ def predict_frames(
         precision=precision,
     )
     probs = smooth_probabilities(probs, frames["video_id"].to_numpy(), smoothing_window)
+    if aggregate_clip:
+        probs = aggregate_clips(probs, frames["video_id"].to_numpy())
     return probabilities_to_labels(
         frames,
         probs,
@@ -343,3 +422,94 @@ def predict_frames(
         label_schema=label_schema,
         now=now,
     )
+
+
+def predict_with_flags(
+    model: nn.Module,
+    spec: ModelSpec,
+    frames_root: str | Path,
+    manifest: pd.DataFrame,
+    trust: TrustReference | None,
+    *,
+    batch_size: int = 64,
+    device: str = "auto",
+    smoothing_window: int = 0,
+    aggregate_clip: bool = False,
+    model_id: str | None = None,
+    label_schema: LabelSchema | None = None,
+    now: dt.datetime | None = None,
+) -> tuple[pa.Table, pa.Table, dict[str, dict[str, object]]]:
+    """Predict ``manifest`` like :func:`predict_frames` (float32) and flag what not to trust.
+
+    Single-label models only. ``trust`` is the model's
+    :class:`~medvid.predict.trust.TrustReference` (``TrustReference.from_dict`` of the sidecar's
+    ``metadata["trust"]``); ``None`` flags low confidence only (below
+    :data:`~medvid.predict.trust.DEFAULT_MIN_CONFIDENCE`).
+
+    Returns ``(labels, flags, videos)``: the frame-label table, a
+    :data:`PREDICTION_FLAGS_SCHEMA` table in the same frame order, and
+    ``{video_id: {"frames", "predicted" (majority of frame predictions), "mean_confidence",
+    "low_confidence_frames", "video_distance", "out_of_distribution", "trusted"}}`` where a
+    video is trusted when it is not out of distribution and at most half its frames are
+    low-confidence. Raises :class:`FrameSelectionError` for missing manifest columns.
+    """
+    if spec.multilabel:
+        raise ValueError("predict_with_flags needs a single-label model")
+    check_manifest(manifest)
+    frames = manifest.sort_values(["video_id", "frame_number"], kind="stable").reset_index(
+        drop=True
+    )
+    logits, features = extract_outputs(
+        model, spec, frames_root, list(frames["frame_relative_path"]), device, batch_size=batch_size
+    )
+    video_ids = frames["video_id"].astype(str).to_numpy()
+    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    probs = smooth_probabilities(probs, video_ids, smoothing_window)
+    if aggregate_clip:
+        probs = aggregate_clips(probs, video_ids)
+    model_id = model_id or model_fingerprint(model)
+    labels = probabilities_to_labels(
+        frames, probs, spec, model_id, label_schema=label_schema, now=now
+    )
+    min_confidence = trust.min_confidence if trust is not None else DEFAULT_MIN_CONFIDENCE
+    distances = trust.distances(features, video_ids) if trust is not None and len(frames) else {}
+    confidence = probs.max(axis=1) if len(frames) else np.zeros(0)
+    predicted = np.array(spec.classes, dtype=object)[probs.argmax(axis=1)] if len(frames) else []
+    distance = np.array([distances.get(v, np.nan) for v in video_ids], dtype=np.float64)
+    ood = np.array(
+        [trust.out_of_distribution(d) if trust is not None else False for d in distance],
+        dtype=bool,
+    )
+    low = confidence < min_confidence
+    flags = pa.table(
+        {
+            "frame_id": frames["frame_id"].astype(str).tolist(),
+            "video_id": video_ids.tolist(),
+            "frame_number": frames["frame_number"].astype(np.int64).tolist(),
+            "predicted": list(predicted),
+            "confidence": confidence.astype(np.float32),
+            "low_confidence": low,
+            "video_distance": distance.astype(np.float32),
+            "out_of_distribution": ood,
+            "trusted": ~(low | ood),
+            "source": [model_source(model_id)] * len(frames),
+        },
+        schema=PREDICTION_FLAGS_SCHEMA,
+    )
+    videos: dict[str, dict[str, object]] = {}
+    for video in sorted(set(video_ids.tolist())):
+        rows = video_ids == video
+        names, counts = np.unique(np.asarray(predicted)[rows], return_counts=True)
+        video_ood = bool(ood[rows][0])
+        low_frames = int(low[rows].sum())
+        videos[video] = {
+            "frames": int(rows.sum()),
+            "predicted": str(names[counts.argmax()]),
+            "mean_confidence": float(confidence[rows].mean()),
+            "low_confidence_frames": low_frames,
+            "video_distance": float(distance[rows][0]),
+            "out_of_distribution": video_ood,
+            "trusted": bool(not video_ood and low_frames <= rows.sum() / 2),
+        }
+    return labels, flags, videos

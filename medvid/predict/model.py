@@ -1,4 +1,4 @@
-"""Frame classifiers: torchvision ResNets, their spec, and versioned save/load.
+"""Frame classifiers: small ConvNets and torchvision ResNets, their spec, versioned save/load.
 
 A trained model is two files written atomically side by side:
 
@@ -11,14 +11,29 @@ A trained model is two files written atomically side by side:
 and bytes, so the same weights always get the same id whatever file they sit in; it is what
 predictions carry in their ``source`` (``model:<model_id>``).
 
-No weights are ever downloaded: networks start from scratch (``weights=None``) or from a local
+No weights are ever downloaded: networks start from scratch (``weights=None``), from a
+self-supervised backbone pretrained on the site's own frames (:mod:`medvid.predict.pretrain`,
+a ``.pt`` without ``fc`` plus a ``medvid.predict.backbone/1`` sidecar), or from a local
 ``state_dict`` file the user supplies (e.g. ImageNet weights saved beforehand); a final layer
 of the wrong size is replaced.
+
+Architectures (:data:`ARCHITECTURES`):
+
+- ``tiny``: two 3x3 convolution stages (8 and 16 channels), for tests and smoke runs;
+- ``small``: four stages of two 3x3 convolutions (16, 32, 64, 128 channels, stride 2 at the
+  start of each), BatchNorm and ReLU, global average pooling of every stage (240 features):
+  0.29 M parameters, about 25 M multiply-adds at 64 px, trainable on a CPU (the lung
+  evaluation in ``benchmarks/`` uses it);
+- ``resnet18`` / ``resnet34``: torchvision's ResNets (AIGVA's choice), for a GPU.
+
+Every model has a final ``fc`` ``nn.Linear`` over the pooled features
+(:func:`backbone_features`), so heads, calibration and out-of-distribution checks work alike.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -31,12 +46,75 @@ from torch import nn
 
 import medvid
 from medvid.ids import content_id
-from medvid.io import atomic_path, write_json_atomic
+from medvid.io import write_bytes_atomic, write_json_atomic
 from medvid.predict.data import DEFAULT_INPUT_SIZE
 from medvid.predict.errors import ModelFileError
 
-ARCHITECTURES = ("resnet18", "resnet34")
+ARCHITECTURES = ("tiny", "small", "resnet18", "resnet34")
 SIDECAR_FORMAT = "medvid.predict.model/1"
+BACKBONE_FORMAT = "medvid.predict.backbone/1"
+CONVNET_WIDTHS = {"tiny": (8, 16), "small": (16, 32, 64, 128)}
+
+
+class ConvNet(nn.Module):
+    """Stages of 3x3 convolutions (stride 2, then stride 1) with BatchNorm and ReLU, global
+    average pooling of *every* stage, and a linear ``fc``:
+    ``(B, 3, S, S) float32`` -> ``(B, num_classes)``.
+
+    ``widths``: output channels of each stage; the pooled feature has ``sum(widths)`` values.
+    Pooling every stage (multi-scale orderless pooling, Gong et al., ECCV 2014) hands the
+    final layer texture statistics at every receptive-field size: speckle and pleural-line
+    detail from the early stages, artefact patterns (A-/B-lines) from the late ones. On the
+    lung evaluation it gave a linear head on a frozen backbone +0.04 frame accuracy and a
+    third of the seed-to-seed spread of last-stage pooling (benchmarks/README.md).
+    """
+
+    def __init__(self, widths: tuple[int, ...], num_classes: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = 3
+        for width in widths:
+            layers += [
+                nn.Conv2d(channels, width, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(width, width, 3, stride=1, padding=1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+            ]
+            channels = width
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(sum(widths), num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = []
+        for index, layer in enumerate(self.features):
+            x = layer(x)
+            if index % 6 == 5:  # the end of a stage (conv, bn, relu, conv, bn, relu)
+                pooled.append(torch.flatten(self.pool(x), 1))
+        return torch.cat(pooled, dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.forward_features(x))
+
+
+def backbone_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The pooled features the ``fc`` layer of ``model`` reads: ``(B, 3, S, S)`` ->
+    ``(B, D) float32`` (``D`` = ``model.fc.in_features``). Works for :class:`ConvNet` and
+    torchvision ResNets."""
+    if isinstance(model, ConvNet):
+        return model.forward_features(images)
+    if isinstance(model, torchvision.models.ResNet):
+        x = model.maxpool(model.relu(model.bn1(model.conv1(images))))
+        x = model.layer4(model.layer3(model.layer2(model.layer1(x))))
+        return torch.flatten(model.avgpool(x), 1)
+    raise TypeError(f"no backbone features for a {type(model).__name__}")
+
+
+def feature_size(model: nn.Module) -> int:
+    """``D``, the number of pooled features the ``fc`` layer reads."""
+    return int(model.fc.in_features)
 
 
 @dataclass(frozen=True)
@@ -45,7 +123,8 @@ class ModelSpec:
 
     Attributes:
         classes: label names in output order (logit ``i`` is ``classes[i]``).
-        arch: ``"resnet18"`` (default: fastest on CPU) or ``"resnet34"`` (AIGVA's choice).
+        arch: one of :data:`ARCHITECTURES`: ``"resnet18"`` (default), ``"resnet34"`` (AIGVA's
+            choice), ``"small"`` (CPU-trainable ConvNet) or ``"tiny"`` (tests).
         input_size: side of the square input, pixels (see :mod:`medvid.predict.data`).
         multilabel: sigmoid per class (several labels per frame) instead of a softmax.
     """
@@ -91,18 +170,24 @@ class LoadedModel:
 
 
 def build_model(spec: ModelSpec, weights_path: str | Path | None = None) -> nn.Module:
-    """A torchvision ResNet for ``spec`` with ``len(spec.classes)`` outputs.
+    """The network of ``spec.arch`` with ``len(spec.classes)`` outputs.
 
     Without ``weights_path`` the weights are random (``weights=None``, seeded by the caller's
-    ``torch.manual_seed``). With it, a ``state_dict`` file is loaded; when its ``fc`` layer has
-    a different number of outputs the ``fc`` is kept freshly initialised and the rest loaded.
-    Raises :class:`ModelFileError` when the file is missing, not a state dict, or does not fit
-    the architecture.
+    ``torch.manual_seed``). With it, a ``state_dict`` file is loaded: a user's torchvision
+    state dict, a model saved by :func:`save_model`, or a backbone saved by
+    :func:`medvid.predict.pretrain.save_backbone` (no ``fc``; its sidecar must name the same
+    architecture). When the file's ``fc`` has a different number of outputs, or none, the
+    ``fc`` is kept freshly initialised and the rest loaded. Raises :class:`ModelFileError` when
+    the file is missing, not a state dict, a backbone of another architecture, or does not fit.
     """
-    constructor = getattr(torchvision.models, spec.arch)
-    model: nn.Module = constructor(weights=None, num_classes=len(spec.classes))
+    if spec.arch in CONVNET_WIDTHS:
+        model: nn.Module = ConvNet(CONVNET_WIDTHS[spec.arch], len(spec.classes))
+    else:
+        constructor = getattr(torchvision.models, spec.arch)
+        model = constructor(weights=None, num_classes=len(spec.classes))
     if weights_path is None:
         return model
+    _check_backbone_sidecar(weights_path, spec)
     state = _read_state_dict(weights_path)
     own = model.state_dict()
     fc_keys = [k for k in ("fc.weight", "fc.bias") if k in state]
@@ -119,6 +204,23 @@ def build_model(spec: ModelSpec, weights_path: str | Path | None = None) -> nn.M
             f"unexpected {list(result.unexpected_keys)[:5]}"
         )
     return model
+
+
+def _check_backbone_sidecar(weights_path: str | Path, spec: ModelSpec) -> None:
+    """A backbone sidecar beside the weights must name ``spec``'s architecture."""
+    side = sidecar_path(weights_path)
+    if not side.is_file():
+        return
+    try:
+        sidecar = json.loads(side.read_text())
+    except ValueError:
+        return  # not ours: a user's JSON beside their weights
+    if not isinstance(sidecar, dict) or sidecar.get("format") != BACKBONE_FORMAT:
+        return
+    if sidecar.get("arch") != spec.arch:
+        raise ModelFileError(
+            f"backbone {weights_path} is a {sidecar.get('arch')!r}, the model is a {spec.arch!r}"
+        )
 
 
 def _read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -151,6 +253,15 @@ def sidecar_path(weights_path: str | Path) -> Path:
     return Path(weights_path).with_suffix(".json")
 
 
+def state_dict_bytes(state: Mapping[str, torch.Tensor]) -> bytes:
+    """``torch.save`` of ``state`` as bytes. Saved through memory, not a named file, because
+    the zip archive inside a ``.pt`` is named after the file it is first written to (a
+    temporary name here), which would make the same weights different bytes."""
+    buffer = io.BytesIO()
+    torch.save(dict(state), buffer)
+    return buffer.getvalue()
+
+
 def save_model(
     model: nn.Module,
     spec: ModelSpec,
@@ -159,14 +270,15 @@ def save_model(
 ) -> str:
     """Write ``path`` (weights) and its JSON sidecar atomically; returns the ``model_id``.
 
+    The same weights give the same ``.pt`` bytes whatever the file name.
+
     ``metadata`` is stored as given (JSON-serialisable: e.g. ``trained_on`` ``{video_id:
     frame count}``, ``metrics``); ``model_id``, ``spec``, ``format`` and ``medvid_version`` are
     added. The weights are written first, so a sidecar never describes missing weights.
     """
     model_id = model_fingerprint(model)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    write_bytes_atomic(path, state_dict_bytes(state))
     sidecar = {
         "format": SIDECAR_FORMAT,
         "model_id": model_id,

@@ -1,6 +1,6 @@
 """Choose which frames of each video a person labels for cold label.
 
-Two methods, both deterministic and both reading only the frame manifest (no image decode):
+Three methods, all deterministic; the first two read only the frame manifest:
 
 - ``uniform``: the AIGVA thesis (seed 003, section 4.3.1, Algorithm 1) samples K frames per video
   with a skip factor ``n_frames / K``; for 300 frames and K = 5 it returns the frames at
@@ -11,12 +11,22 @@ Two methods, both deterministic and both reading only the frame manifest (no ima
   (so a scene that returns is not labelled twice), then fit the result to K: more than K unique
   frames are thinned evenly, fewer are topped up with evenly spaced frames not yet chosen.
   ``phash`` is the manifest's 64-bit perceptual hash written as 16 hex digits.
+- ``active``: uncertainty and diversity on a network's pooled features (one row per manifest
+  row). Within each video, greedy k-center (Sener and Savarese, "Active Learning for
+  Convolutional Neural Networks: A Core-Set Approach", ICLR 2018) on L2-normalised features:
+  the first frame is the video's most typical one (nearest its mean feature), each next one
+  maximises its cosine distance to the nearest frame already chosen. With a model's class
+  probabilities, that distance is multiplied by ``0.5 + H`` (``H`` the entropy normalised to
+  [0, 1]), so among equally new frames the ones the model is unsure of win: the idea of BADGE
+  (Ash et al., ICLR 2020), whose gradient embeddings grow with uncertainty. Frames already
+  labelled count towards K and steer the distances, so rounds of labelling add up.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from medvid.predict.errors import FrameSelectionError
@@ -26,7 +36,9 @@ from medvid.predict.errors import FrameSelectionError
 #: clips of one scan plane differ by 4-12 bits frame to frame.
 DEFAULT_HAMMING_THRESHOLD = 12
 
-SELECTION_METHODS = ("uniform", "unique")
+SELECTION_METHODS = ("uniform", "unique", "active")
+#: Weight of certainty in the ``active`` score ``distance * (UNCERTAINTY_FLOOR + entropy)``.
+UNCERTAINTY_FLOOR = 0.5
 
 
 def evenly_spaced_positions(n: int, k: int) -> list[int]:
@@ -82,20 +94,66 @@ def unique_positions(
     return sorted(kept + extra)
 
 
+def active_positions(
+    features: np.ndarray,
+    k: int,
+    probabilities: np.ndarray | None = None,
+    chosen: Sequence[int] = (),
+) -> list[int]:
+    """Positions (sorted) of ``min(k, n)`` frames of one video by the ``active`` rule.
+
+    ``features`` ``(n, D)``, ``probabilities`` ``(n, C)`` or ``None``, ``chosen`` positions
+    already labelled (kept, and counted in ``k``). Ties go to the earliest position.
+    """
+    n = len(features)
+    picked = [int(p) for p in chosen]
+    if n == 0 or k <= len(picked):
+        return sorted(picked)
+    f = np.asarray(features, dtype=np.float64)
+    f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    weight = np.ones(n)
+    if probabilities is not None:
+        p = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-12, 1.0)
+        entropy = -(p * np.log(p)).sum(axis=1) / max(np.log(p.shape[1]), 1e-12)
+        weight = UNCERTAINTY_FLOOR + entropy
+    if picked:
+        distance = (1.0 - f @ f[picked].T).min(axis=1)
+    else:
+        mean = f.mean(axis=0)
+        first = int(np.argmax(f @ mean))
+        picked.append(first)
+        distance = 1.0 - f @ f[first]
+    distance[picked] = -np.inf
+    while len(picked) < min(k, n):
+        best = int(np.argmax(distance * weight))
+        picked.append(best)
+        distance = np.minimum(distance, 1.0 - f @ f[best])
+        distance[picked] = -np.inf
+    return sorted(picked)
+
+
 def select_frames(
     manifest: pd.DataFrame,
     k: int | None,
     method: str = "uniform",
     *,
     hamming_threshold: int = DEFAULT_HAMMING_THRESHOLD,
+    features: np.ndarray | None = None,
+    probabilities: np.ndarray | None = None,
+    already_labelled: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Rows of ``manifest`` chosen for labelling: K per video (fewer if a video is shorter).
 
     ``manifest`` needs ``video_id`` and ``frame_number`` (plus ``phash`` for ``unique``); rows
     with a true ``is_dead`` column are never chosen. The result keeps the manifest's columns,
     sorted by ``(video_id, frame_number)`` with a fresh index. ``k=None`` is allowed for
-    ``unique`` only (keep every unique frame). Raises :class:`FrameSelectionError` for a bad
-    method, K or manifest.
+    ``unique`` only (keep every unique frame).
+
+    ``active`` needs ``features``, ``(len(manifest), D)`` pooled features of the manifest rows
+    in manifest order (:func:`medvid.predict.infer.extract_outputs`), and takes optional
+    ``probabilities`` ``(len(manifest), C)`` of the current model and the ``frame_id`` of
+    frames ``already_labelled`` (kept and counted in K). Raises :class:`FrameSelectionError`
+    for a bad method, K, manifest, or features of the wrong length.
     """
     if method not in SELECTION_METHODS:
         raise FrameSelectionError(
@@ -105,22 +163,45 @@ def select_frames(
         raise FrameSelectionError("k=None (all unique frames) needs method='unique'")
     if k is not None and k < 1:
         raise FrameSelectionError(f"k must be >= 1 frames per video, got {k}")
+    if method == "active":
+        if features is None or len(features) != len(manifest):
+            got = "none" if features is None else len(features)
+            raise FrameSelectionError(
+                f"active selection needs one feature row per manifest row ({len(manifest)}), "
+                f"got {got}"
+            )
+        if probabilities is not None and len(probabilities) != len(manifest):
+            raise FrameSelectionError("probabilities need one row per manifest row")
     needed = ["video_id", "frame_number"] + (["phash"] if method == "unique" else [])
     missing = [c for c in needed if c not in manifest.columns]
     if missing:
         raise FrameSelectionError(f"frame manifest lacks column(s): {', '.join(missing)}")
-    live = manifest
+    rows = np.arange(len(manifest))
+    live_mask = np.ones(len(manifest), dtype=bool)
     if "is_dead" in manifest.columns:
-        live = manifest[~manifest["is_dead"].fillna(False).astype(bool)]
-    live = live.sort_values(["video_id", "frame_number"], kind="stable")
+        live_mask = ~manifest["is_dead"].fillna(False).astype(bool).to_numpy()
+    order = manifest.iloc[rows[live_mask]].assign(_row=rows[live_mask])
+    live = order.sort_values(["video_id", "frame_number"], kind="stable")
+    labelled = {str(f) for f in already_labelled}
     chosen: list[pd.DataFrame] = []
     for _, video in live.groupby("video_id", sort=True):
         if method == "uniform":
             assert k is not None
             positions = evenly_spaced_positions(len(video), k)
-        else:
+        elif method == "unique":
             positions = unique_positions(list(video["phash"]), k, hamming_threshold)
-        chosen.append(video.iloc[positions])
+        else:
+            assert k is not None and features is not None
+            at = video["_row"].to_numpy()
+            done = (
+                np.flatnonzero(video["frame_id"].astype(str).isin(labelled).to_numpy())
+                if labelled and "frame_id" in video.columns
+                else []
+            )
+            positions = active_positions(
+                features[at], k, None if probabilities is None else probabilities[at], done
+            )
+        chosen.append(video.iloc[positions].drop(columns="_row"))
     if not chosen:
         return manifest.iloc[0:0].reset_index(drop=True)
     return pd.concat(chosen).reset_index(drop=True)

@@ -48,7 +48,7 @@ from medvid.predict.train import (
     TrainConfig,
     TrainResult,
     every_nth_frame,
-    split_by_video,
+    split_by_patient,
     train_classifier,
 )
 
@@ -95,13 +95,25 @@ def select_frames_for_labelling(
     method: str = "uniform",
     *,
     hamming_threshold: int = DEFAULT_HAMMING_THRESHOLD,
+    features: np.ndarray | None = None,
+    probabilities: np.ndarray | None = None,
+    already_labelled: Sequence[str] = (),
 ) -> pd.DataFrame:
     """K frames per video for a person to label.
 
-    See :func:`medvid.predict.selection.select_frames` for the ``uniform`` and ``unique``
-    methods; dead frames are never chosen.
+    See :func:`medvid.predict.selection.select_frames` for the ``uniform``, ``unique`` and
+    ``active`` (uncertainty and diversity on ``features``, e.g. of a pretrained backbone,
+    with the current model's ``probabilities``) methods; dead frames are never chosen.
     """
-    return select_frames(manifest, k, method, hamming_threshold=hamming_threshold)
+    return select_frames(
+        manifest,
+        k,
+        method,
+        hamming_threshold=hamming_threshold,
+        features=features,
+        probabilities=probabilities,
+        already_labelled=already_labelled,
+    )
 
 
 def write_labelling_queue(
@@ -300,10 +312,13 @@ def _train_and_predict(
     smoothing_window: int,
     label_schema: LabelSchema | None,
     now: dt.datetime | None,
+    patient_of_video: Mapping[str, str] | None = None,
 ) -> PredictionRun:
     if len(items) == 0:
         raise TrainingDataError("no reviewed labelled frames with images to train on")
-    train_items, val_items = split_by_video(items, config.val_fraction, config.seed)
+    train_items, val_items = split_by_patient(
+        items, patient_of_video, config.val_fraction, config.seed
+    )
     result = train_classifier(frames_root, train_items, val_items, spec, config)
     model_id = model_fingerprint(result.model)
     labels = predict_frames(
@@ -345,12 +360,15 @@ def cold_label(
     config: TrainConfig | None = None,
     smoothing_window: int = 0,
     now: dt.datetime | None = None,
+    patient_of_video: Mapping[str, str] | None = None,
 ) -> PredictionRun:
     """Train on a person's answers (:func:`read_labelling_answers`) and predict every live frame
     of every video in ``manifest`` (dead frames, ``is_dead`` true, are not predicted).
 
-    ``spec`` defaults to a ResNet18 over ``label_schema``'s names. Raises
-    :class:`TrainingDataError` when no answered frame has an image in ``manifest``.
+    ``spec`` defaults to a ResNet18 over ``label_schema``'s names. Validation (early stopping,
+    calibration) holds out whole patients of ``patient_of_video`` (videos without one are
+    their own patient). Raises :class:`TrainingDataError` when no answered frame has an image
+    in ``manifest``.
     """
     spec = _default_spec(spec, label_schema)
     check_manifest(manifest)
@@ -364,6 +382,7 @@ def cold_label(
         smoothing_window,
         label_schema,
         now,
+        patient_of_video,
     )
 
 
@@ -378,11 +397,13 @@ def blitz_label(
     config: TrainConfig | None = None,
     smoothing_window: int = 0,
     now: dt.datetime | None = None,
+    patient_of_video: Mapping[str, str] | None = None,
 ) -> PredictionRun:
     """Train on every ``skip``-th labelled frame of the reviewed videos, predict the others.
 
     A video counts as reviewed when ``reviewed_labels`` has at least one reviewed row for it;
-    the live frames of every other video in ``manifest`` are predicted. Raises
+    the live frames of every other video in ``manifest`` are predicted. Validation holds out
+    whole patients of ``patient_of_video`` (as :func:`cold_label`). Raises
     :class:`TrainingDataError` when no video is reviewed or none is left to predict.
     """
     spec = _default_spec(spec, label_schema)
@@ -404,6 +425,7 @@ def blitz_label(
         smoothing_window,
         label_schema,
         now,
+        patient_of_video,
     )
 
 

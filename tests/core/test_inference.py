@@ -18,7 +18,7 @@ from medvid.predict.infer import (
 )
 from medvid.predict.model import ModelSpec
 from medvid.predict.train import TrainConfig, train_classifier
-from tests.core.test_predict import _write_videos
+from tests.core.predict_fixtures import write_videos
 
 SPEC = ModelSpec(classes=("blue", "red"), input_size=32)
 
@@ -27,8 +27,10 @@ SPEC = ModelSpec(classes=("blue", "red"), input_size=32)
 def trained(tmp_path_factory: pytest.TempPathFactory):
     """A ResNet18 trained for 2 epochs, so its BatchNorm statistics are not the defaults."""
     root = tmp_path_factory.mktemp("frames")
-    manifest = _write_videos(root, videos=4, frames=6, size=40)
-    config = TrainConfig(epochs=2, batch_size=8, patience=0, device="cpu")
+    manifest = write_videos(root, videos=4, frames=6, size=40)
+    config = TrainConfig(
+        epochs=2, batch_size=8, patience=0, device="cpu", num_threads=1, min_images_per_epoch=0
+    )
     result = train_classifier(root, manifest, None, SPEC, config)
     return root, manifest, result.model
 

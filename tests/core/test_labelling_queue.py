@@ -15,7 +15,7 @@ from medvid.predict.errors import LabellingQueueError, TrainingDataError
 from medvid.predict.model import ModelSpec
 from medvid.predict.strategies import queue_answers, write_labelling_queue
 from medvid.predict.train import TrainConfig, train_classifier
-from tests.core.test_predict import _write_videos
+from tests.core.predict_fixtures import write_videos
 
 SCHEMA = LabelSchema.from_names(["blue", "red"])
 
@@ -23,7 +23,7 @@ SCHEMA = LabelSchema.from_names(["blue", "red"])
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("frames")
-    return root, _write_videos(root, videos=2, frames=5, size=32)
+    return root, write_videos(root, videos=2, frames=5, size=32)
 
 
 def _fill_csv(path: Path, answers: dict[str, str]) -> None:
@@ -65,25 +65,29 @@ def test_csv_and_json_answering_a_frame_differently_is_an_error(frames, tmp_path
 
 def test_a_last_batch_of_one_frame_does_not_stop_training(frames) -> None:
     root, manifest = frames  # 10 frames, batch 3: the last batch of each epoch holds 1
-    spec = ModelSpec(classes=("blue", "red"), input_size=32)
-    config = TrainConfig(epochs=2, batch_size=3, patience=0, device="cpu")
+    spec = ModelSpec(classes=("blue", "red"), arch="tiny", input_size=32)
+    config = TrainConfig(
+        epochs=2, batch_size=3, patience=0, device="cpu", num_threads=1, min_images_per_epoch=0
+    )
     result = train_classifier(root, manifest, None, spec, config)
     assert len(result.history) == 2
 
 
 def test_training_needs_two_frames(frames) -> None:
     root, manifest = frames
-    spec = ModelSpec(classes=("blue", "red"), input_size=32)
+    spec = ModelSpec(classes=("blue", "red"), arch="tiny", input_size=32)
     with pytest.raises(TrainingDataError, match="at least 2"):
         train_classifier(root, manifest.head(1), None, spec, TrainConfig(device="cpu"))
 
 
 def test_a_few_frames_are_drawn_up_to_min_images_per_epoch(frames) -> None:
     root, manifest = frames  # 10 frames
-    spec = ModelSpec(classes=("blue", "red"), input_size=32)
-    few = TrainConfig(epochs=1, batch_size=8, device="cpu", min_images_per_epoch=40)
+    spec = ModelSpec(classes=("blue", "red"), arch="tiny", input_size=32)
+    few = TrainConfig(epochs=1, batch_size=8, device="cpu", num_threads=1, min_images_per_epoch=40)
     assert train_classifier(root, manifest, None, spec, few).history[0]["images"] == 40
-    one_pass = TrainConfig(epochs=1, batch_size=8, device="cpu", min_images_per_epoch=0)
+    one_pass = TrainConfig(
+        epochs=1, batch_size=8, device="cpu", num_threads=1, min_images_per_epoch=0
+    )
     assert train_classifier(root, manifest, None, spec, one_pass).history[0]["images"] == 10
 
 

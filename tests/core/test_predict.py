@@ -1,8 +1,9 @@
-"""medvid.predict: frame selection, training, inference, cold/blitz/custom labelling.
+"""medvid.predict: frame selection, model files, inference, cold/blitz/custom labelling.
 
-Training tests use tiny synthetic frames (two classes of coloured noise written as JPEG) so a
-ResNet18 learns them in about a second on a CPU; the published behaviours they check come from
-the AIGVA thesis (seed 003).
+Training here uses the ``tiny`` architecture on small synthetic frames
+(:mod:`tests.core.predict_fixtures`), learnt in about a second on a CPU; the published
+behaviours checked come from the AIGVA thesis (seed 003). Training itself is specified in
+``test_predict_train.py``, pretraining and evaluation in their own files.
 """
 
 from __future__ import annotations
@@ -11,13 +12,11 @@ import datetime as dt
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from medvid.ids import frame_id
 from medvid.labels.schema import FRAME_LABELS_SCHEMA, LabelSchema
 from medvid.predict.data import read_frame_rgb
 from medvid.predict.errors import (
@@ -27,10 +26,9 @@ from medvid.predict.errors import (
     LabellingQueueError,
     ModelFileError,
 )
-from medvid.predict.evaluate import frame_metrics, lung_ultrasound_class
-from medvid.predict.infer import predict_frames, smooth_probabilities
+from medvid.predict.infer import aggregate_clips, predict_frames, smooth_probabilities
 from medvid.predict.model import ModelSpec, build_model, load_model, save_model, sidecar_path
-from medvid.predict.selection import evenly_spaced_positions, unique_positions
+from medvid.predict.selection import active_positions, evenly_spaced_positions, unique_positions
 from medvid.predict.strategies import (
     blitz_label,
     labels_to_items,
@@ -40,53 +38,28 @@ from medvid.predict.strategies import (
     select_frames_for_labelling,
     write_labelling_queue,
 )
-from medvid.predict.train import TrainConfig, split_by_video, train_classifier
+from medvid.predict.train import TrainConfig, split_by_patient, train_classifier
+from tests.core.predict_fixtures import write_videos
 
 NOW = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
-SPEC = ModelSpec(classes=("blue", "red"), input_size=32)
+SPEC = ModelSpec(classes=("blue", "red"), arch="tiny", input_size=32)
 SCHEMA = LabelSchema.from_names(["blue", "red"])
-FAST = TrainConfig(epochs=4, batch_size=16, patience=2, seed=0, device="cpu")
-
-
-def _write_videos(root: Path, videos: int = 6, frames: int = 8, size: int = 40) -> pd.DataFrame:
-    """Synthetic frames: even videos red-tinted noise, odd videos blue-tinted noise."""
-    rng = np.random.default_rng(0)
-    rows = []
-    for v in range(videos):
-        video_id = f"{v:016x}"
-        label = "red" if v % 2 == 0 else "blue"
-        for number in range(frames):
-            bgr = rng.integers(0, 120, (size, size, 3), dtype=np.uint8)
-            channel = 2 if label == "red" else 0
-            bgr[..., channel] += 100
-            fid = frame_id(video_id, number)
-            rel = f"video_{video_id}/frame_{fid}.jpg"
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(root / rel), bgr)
-            rows.append(
-                {
-                    "frame_id": fid,
-                    "video_id": video_id,
-                    "frame_number": number,
-                    "frame_timestamp": number / 25.0,
-                    "frame_relative_path": rel,
-                    "is_dead": False,
-                    "label_name": label,
-                }
-            )
-    return pd.DataFrame(rows)
+FAST = TrainConfig(
+    epochs=3, batch_size=16, patience=2, device="cpu", num_threads=1, min_images_per_epoch=96
+)
 
 
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
     root = tmp_path_factory.mktemp("frames")
-    return root, _write_videos(root)
+    return root, write_videos(root)
 
 
 @pytest.fixture(scope="module")
 def trained(frames: tuple[Path, pd.DataFrame]):
     root, manifest = frames
-    train_items, val_items = split_by_video(manifest, val_fraction=0.34, seed=0)
+    patients = dict(zip(manifest["video_id"], manifest["patient_id"], strict=True))
+    train_items, val_items = split_by_patient(manifest, patients, val_fraction=0.34, seed=0)
     return train_classifier(root, train_items, val_items, SPEC, FAST)
 
 
@@ -126,41 +99,41 @@ def test_selection_picks_k_live_frames_per_video_deterministically(frames) -> No
 
 
 def test_unique_selection_needs_a_phash_column(frames) -> None:
+    manifest = frames[1].drop(columns="phash")
     with pytest.raises(FrameSelectionError, match="phash"):
-        select_frames_for_labelling(frames[1], 2, "unique")
+        select_frames_for_labelling(manifest, 2, "unique")
 
 
-# --- training -----------------------------------------------------------------------------
+def test_active_selection_starts_at_the_most_typical_frame_then_takes_the_farthest() -> None:
+    features = np.array([[1, 0], [1, 0], [1, 0], [0, 1], [-1, 0]], dtype=np.float32)
+    # normalised mean (0.4, 0.2): frames 0-2 are the most typical, the earliest wins; then
+    # frame 4 (cosine distance 2), then frame 3 (distance 1 to both)
+    assert active_positions(features, 1) == [0]
+    assert active_positions(features, 2) == [0, 4]
+    assert active_positions(features, 3) == [0, 3, 4]
 
 
-def test_split_by_video_holds_out_whole_videos_and_keeps_every_class_in_training(frames):
+def test_active_selection_prefers_the_uncertain_frame_among_equally_new_ones() -> None:
+    features = np.array([[1, 0], [0, 1], [0, -1]], dtype=np.float32)
+    probabilities = np.array([[0.5, 0.5], [1.0, 0.0], [0.5, 0.5]])
+    assert active_positions(features, 2, probabilities, chosen=[0]) == [0, 2]
+    assert active_positions(features, 2, None, chosen=[0]) == [0, 1]  # tie: earliest
+
+
+def test_active_selection_counts_frames_already_labelled_towards_k(frames) -> None:
     _, manifest = frames
-    train_items, val_items = split_by_video(manifest, val_fraction=0.34, seed=0)
-    assert set(train_items["video_id"]).isdisjoint(val_items["video_id"])
-    assert val_items["video_id"].nunique() == 2
-    assert set(train_items["label_name"]) == {"red", "blue"}
-    again = split_by_video(manifest, val_fraction=0.34, seed=0)[1]
-    assert val_items["video_id"].tolist() == again["video_id"].tolist()
-
-
-def test_training_reaches_full_accuracy_on_held_out_videos(trained) -> None:
-    best = trained.history[trained.best_epoch - 1]
-    assert best["val_accuracy"] == 1.0
-    assert np.trace(np.array(trained.confusion_matrix)) == 16  # 2 videos x 8 frames
-    assert trained.seconds_per_image > 0
-
-
-def test_early_stopping_ends_training_when_validation_loss_stops_falling(frames) -> None:
-    root, manifest = frames
-    train_items, val_items = split_by_video(manifest, val_fraction=0.34, seed=0)
-    # Validation labels swapped: the better the model learns, the higher the val loss.
-    swapped = val_items.assign(
-        label_name=val_items["label_name"].map({"red": "blue", "blue": "red"})
+    features = np.random.default_rng(0).normal(size=(len(manifest), 4))
+    first = select_frames_for_labelling(manifest, 1, "active", features=features)
+    more = select_frames_for_labelling(
+        manifest, 3, "active", features=features, already_labelled=list(first["frame_id"])
     )
-    config = TrainConfig(epochs=10, batch_size=16, patience=2, seed=0, device="cpu")
-    result = train_classifier(root, train_items, swapped, SPEC, config)
-    assert result.stopped_early
-    assert len(result.history) == result.best_epoch + 2 < 10
+    assert more.groupby("video_id").size().tolist() == [3] * 6
+    assert set(first["frame_id"]) <= set(more["frame_id"])
+
+
+def test_active_selection_needs_one_feature_row_per_manifest_row(frames) -> None:
+    with pytest.raises(FrameSelectionError, match="one feature row per manifest row"):
+        select_frames_for_labelling(frames[1], 2, "active", features=np.zeros((3, 4)))
 
 
 # --- model files ----------------------------------------------------------------------------
@@ -177,6 +150,7 @@ def test_saved_model_predicts_exactly_like_the_trained_one(frames, trained, tmp_
     assert after.equals(before)
     sidecar = json.loads(sidecar_path(path).read_text())
     assert sidecar["metadata"]["trained_on"] == {v: 8 for v in trained.trained_on}
+    assert sidecar["metadata"]["held_out"]["patients"] == 1
 
 
 def test_load_model_rejects_weights_that_do_not_match_the_sidecar(trained, tmp_path) -> None:
@@ -191,9 +165,9 @@ def test_load_model_rejects_weights_that_do_not_match_the_sidecar(trained, tmp_p
 
 def test_user_weights_with_another_class_count_load_all_but_the_final_layer(tmp_path) -> None:
     torch.manual_seed(1)
-    three = build_model(ModelSpec(classes=("a", "b", "c")))
+    three = build_model(ModelSpec(classes=("a", "b", "c"), input_size=32))
     torch.save(three.state_dict(), tmp_path / "user.pt")
-    two = build_model(ModelSpec(classes=("a", "b")), tmp_path / "user.pt")
+    two = build_model(ModelSpec(classes=("a", "b"), input_size=32), tmp_path / "user.pt")
     assert torch.equal(two.conv1.weight, three.conv1.weight)
     assert two.fc.out_features == 2
 
@@ -228,6 +202,13 @@ def test_smoothing_removes_an_isolated_flip_but_not_across_videos() -> None:
     assert smoothed.argmax(1).tolist() == [0, 0, 0, 0, 1]
     assert smoothed[2, 1] == pytest.approx((0.1 + 0.8 + 0.1) / 3)
     assert smoothed[4].tolist() == [0.1, 0.9]  # alone in its video
+
+
+def test_clip_aggregation_gives_every_frame_its_videos_mean_probabilities() -> None:
+    probs = np.array([[0.9, 0.1], [0.3, 0.7], [0.2, 0.8], [0.6, 0.4]])
+    videos = np.array(["a", "b", "a", "b"])
+    expected = [[0.55, 0.45], [0.45, 0.55], [0.55, 0.45], [0.45, 0.55]]
+    np.testing.assert_allclose(aggregate_clips(probs, videos), expected)
 
 
 def test_unreadable_frame_is_a_frame_read_error(tmp_path) -> None:
@@ -345,19 +326,3 @@ def test_custom_model_confidences_outside_0_1_are_rejected(frames, example_modul
     function = load_custom_callable(f"{example_module}:out_of_range")
     with pytest.raises(CustomModelError, match=r"outside \[0, 1\]"):
         predict_with_callable(function, root, manifest.head(2), SCHEMA)
-
-
-# --- evaluation helpers ---------------------------------------------------------------------
-
-
-def test_lung_ultrasound_classes_come_from_the_file_name_tag(videos_dir) -> None:
-    names = sorted(p.name for p in videos_dir.glob("covid19us_*"))
-    classes = [lung_ultrasound_class(n) for n in names]
-    assert classes == ["covid19", "healthy", "healthy", "healthy", "viral_pneumonia"]
-    assert lung_ultrasound_class("rvimlab_endo.mp4") is None
-
-
-def test_frame_metrics_accuracy_and_macro_f1_exact() -> None:
-    metrics = frame_metrics(["a", "a", "b", "b"], ["a", "b", "b", "b"])
-    assert metrics["frame_accuracy"] == 0.75
-    assert metrics["macro_f1"] == pytest.approx((2 / 3 + 0.8) / 2)
