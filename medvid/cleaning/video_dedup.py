@@ -41,7 +41,7 @@ VIDEO_PAIR_COLUMNS = (
     "offset",
     "overlap",
     "matched",
-    "median_distance",
+    "mean_distance",
 )
 """Columns of :func:`find_near_duplicate_videos`: ``video_a < video_b``; the rest as in
 :class:`VideoMatch`."""
@@ -70,14 +70,14 @@ class VideoMatch:
     ``offset``: frame ``j`` of ``b`` aligns with frame ``j + offset`` of ``a``. ``overlap``:
     aligned frame pairs; ``matched``: those within the frame radius; ``score``: ``matched``
     divided by the shorter sequence's length (1.0: every frame of the shorter has its match);
-    ``median_distance``: median bits between aligned frames (``nan`` without overlap).
+    ``mean_distance``: mean bits between aligned frames (``nan`` without overlap).
     """
 
     score: float
     offset: int
     overlap: int
     matched: int
-    median_distance: float
+    mean_distance: float
 
     def is_near_duplicate(
         self, min_score: float = DEFAULT_MIN_SCORE, min_matched: int = DEFAULT_MIN_MATCHED
@@ -102,7 +102,7 @@ def _align(a: np.ndarray, b: np.ndarray, offset: int, radius: int) -> VideoMatch
         offset=int(offset),
         overlap=int(last - first),
         matched=matched,
-        median_distance=float(np.median(distances)),
+        mean_distance=float(distances.mean()),
     )
 
 
@@ -113,8 +113,8 @@ def _probe_positions(length: int, probes: int) -> np.ndarray:
 
 
 def _rank(match: VideoMatch) -> tuple[float, float, int, int]:
-    median = -match.median_distance if match.overlap else -math.inf
-    return (match.matched, median, -abs(match.offset), -match.offset)
+    closeness = -match.mean_distance if match.overlap else -math.inf
+    return (match.matched, closeness, -abs(match.offset), -match.offset)
 
 
 def _best_offset(a: np.ndarray, b: np.ndarray, offsets: np.ndarray, radius: int) -> VideoMatch:
@@ -143,7 +143,7 @@ def video_near_duplicates(
 
     Candidate offsets come from frames of ``b`` (up to 256, evenly spaced) that lie within
     ``frame_radius`` of some frame of ``a``; the 16 most supported offsets are aligned in full
-    and the one with the most matched frames wins (ties: lower median distance, then the offset
+    and the one with the most matched frames wins (ties: lower mean distance, then the offset
     nearest 0). Deterministic.
 
     Args:
@@ -231,7 +231,7 @@ def find_near_duplicate_videos(
                 -backward.offset,
                 backward.overlap,
                 backward.matched,
-                backward.median_distance,
+                backward.mean_distance,
             )
         if forward.is_near_duplicate(min_score, min_matched):
             rows.append(
@@ -242,7 +242,7 @@ def find_near_duplicate_videos(
                     "offset": forward.offset,
                     "overlap": forward.overlap,
                     "matched": forward.matched,
-                    "median_distance": forward.median_distance,
+                    "mean_distance": forward.mean_distance,
                 }
             )
     return pd.DataFrame(rows, columns=list(VIDEO_PAIR_COLUMNS))
