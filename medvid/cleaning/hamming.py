@@ -267,20 +267,26 @@ def _unique_components(unique: np.ndarray, radius: int) -> np.ndarray:
         return join_components(labels, a, b)
     blocks, agree = block_scheme(n, radius)
     for chosen in itertools.combinations(range(len(blocks)), agree):
-        key, bits = _table_key(unique, [blocks[i] for i in chosen])
-        order = radix_argsort(key, bits)
-        sorted_key = key[order]
-        starts = np.flatnonzero(np.concatenate(([True], sorted_key[1:] != sorted_key[:-1])))
-        label = labels[order]
-        mixed = np.minimum.reduceat(label, starts) != np.maximum.reduceat(label, starts)
-        if not mixed.any():
-            continue
-        sizes = np.diff(np.append(starts, n))
-        in_mixed = np.repeat(mixed, sizes)
-        kept_sizes = sizes[mixed]
-        kept_starts = np.cumsum(kept_sizes) - kept_sizes
-        labels = _resolve_table(unique, radius, labels, order[in_mixed], kept_starts)
+        labels = _table(unique, radius, labels, [blocks[i] for i in chosen])
     return labels
+
+
+def _table(
+    unique: np.ndarray, radius: int, labels: np.ndarray, blocks: Sequence[tuple[int, int]]
+) -> np.ndarray:
+    """One table: sort by the blocks' key, keep the runs holding more than one label, resolve."""
+    key, bits = _table_key(unique, blocks)
+    order = radix_argsort(key, bits)
+    sorted_key = key[order]
+    starts = np.flatnonzero(np.concatenate(([True], sorted_key[1:] != sorted_key[:-1])))
+    label = labels[order]
+    mixed = np.minimum.reduceat(label, starts) != np.maximum.reduceat(label, starts)
+    if not mixed.any():
+        return labels
+    sizes = np.diff(np.append(starts, len(unique)))
+    kept_sizes = sizes[mixed]
+    kept_starts = np.cumsum(kept_sizes) - kept_sizes
+    return _resolve_table(unique, radius, labels, order[np.repeat(mixed, sizes)], kept_starts)
 
 
 def hamming_components(hashes: np.ndarray, radius: int) -> np.ndarray:
