@@ -9,6 +9,10 @@ import numpy as np
 import pytest
 
 from medvid.cleaning import find_near_duplicate_videos, video_frame_hashes, video_near_duplicates
+from medvid.frames import SamplingConfig, extract_frames
+from medvid.frames.phash import phash_from_hex
+from medvid.video.normalize import Clip
+from medvid.video.probe import probe_video
 
 CLIP = "covid19us_Reg_northumbria_1009_vid1.avi"  # 92 frames, lung ultrasound
 UNRELATED = "itkpocus_clarius-ocular-short.mp4"  # 50 frames, ocular ultrasound
@@ -91,3 +95,18 @@ def test_finding_among_many_videos_returns_only_the_copies(hashes) -> None:
 def test_an_empty_sequence_matches_nothing(hashes) -> None:
     match = video_near_duplicates(hashes["original"], np.empty(0, dtype=np.uint64))
     assert (match.score, match.overlap, match.matched) == (0.0, 0, 0)
+
+
+def test_frame_hashes_equal_the_frame_manifests_phash(videos_dir: Path, tmp_path: Path) -> None:
+    clip_path = videos_dir / UNRELATED
+    info = probe_video(clip_path)
+    clip = Clip(0, clip_path, 0, info.frame_count, 0.0, info.avg_frame_rate)
+    manifest = extract_frames(
+        [clip],
+        "v",
+        tmp_path,
+        sampling=SamplingConfig(strategy="all"),
+        total_frames=info.frame_count,
+    )
+    expected = [phash_from_hex(text) for text in manifest.column("phash").to_pylist()]
+    assert video_frame_hashes(clip_path).tolist() == expected
