@@ -170,6 +170,13 @@ def test_update_reports_the_merged_group_and_the_id_that_disappeared() -> None:
     assert _groups(index.groups()) == {"b": "b", "c": "c"}  # the old state is untouched
 
 
+def test_an_empty_partition_changes_nothing() -> None:
+    index = build_index(_items({"a": 1, "b": 3}), radius=1)
+    update = update_groups(index, pd.DataFrame({"item_id": [], "phash": []}))
+    assert update.changed.empty and update.removed_group_ids == ()
+    pd.testing.assert_frame_equal(update.index.groups(), index.groups())
+
+
 def test_update_joins_an_exact_copy_by_digest_alone() -> None:
     index = build_index(_items({"x": 0}, {"x": "d1"}), radius=0)
     update = update_groups(index, _items({"y": 2**64 - 1}, {"y": "d1"}))
