@@ -4,13 +4,15 @@ Usage::
 
     python benchmarks/dedup.py [--sizes N ...] [--radius 6] [--repeats 2] [--faiss-cap-s 600]
                                [--imagededup-budget-s 180] [--hashes-cache FILE] [--report FILE]
+                               [--uniform]
     pip install -e '.[bench]'   # faiss-cpu and imagededup, the same-run peers
 
 Input: the pHash (:func:`medvid.frames.phash.phash64`, as the frame manifests hold it) of every
 frame of ``../shared/data/videos`` and ``../shared/data/lung`` (about 11,500 frames), plus
 copies of randomly chosen frames with 0..8 random bits flipped (re-encodes, rescales,
 watermarks), filled to each size; seed 0. Clustered like a real archive: every sweep's frames
-are close to each other, so a million hashes hold about 5e8 pairs within 6 bits.
+are close to each other, so a million hashes hold about 5e8 pairs within 6 bits. ``--uniform``:
+uniform random hashes instead, where almost no pair is within a few bits (the easy case).
 
 Task: the connected components of "at most ``radius`` bits apart" (what
 :func:`medvid.cleaning.group_duplicates` needs), total time from the raw hash array, index
@@ -88,6 +90,11 @@ def fill(real: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
             bits = order[chosen, k].astype(np.uint64)
             mask[start:stop][chosen] |= np.uint64(1) << bits
     return np.concatenate([base, source ^ mask])
+
+
+def uniform(size: int, seed: int = 0) -> np.ndarray:
+    """Uniform random 64-bit hashes: almost no pair within a few bits (the easy case)."""
+    return np.random.default_rng(seed).integers(0, 2**64, size, dtype=np.uint64)
 
 
 def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
@@ -276,7 +283,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="medvid runs per size (best)")
     parser.add_argument("--faiss-cap-s", type=float, default=600.0)
     parser.add_argument("--imagededup-budget-s", type=float, default=180.0)
-    parser.add_argument("--imagededup-sizes", type=int, nargs="+", default=[10_000, 20_000, 40_000])
+    parser.add_argument("--imagededup-sizes", type=int, nargs="*", default=[10_000, 20_000, 40_000])
+    parser.add_argument(
+        "--uniform", action="store_true", help="uniform random hashes instead (no clusters)"
+    )
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--hashes-cache", type=Path)
     parser.add_argument("--report", type=Path)
@@ -297,7 +307,7 @@ def main() -> None:
         hashes = np.empty(0, dtype=np.uint64)
         labels = np.empty(0, dtype=np.int64)
         for size in args.sizes:
-            hashes = fill(real, size)
+            hashes = uniform(size) if args.uniform else fill(real, size)
             for radius in sorted({args.radius, *args.faiss_radii}):
                 load = load_average()
                 wall, cpu, labels = time_medvid(hashes, radius, args.repeats)
@@ -319,7 +329,7 @@ def main() -> None:
                 report["sample"] = sample_check(hashes, labels, args.radius, args.queries)
                 print(json.dumps(report["sample"]), flush=True)
 
-        small = fill(real, 20_000)
+        small = uniform(20_000) if args.uniform else fill(real, 20_000)
         report["brute_force_20k_equal"] = same_partition(
             hamming_components(small, args.radius), brute_components(small, args.radius)
         )
