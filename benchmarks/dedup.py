@@ -50,7 +50,13 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from medvid.cleaning import HashIndex, hamming_components  # noqa: E402
+from medvid.cleaning import (  # noqa: E402
+    HashIndex,
+    build_index,
+    group_duplicates,
+    hamming_components,
+    update_groups,
+)
 from medvid.cleaning.hamming import join_components  # noqa: E402
 from medvid.cleaning.video_dedup import video_frame_hashes  # noqa: E402
 
@@ -232,6 +238,37 @@ def sample_check(hashes: np.ndarray, labels: np.ndarray, radius: int, queries: i
     }
 
 
+def incremental(hashes: np.ndarray, radius: int, partition: int) -> dict[str, object]:
+    """Time adding one partition of ``partition`` items (near copies of indexed frames) to a
+    :class:`DuplicateIndex` of ``hashes``, against regrouping everything from scratch."""
+    import pandas as pd
+
+    ids = np.char.add("f", np.arange(len(hashes)).astype(str)).astype(object)
+    wall = time.perf_counter()
+    index = build_index(pd.DataFrame({"item_id": ids, "phash": hashes}), radius=radius)
+    _ = index.hash_index
+    build_s = time.perf_counter() - wall
+    new_hashes = fill(hashes[:partition], 2 * partition, seed=5)[partition:]
+    new = pd.DataFrame(
+        {"item_id": np.char.add("n", np.arange(partition).astype(str)), "phash": new_hashes}
+    )
+    wall = time.perf_counter()
+    update = update_groups(index, new)
+    update_s = time.perf_counter() - wall
+    wall = time.perf_counter()
+    scratch = group_duplicates(pd.concat([index.items[["item_id", "phash"]], new]), radius=radius)
+    scratch_s = time.perf_counter() - wall
+    return {
+        "indexed": len(hashes),
+        "partition": partition,
+        "build_index_s": build_s,
+        "update_s": update_s,
+        "from_scratch_s": scratch_s,
+        "changed_groups": int(update.changed["group_id"].nunique()),
+        "same_groups": bool(update.index.groups().equals(scratch)),
+    }
+
+
 # --- report ------------------------------------------------------------------------------------
 
 
@@ -279,7 +316,7 @@ def main() -> None:
     parser.add_argument("--shared-data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 200_000, 1_000_000])
     parser.add_argument("--radius", type=int, default=6)
-    parser.add_argument("--faiss-radii", type=int, nargs="+", default=[4, 6])
+    parser.add_argument("--faiss-radii", type=int, nargs="*", default=[4, 6])
     parser.add_argument("--repeats", type=int, default=2, help="medvid runs per size (best)")
     parser.add_argument("--faiss-cap-s", type=float, default=600.0)
     parser.add_argument("--imagededup-budget-s", type=float, default=180.0)
@@ -288,6 +325,7 @@ def main() -> None:
         "--uniform", action="store_true", help="uniform random hashes instead (no clusters)"
     )
     parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--partition", type=int, default=2000, help="items of the incremental run")
     parser.add_argument("--hashes-cache", type=Path)
     parser.add_argument("--report", type=Path)
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
@@ -328,6 +366,8 @@ def main() -> None:
             if size == args.sizes[-1]:
                 report["sample"] = sample_check(hashes, labels, args.radius, args.queries)
                 print(json.dumps(report["sample"]), flush=True)
+                report["incremental"] = incremental(hashes, args.radius, args.partition)
+                print(json.dumps(report["incremental"]), flush=True)
 
         small = uniform(20_000) if args.uniform else fill(real, 20_000)
         report["brute_force_20k_equal"] = same_partition(
