@@ -81,17 +81,20 @@ def representatives(
     turn (default: lossless before lossy, then more pixels), then the smallest ``item_id``. The
     export keeps the representative's whole *source* inside the group (every item of the group
     with the same ``source_id``; a video's near-identical frames are the sampling stage's
-    business, not this one's) and drops the group's other items. Items of a patient other than
-    the representative's are kept unless ``across_patients``: a group spanning patients is
-    more often a pHash coincidence than a copy (see :func:`groups_spanning_patients`), and
-    dropping another patient's image would lose it silently.
+    business, not this one's) and drops the group's other items.
+
+    Unless ``across_patients``, a group holding several known patients gets one representative
+    per patient (items of unknown patient go with the group's best item): a group spanning
+    patients is more often a pHash coincidence than a copy (see
+    :func:`groups_spanning_patients`), and dropping another patient's image would lose it
+    silently.
 
     Args:
         groups: a groups table (``item_id``, ``group_id``).
         items: ``item_id`` plus the ``prefer`` columns; optional ``source_id`` (null: the item
-            is its own source) and ``patient_id`` (null: unknown, never protects an item).
+            is its own source) and ``patient_id`` (null: unknown).
         prefer: columns ranked descending (booleans: True first); ``()`` for smallest id only.
-        across_patients: drop duplicates of other patients too.
+        across_patients: one representative per group, whatever the patients.
 
     Returns:
         ``item_id``, ``group_id``, ``representative_id``, ``keep`` (bool), sorted by
@@ -115,21 +118,18 @@ def representatives(
         _text(s) or item_id for s, item_id in zip(source, merged["item_id"], strict=True)
     ]
     patients = merged["patient_id"] if "patient_id" in merged.columns else [None] * len(merged)
-    merged["_patient"] = [_text(p) for p in patients]
-    ranked = merged.sort_values(
-        ["group_id", *prefer, "item_id"],
-        ascending=[True] + [False] * len(prefer) + [True],
-        kind="stable",
-    )
-    best = ranked.drop_duplicates("group_id").set_index("group_id")
-    merged["representative_id"] = merged["group_id"].map(best["item_id"])
-    same_source = merged["_source"].to_numpy() == merged["group_id"].map(best["_source"]).to_numpy()
-    rep_patient = merged["group_id"].map(best["_patient"])
-    other_patient = [
-        p is not None and r is not None and p != r
-        for p, r in zip(merged["_patient"], rep_patient, strict=True)
-    ]
-    keep = same_source | (np.array(other_patient, dtype=bool) & (not across_patients))
+    merged["_patient"] = [_text(p) or "" for p in patients]
+    order = (["group_id", *prefer, "item_id"], [True] + [False] * len(prefer) + [True])
+    best_of_group = merged.sort_values(order[0], ascending=order[1], kind="stable")
+    best_of_group = best_of_group.drop_duplicates("group_id").set_index("group_id")
+    group_patient = merged["group_id"].map(best_of_group["_patient"])
+    known = merged["_patient"] != ""
+    merged["_scope"] = group_patient.where(~known | across_patients, merged["_patient"])
+    ranked = merged.sort_values(["_scope", *order[0]], ascending=[True, *order[1]], kind="stable")
+    best = ranked.drop_duplicates(["group_id", "_scope"]).set_index(["group_id", "_scope"])
+    scope = pd.MultiIndex.from_arrays([merged["group_id"], merged["_scope"]])
+    merged["representative_id"] = best["item_id"].reindex(scope).to_numpy()
+    keep = merged["_source"].to_numpy() == best["_source"].reindex(scope).to_numpy()
     out = merged[["item_id", "group_id", "representative_id"]].assign(keep=keep)
     return out.sort_values("item_id", kind="stable", ignore_index=True)
 

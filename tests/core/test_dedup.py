@@ -263,12 +263,14 @@ def test_representatives_keep_the_representative_video_whole() -> None:
     assert chosen.loc[["v1-1", "v1-2", "v2-1"], "keep"].tolist() == [True, True, False]
 
 
-def test_representatives_keep_another_patients_duplicate_unless_asked() -> None:
+def test_representatives_keep_one_per_patient_unless_asked_across_patients() -> None:
     groups, items = _policy_items()
-    items.loc[items["item_id"] == "s1", "patient_id"] = "P2"
-    assert representatives(groups, items).set_index("item_id").loc["s1", "keep"]
+    items.loc[items["item_id"].isin(["s1", "s2"]), "patient_id"] = "P2"
+    per_patient = representatives(groups, items).set_index("item_id")
+    assert per_patient.loc[["s1", "s2", "s3"], "keep"].tolist() == [False, True, True]
+    assert per_patient.loc["s1", "representative_id"] == "s2"
     strict = representatives(groups, items, across_patients=True).set_index("item_id")
-    assert not strict.loc["s1", "keep"]
+    assert strict.loc[["s1", "s2", "s3"], "keep"].tolist() == [False, False, True]
 
 
 def test_representatives_need_the_preferred_columns() -> None:
