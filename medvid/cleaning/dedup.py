@@ -107,8 +107,9 @@ class DuplicateIndex:
     """Every item seen so far with its group: the state :func:`update_groups` carries forward.
 
     ``items``: ``item_id``, ``phash`` (uint64), ``pixel_digest`` (str or None), ``group_id``,
-    sorted by ``item_id``. ``radius`` is fixed for the life of the index (changing it means
-    regrouping everything with :func:`group_duplicates`).
+    in insertion order (row ``i`` is position ``i`` of :attr:`hash_index`; :meth:`groups` and
+    :meth:`save` sort by ``item_id``). ``radius`` is fixed for the life of the index (changing
+    it means regrouping everything with :func:`group_duplicates`).
     """
 
     radius: int = DEFAULT_RADIUS
@@ -129,7 +130,7 @@ class DuplicateIndex:
 
     @property
     def hash_index(self) -> HashIndex:
-        """The items' pHashes as a :class:`HashIndex` (built on first use)."""
+        """The items' pHashes as a :class:`HashIndex`, row order (built on first use)."""
         if self._hash_index is None:
             self._hash_index = HashIndex(self.items["item_id"].tolist(), self.items["phash"])
         return self._hash_index
@@ -140,9 +141,10 @@ class DuplicateIndex:
         return _groups_frame(ids, self.items["group_id"].to_numpy(dtype=object))
 
     def save(self, path: str | Path) -> Path:
-        """Write the index as Parquet (:data:`INDEX_SCHEMA`) atomically; same content, same
-        bytes."""
-        table = pa.Table.from_pandas(self.items, schema=INDEX_SCHEMA, preserve_index=False)
+        """Write the index as Parquet (:data:`INDEX_SCHEMA`, rows sorted by ``item_id``)
+        atomically; the same items and groups give the same bytes, whatever the update order."""
+        rows = self.items.sort_values("item_id", kind="stable")
+        table = pa.Table.from_pandas(rows, schema=INDEX_SCHEMA, preserve_index=False)
         table = table.replace_schema_metadata({_RADIUS_KEY: str(self.radius).encode()})
         return write_parquet_atomic(table, path)
 
@@ -222,8 +224,9 @@ def update_groups(index: DuplicateIndex, new_items: pd.DataFrame) -> GroupUpdate
     new_ids = new["item_id"].to_numpy(dtype=object)
     n_new = len(new)
     old_groups = old["group_id"].to_numpy(dtype=object)
+    # Rows of ``old`` are the index's positions, so a hit's row is its position.
     query, hit, _ = hash_index.query_positions(new["phash"].to_numpy(dtype=np.uint64), radius)
-    hit_groups = old_groups[pd.Index(old["item_id"]).get_indexer(hash_index.ids[hit])]
+    hit_groups = old_groups[hit]
     has_digest = new["pixel_digest"].notna().to_numpy()
     if has_digest.any():
         known = old[old["pixel_digest"].notna()].drop_duplicates("pixel_digest")
@@ -257,11 +260,12 @@ def update_groups(index: DuplicateIndex, new_items: pd.DataFrame) -> GroupUpdate
         old.loc[moved, "group_id"] = old.loc[moved, "group_id"].map(renamed)
     new = new.assign(group_id=new_group)
     items = pd.concat([old, new], ignore_index=True)
-    items = items.sort_values("item_id", kind="stable", ignore_index=True)
     hash_index.add(new_ids, new["phash"].to_numpy(dtype=np.uint64))
     state = DuplicateIndex(radius=radius, items=items, _hash_index=hash_index)
-    groups = state.groups()
-    changed = groups[groups["group_id"].isin(changed_ids)].reset_index(drop=True)
+    members = items[items["group_id"].isin(changed_ids)]
+    changed = _groups_frame(
+        members["item_id"].to_numpy(dtype=object), members["group_id"].to_numpy(dtype=object)
+    )
     return GroupUpdate(index=state, changed=changed, removed_group_ids=tuple(sorted(removed)))
 
 
@@ -278,7 +282,9 @@ def _take_out(
         return old, hash_index, set(), affected
     part = old[members].reset_index(drop=True)
     ids = part["item_id"].to_numpy(dtype=object)
-    regrouped = ids[_labels(part, radius)]
+    # Rows are in insertion order, not id order: name each component by its smallest id.
+    labels = _labels(part, radius)
+    regrouped = pd.Series(ids).groupby(labels).min().reindex(labels).to_numpy(dtype=object)
     old = old.copy()
     old.loc[members, "group_id"] = regrouped
     now = set(regrouped)

@@ -150,6 +150,17 @@ def test_incremental_updates_equal_grouping_from_scratch(radius: int) -> None:
     pd.testing.assert_frame_equal(index.groups(), expected)
 
 
+def test_saved_index_is_the_same_bytes_whatever_the_partition_order(tmp_path: Path) -> None:
+    parts = _partitions(seed=3)
+    forward, backward = DuplicateIndex(radius=4), DuplicateIndex(radius=4)
+    for part in parts:
+        forward = update_groups(forward, part).index
+    for part in reversed(parts):
+        backward = update_groups(backward, part).index
+    first = forward.save(tmp_path / "forward.parquet")
+    assert backward.save(tmp_path / "backward.parquet").read_bytes() == first.read_bytes()
+
+
 def test_a_rerun_partition_replaces_its_items_and_regroups() -> None:
     parts = _partitions(seed=1)
     index = DuplicateIndex(radius=4)
