@@ -86,7 +86,7 @@ def group_duplicates(items: pd.DataFrame, *, radius: int = DEFAULT_RADIUS) -> pd
 
     Args:
         items: ``item_id``, ``phash`` and optionally ``pixel_digest`` (see
-            :func:`normalize_items`); other columns are ignored.
+            :func:`~medvid.cleaning.dedup_items.normalize_items`); other columns are ignored.
         radius: pHash Hamming radius in bits (0..32); 0 links equal hashes only.
 
     Returns:
@@ -102,7 +102,7 @@ def group_duplicates(items: pd.DataFrame, *, radius: int = DEFAULT_RADIUS) -> pd
     return _groups_frame(ids, ids[_labels(table, radius)])
 
 
-@dataclass
+@dataclass(eq=False)
 class DuplicateIndex:
     """Every item seen so far with its group: the state :func:`update_groups` carries forward.
 
