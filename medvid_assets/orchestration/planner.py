@@ -242,11 +242,19 @@ class _Planner:
     # --- helpers -----------------------------------------------------------------------------
 
     def _materialized_after(self, asset: str, storage_id: int) -> set[str]:
-        records = self.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), after_storage_id=storage_id),
-            limit=100_000,
-        ).records
-        return {r.partition_key for r in records if r.partition_key}
+        # pages of the event storage's maximum (10,000 records per fetch)
+        found: set[str] = set()
+        cursor = None
+        while True:
+            page = self.instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), after_storage_id=storage_id),
+                limit=10_000,
+                cursor=cursor,
+            )
+            found.update(r.partition_key for r in page.records if r.partition_key)
+            if not page.has_more:
+                return found
+            cursor = page.cursor
 
 
 def plan(

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import simplejpeg
-from conftest import H1N1, SONOSITE, write_h264
+from tests.core.conftest import H1N1, SONOSITE, write_h264
 
 from medvid.frames.encode import Redaction, encode_frame, frame_to_bgr, jpeg_ycbcr_planes
 from medvid.frames.extract import _MAX_IN_FLIGHT_BATCHES, _EncodeQueue

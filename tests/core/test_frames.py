@@ -11,7 +11,7 @@ import imagehash
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import MPEG, SONOSITE, decode_rgb, write_h264
+from tests.core.conftest import MPEG, SONOSITE, decode_rgb, write_h264
 from PIL import Image
 
 from medvid.errors import CorruptMediaError

@@ -10,7 +10,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from conftest import AVI, H1N1, MOV, MPEG, SONOSITE, decode_rgb
+from tests.core.conftest import AVI, H1N1, MOV, MPEG, SONOSITE, decode_rgb
 
 from medvid.errors import CorruptMediaError, EmptyFileError, UnsupportedMediaError
 from medvid.video.decode import (
