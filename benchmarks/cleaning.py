@@ -80,7 +80,8 @@ def clean_frames(path: Path, count: int, neighbours: bool = False) -> list[np.nd
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     if len(frames) < 2:
         return []
-    picks = np.linspace(0, len(frames) - 2, count + 2)[1:-1].round().astype(int)
+    # Interior points of 0..n-1: never the last frame, so every pick has a next frame.
+    picks = np.linspace(0, len(frames) - 1, count + 2)[1:-1].round().astype(int)
     kept = []
     for index in picks:
         frame = frames[int(index)]
@@ -110,11 +111,12 @@ def train(args) -> None:
     model, metadata = train_mark_net(
         frames, config, device="cpu", log=lambda line: print(line, flush=True)
     )
+    seconds = metadata.pop("seconds")  # kept out of the sidecar: a rerun writes the same bytes
     metadata["training_clips"] = sorted(train_files)
     metadata["command"] = "python benchmarks/cleaning.py --train"
     model_id = save_mark_net(model, args.weights, metadata)
     size = Path(args.weights).stat().st_size
-    print(f"saved {args.weights} ({size} bytes), model_id {model_id}, {metadata['seconds']} s")
+    print(f"saved {args.weights} ({size} bytes), model_id {model_id}, {seconds} s")
 
 
 def _pixel_scores(truth: np.ndarray, found: np.ndarray) -> dict[str, float]:
@@ -151,7 +153,7 @@ def evaluate(args) -> dict:
     report: dict = {"model_id": loaded.model_id, "weights": str(args.weights), "sets": {}}
     rng = np.random.default_rng(1)
     for set_name, frames in held_out.items():
-        truth_all, net_all, base_all = [], [], []
+        truth_all, net_all, base_all, white = [], [], [], []
         calls = {"net": [], "baseline": [], "truth": []}
         inpainting: dict[str, list] = {}
         seconds = []
@@ -161,6 +163,7 @@ def evaluate(args) -> dict:
             finding = find_marks(rendered.image, loaded.model, device=args.device)
             seconds.append(time.perf_counter() - started)
             baseline = colour_marks(rendered.image)
+            white.append(len(set(rendered.colour)) == 1)
             truth_all.append(rendered.mask.ravel())
             net_all.append(finding.mask.ravel())
             base_all.append(baseline.ravel())
@@ -188,6 +191,18 @@ def evaluate(args) -> dict:
             for (_, a), (_, b) in zip(frames, nexts[set_name], strict=True)
         )
         truth, net, base = (np.concatenate(x) for x in (truth_all, net_all, base_all))
+        by_colour = {}
+        for label, pick in (("white", True), ("coloured", False)):
+            rows = [i for i, w in enumerate(white) if w == pick]
+            if rows:
+                t = np.concatenate([truth_all[i] for i in rows])
+                by_colour[label] = {
+                    "frames": len(rows),
+                    "net_iou": _pixel_scores(t, np.concatenate([net_all[i] for i in rows]))["iou"],
+                    "baseline_iou": _pixel_scores(t, np.concatenate([base_all[i] for i in rows]))[
+                        "iou"
+                    ],
+                }
         has = np.array(calls["truth"])
         report["sets"][set_name] = {
             "frames": len(frames),
@@ -198,6 +213,7 @@ def evaluate(args) -> dict:
             | {"has_calipers_accuracy": float(np.mean(np.array(calls["net"]) == has))},
             "baseline": _pixel_scores(truth, base)
             | {"has_calipers_accuracy": float(np.mean(np.array(calls["baseline"]) == has))},
+            "by_colour": by_colour,
             "find_marks_seconds_per_frame": float(np.mean(seconds)),
             "inpainting": {
                 key: {
