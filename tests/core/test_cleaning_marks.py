@@ -219,3 +219,19 @@ def test_shipped_weights_match_their_sidecar():
     loaded = load_mark_net()  # checks the weights hash to the sidecar's model_id
     assert loaded.metadata["command"] == "python benchmarks/cleaning.py --train"
     assert DEFAULT_WEIGHTS.stat().st_size < 2_000_000
+
+
+def test_find_marks_rejects_a_float_or_tiny_image(frame):
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        find_marks(frame.astype(np.float32), device="cpu")
+    with pytest.raises(ValueError, match="too small"):
+        find_marks(frame[:4, :4], device="cpu")
+
+
+def test_load_mark_net_names_a_missing_or_foreign_file(tmp_path):
+    with pytest.raises(ModelFileError, match="missing"):
+        load_mark_net(tmp_path / "none.pt")
+    (tmp_path / "other.pt").write_bytes(b"not torch")
+    (tmp_path / "other.json").write_text(json.dumps({"format": "medvid.predict.model/1"}))
+    with pytest.raises(ModelFileError):
+        load_mark_net(tmp_path / "other.pt")
