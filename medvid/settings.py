@@ -15,6 +15,7 @@ Each partition records the settings it was made with (:func:`fingerprint`).
     labels: {label_ids: {healthy: 0, covid19: 1}, allow_new_labels: true}
     segments: {dry_run: false, reviewed: false}
     predict: {model: {strategy: blitz}, predicted_labels: {smoothing_window: 5}}
+    cleaning: {duplicate_radius: 4, duplicates: representative}
     export: {dataset_name: default, val_ratio: 0.2, seed: 0}
 
 Unknown sections and keys are errors (:class:`SettingsError`), so a typo never passes silently.
@@ -252,6 +253,25 @@ class ExportSettings(_Section):
     )
 
 
+class CleaningSettings(_Section):
+    """Cleaned images (:mod:`medvid.cleaning`): duplicate groups over every de-identified still
+    and frame, and what the export does with them.
+
+    ``duplicate_radius``: bits two 64-bit pHashes may differ by to be near duplicates (0..32;
+    4: an x264 re-encode at CRF 23-28 moves a frame by 0-4 bits, see
+    :mod:`medvid.cleaning.dedup`). ``duplicates``: ``representative`` exports one item per
+    duplicate group and patient, ``all`` exports every copy; either way a group never spans two
+    splits."""
+
+    duplicate_radius: int = Field(
+        4, ge=0, le=32, description="pHash Hamming radius (bits) of near-duplicate images."
+    )
+    duplicates: Literal["representative", "all"] = Field(
+        "representative",
+        description="representative: one image per duplicate group and patient; all: every copy.",
+    )
+
+
 class MedvidSettings(_Section):
     """The whole home config."""
 
@@ -262,6 +282,7 @@ class MedvidSettings(_Section):
     labels: LabelSettings = Field(default_factory=LabelSettings)
     segments: SegmentSettings = Field(default_factory=SegmentSettings)
     predict: PredictSettings | None = None
+    cleaning: CleaningSettings = Field(default_factory=CleaningSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
 
 

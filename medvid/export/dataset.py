@@ -9,7 +9,9 @@ with :func:`medvid.io.atomic_dir`, so readers see the old dataset or the new one
 - ``frames/video_<video_id>/frame_<frame_id>.jpg`` — every exported frame; the
   ``frame_relative_path`` of the annotations is relative to ``frames/``.
 - ``splits.csv`` — ``video_id, patient_id, split`` then the patient attribute columns of the
-  videos table; the split is by patient (:func:`~medvid.export.splits.split_by_patient`).
+  videos table; the split is by patient and duplicate group
+  (:func:`~medvid.export.splits.split_by_patient_and_duplicates`): videos and stills sharing a
+  duplicate group, or forming a near-duplicate video pair, are on one side.
 - ``imagefolder/<split>/<label>/<frame_id>.jpg`` — torchvision ``ImageFolder`` layout, the
   "folders named by their label" export of AIGVA (seed 003): a frame appears under every label
   it is positive for, thinned to every ``imagefolder_skip``-th positive frame per (video,
@@ -32,7 +34,10 @@ with :func:`medvid.io.atomic_dir`, so readers see the old dataset or the new one
   (:mod:`medvid.export.images`).
 
 Which frames: those with at least one annotation, minus dead frames (unless
-``include_dead``) and disturbed frames (when ``include_disturbed`` is off). Annotations whose
+``include_dead``) and disturbed frames (when ``include_disturbed`` is off), minus copies
+(``duplicates="representative"``, given ``duplicate_groups``): a frame or still that is not its
+duplicate group's representative (:mod:`medvid.cleaning.store`) is left out when its
+representative is exported, and counted in ``manifest.json``'s ``excluded``. Annotations whose
 frame is not in the frames table are dropped and counted. Original video file names are not
 written anywhere (they often hold patient names).
 
@@ -88,7 +93,7 @@ from medvid.export.images import (
     safe_image_paths,
 )
 from medvid.export.multilabel import MULTILABEL_JSON, multilabel_document
-from medvid.export.splits import Split, normalize_patient_id, split_by_patient
+from medvid.export.splits import Split, normalize_patient_id, split_by_patient_and_duplicates
 from medvid.io import atomic_dir
 from medvid.labels.schema import model_id_of_source
 
@@ -144,6 +149,9 @@ class ExportConfig:
             on another filesystem) or ``"copy"`` (independent files).
         positive_only_imagefolder: ``True`` puts only positive frames in ``imagefolder/``;
             ``False`` also puts frames negative for all their labels under ``_negative/``.
+        duplicates: ``"representative"`` exports one item per duplicate group and patient
+            (when ``duplicate_groups`` are given); ``"all"`` exports every copy. Either way a
+            duplicate group is never in two splits.
     """
 
     dataset_name: str
@@ -154,6 +162,7 @@ class ExportConfig:
     include_disturbed: bool = True
     link_mode: LinkMode = "hardlink"
     positive_only_imagefolder: bool = True
+    duplicates: Literal["representative", "all"] = "representative"
 
     def __post_init__(self) -> None:
         if not self.dataset_name or not self.dataset_name.strip():
@@ -164,6 +173,10 @@ class ExportConfig:
             raise ValueError(f"imagefolder_skip must be >= 1, got {self.imagefolder_skip}")
         if self.link_mode not in ("hardlink", "copy"):
             raise ValueError(f"link_mode must be 'hardlink' or 'copy', got {self.link_mode!r}")
+        if self.duplicates not in ("representative", "all"):
+            raise ValueError(
+                f"duplicates must be 'representative' or 'all', got {self.duplicates!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -171,7 +184,8 @@ class ExportSummary:
     """What :func:`write_training_dataset` wrote.
 
     ``counts`` is the ``counts`` object of ``manifest.json``; ``splits`` maps each exported
-    ``video_id`` to ``"train"`` or ``"val"``.
+    ``video_id`` to ``"train"`` or ``"val"``; ``duplicates_dropped``: frames and still images
+    left out as copies of an exported representative.
     """
 
     path: Path
@@ -180,6 +194,7 @@ class ExportSummary:
     n_videos: int
     counts: dict[str, Any] = field(default_factory=dict)
     splits: dict[str, Split] = field(default_factory=dict)
+    duplicates_dropped: int = 0
 
 
 class PatientIdError(ValueError):
@@ -287,6 +302,8 @@ def write_training_dataset(
     still_images: pd.DataFrame | None = None,
     images_root: Path | None = None,
     allow_unpseudonymized_patient_ids: bool = False,
+    duplicate_groups: pd.DataFrame | None = None,
+    duplicate_videos: pd.DataFrame | None = None,
 ) -> ExportSummary:
     """Write the training dataset described in the module docstring to ``out_dir``.
 
@@ -320,6 +337,12 @@ def write_training_dataset(
         images_root: folder the still images' paths are relative to.
         allow_unpseudonymized_patient_ids: take ``patient_id`` values that are not medvid
             pseudonyms (synthetic or public data without real patients). Off by default.
+        duplicate_groups: one row per frame or still (``item_id`` = ``frame_id`` or
+            ``image_id``) with ``source_id`` (its video or image), ``group_id``,
+            ``group_size``, ``representative`` (bool) and ``representative_id``
+            (:data:`medvid.cleaning.store.GROUPS_SCHEMA`); None: no duplicate handling.
+        duplicate_videos: near-duplicate video pairs (``video_a``, ``video_b``), kept on one
+            side of the split.
 
     Returns an :class:`ExportSummary`. Raises :class:`PatientIdError` (a ``ValueError``) when a
     ``patient_id`` of ``videos`` or ``still_images`` is neither a medvid pseudonym nor null
@@ -373,6 +396,10 @@ def write_training_dataset(
         "frames": sorted(excluded_frames["frame_relative_path"].astype(str)),
     }
     rows = joined[~(dead | disturbed)].copy()
+    images = still_images if still_images is not None else pd.DataFrame(columns=["image_id"])
+    groups = _duplicate_table(duplicate_groups)
+    rows, images, duplicates = _drop_copies(rows, images, groups, config.duplicates)
+    excluded.update(duplicates)
 
     # --- video columns -----------------------------------------------------------------------
     video_table = videos.drop_duplicates("video_id").copy()
@@ -428,14 +455,15 @@ def write_training_dataset(
     exported_videos = video_table[video_table["video_id"].isin(frame_counts)].sort_values(
         "video_id"
     )
-    images = still_images if still_images is not None else pd.DataFrame(columns=["image_id"])
     image_ids = set(images["image_id"].astype(str))
-    groups = exported_videos[["video_id", "patient_id"]]
+    members = exported_videos[["video_id", "patient_id"]]
     if image_ids:
-        groups = pd.concat([groups, image_groups(images)], ignore_index=True)
-    splits = split_by_patient(
-        groups,
-        {**frame_counts, **dict.fromkeys(image_ids, 1)},
+        members = pd.concat([members, image_groups(images)], ignore_index=True)
+    member_counts = {**frame_counts, **dict.fromkeys(image_ids, 1)}
+    splits = split_by_patient_and_duplicates(
+        members,
+        member_counts,
+        _split_links(groups, duplicate_videos, set(member_counts)),
         val_ratio=config.val_ratio,
         seed=config.seed,
     )
@@ -617,7 +645,61 @@ def write_training_dataset(
         n_videos=len(splits),
         counts=counts,
         splits=splits,
+        duplicates_dropped=duplicates["duplicate_frames"] + duplicates["duplicate_images"],
     )
+
+
+_GROUP_COLUMNS = ("item_id", "source_id", "group_id", "group_size", "representative")
+
+
+def _duplicate_table(duplicate_groups: pd.DataFrame | None) -> pd.DataFrame:
+    """The duplicate groups as text ids, ``representative_id`` defaulting to the group id."""
+    if duplicate_groups is None:
+        return pd.DataFrame(columns=[*_GROUP_COLUMNS, "representative_id"])
+    _require(duplicate_groups, _GROUP_COLUMNS, "duplicate groups")
+    table = duplicate_groups.astype(
+        {"item_id": str, "source_id": str, "group_id": str, "representative": bool}
+    )
+    if "representative_id" not in table.columns:
+        table = table.assign(representative_id=table["group_id"])
+    return table.astype({"representative_id": str})
+
+
+def _drop_copies(
+    rows: pd.DataFrame, images: pd.DataFrame, groups: pd.DataFrame, mode: str
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
+    """Annotation rows and still images without the copies of an exported representative.
+
+    A copy is dropped only when the item chosen for it (``representative_id``) is exported
+    too, so no group loses all its images because its representative was not labelled."""
+    counts = {"duplicate_frames": 0, "duplicate_images": 0, "duplicate_annotations": 0}
+    if mode != "representative" or groups.empty:
+        return rows, images, counts
+    exported = set(rows["frame_id"].astype(str)) | set(images["image_id"].astype(str))
+    copies = groups[~groups["representative"] & groups["representative_id"].isin(exported)]
+    copy_ids = set(copies["item_id"])
+    drop_rows = rows["frame_id"].astype(str).isin(copy_ids)
+    drop_images = images["image_id"].astype(str).isin(copy_ids)
+    counts["duplicate_frames"] = int(rows.loc[drop_rows, "frame_id"].nunique())
+    counts["duplicate_annotations"] = int(drop_rows.sum())
+    counts["duplicate_images"] = int(drop_images.sum())
+    return rows[~drop_rows].copy(), images[~drop_images].reset_index(drop=True), counts
+
+
+def _split_links(
+    groups: pd.DataFrame, duplicate_videos: pd.DataFrame | None, members: set[str]
+) -> pd.DataFrame:
+    """``video_id``/``group_id`` links of exported members: each member with every group of
+    two or more items it has an item in, and both videos of a near-duplicate pair."""
+    shared = groups[(groups["group_size"].astype(int) > 1) & groups["source_id"].isin(members)]
+    links = [shared[["source_id", "group_id"]].rename(columns={"source_id": "video_id"})]
+    if duplicate_videos is not None and len(duplicate_videos):
+        pairs = duplicate_videos.astype({"video_a": str, "video_b": str})
+        pair_id = "videos:" + pairs["video_a"] + "|" + pairs["video_b"]
+        for side in ("video_a", "video_b"):
+            links.append(pd.DataFrame({"video_id": pairs[side], "group_id": pair_id}))
+    table = pd.concat(links, ignore_index=True).drop_duplicates()
+    return table[table["video_id"].isin(members)].sort_values(["video_id", "group_id"])
 
 
 def _counts(

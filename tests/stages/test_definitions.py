@@ -58,6 +58,7 @@ STAGES = (
     "ocr",
     "deid",
     "frames",
+    "cleaning",
     "labels",
     "labelbox",
     "predict",
