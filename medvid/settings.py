@@ -15,7 +15,7 @@ Each partition records the settings it was made with (:func:`fingerprint`).
     labels: {label_ids: {healthy: 0, covid19: 1}, allow_new_labels: true}
     segments: {dry_run: false, reviewed: false}
     predict: {model: {strategy: blitz}, predicted_labels: {smoothing_window: 5}}
-    cleaning: {duplicate_radius: 4, duplicates: representative}
+    cleaning: {duplicate_radius: 4, duplicates: representative, crop_to_field_of_view: true}
     export: {dataset_name: default, val_ratio: 0.2, seed: 0}
 
 Unknown sections and keys are errors (:class:`SettingsError`), so a typo never passes silently.
@@ -261,7 +261,9 @@ class CleaningSettings(_Section):
     4: an x264 re-encode at CRF 23-28 moves a frame by 0-4 bits, see
     :mod:`medvid.cleaning.dedup`). ``duplicates``: ``representative`` exports one item per
     duplicate group and patient, ``all`` exports every copy; either way a group never spans two
-    splits."""
+    splits. ``crop_to_field_of_view``: exported frames and stills are cropped to their imaging
+    region (:mod:`medvid.cleaning.fov`: the DICOM ultrasound region, else detected), recorded as
+    ``crop_x0, crop_y0, crop_x1, crop_y1`` in annotations.csv and images.csv."""
 
     duplicate_radius: int = Field(
         4, ge=0, le=32, description="pHash Hamming radius (bits) of near-duplicate images."
@@ -269,6 +271,9 @@ class CleaningSettings(_Section):
     duplicates: Literal["representative", "all"] = Field(
         "representative",
         description="representative: one image per duplicate group and patient; all: every copy.",
+    )
+    crop_to_field_of_view: bool = Field(
+        True, description="Crop exported frames and stills to their imaging region."
     )
 
 

@@ -97,6 +97,8 @@ class Tables:
     """Every de-identified still and frame with its pHash, pixel digest and duplicate group."""
     DUPLICATE_GROUPS = "duplicate_groups"
     DUPLICATE_VIDEOS = "duplicate_videos"
+    FIELDS_OF_VIEW = "fields_of_view"
+    """Per video: the imaging region of its frames (:mod:`medvid.cleaning.fov`)."""
 
 
 def table_key(name: str, partition_key: str | None = None) -> str:

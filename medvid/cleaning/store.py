@@ -13,10 +13,13 @@ Tables (:class:`medvid.catalog.keys.Tables`):
 - ``duplicate_groups``: :data:`GROUPS_SCHEMA`, one row per item.
 - ``duplicate_videos``: :data:`VIDEO_PAIRS_SCHEMA`, one row per near-duplicate video pair
   (:func:`~medvid.cleaning.video_dedup.find_near_duplicate_videos`).
+- ``fields_of_view``: :data:`FOV_SCHEMA`, one row per video: the box of its frames that holds
+  the image (:mod:`medvid.cleaning.fov`), which the export crops frames to.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -35,10 +38,16 @@ from medvid.cleaning.dedup_items import (
     normalize_items,
 )
 from medvid.cleaning.dedup_policy import representatives
+from medvid.cleaning.fov import (
+    FieldOfView,
+    detect_still_field_of_view,
+    detect_video_field_of_view,
+)
 from medvid.cleaning.hash_index import as_hashes
 from medvid.deid.store import patient_of_cine_video, video_deidentified
 from medvid.frames.store import read_frame_manifest
 from medvid.images import read_rgb
+from medvid.intake.ledger import ledger_entry_or_none
 from medvid.labels.store import read_patients
 from medvid.quarantine import quarantined_ids
 from medvid.store import Store, read_table, write_table
@@ -75,6 +84,25 @@ VIDEO_PAIRS_SCHEMA = pa.schema(
     ]
 )
 """``duplicate_videos``: :data:`medvid.cleaning.video_dedup.VIDEO_PAIR_COLUMNS`."""
+
+
+FOV_SCHEMA = pa.schema(
+    [
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("x0", pa.int32()),
+        pa.field("y0", pa.int32()),
+        pa.field("x1", pa.int32()),
+        pa.field("y1", pa.int32()),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("frames_digest", pa.string(), nullable=False),
+    ]
+)
+"""``fields_of_view``, sorted by ``video_id``: the box ``(x0, y0, x1, y1)`` in pixels of the
+frame files (x1/y1 exclusive), null when none was found; ``source`` ``dicom`` (a cine loop's
+ultrasound region), ``motion``, ``detected`` or ``none``; ``frames_digest``: sha256 of the frame
+ids and pHashes it was measured on (measured again when they change)."""
+#: Frames of a video read to find its field of view (evenly spaced over the live frames).
+FOV_FRAMES = 24
 
 
 def cleanable_videos(store: Store, video_ids: Iterable[str]) -> list[str]:
@@ -275,6 +303,91 @@ def pairs_table(pairs: pd.DataFrame) -> pa.Table:
         schema=VIDEO_PAIRS_SCHEMA,
         preserve_index=False,
     )
+
+
+def frames_digest(manifest: pd.DataFrame) -> str:
+    """sha256 of a manifest's ``frame_id`` and ``phash`` in frame order."""
+    ordered = manifest.sort_values("frame_number", kind="stable")
+    text = "\n".join(f"{f} {h}" for f, h in zip(ordered["frame_id"], ordered["phash"], strict=True))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def video_field_of_view(
+    store: Store, video_id: str, manifest: pd.DataFrame, *, max_frames: int = FOV_FRAMES
+) -> FieldOfView | None:
+    """Where a video's image is in its (redacted) frames: a DICOM cine loop's ultrasound region
+    (recorded in its ledger origin), else the pixels that vary over up to ``max_frames`` live
+    frames (:func:`~medvid.cleaning.fov.detect_video_field_of_view`), else the lit region of
+    its middle frame. None when nothing is found (no live frame, or all black).
+
+    Raises:
+        CorruptMediaError: a frame file is missing or cannot be decoded.
+    """
+    entry = ledger_entry_or_none(store, video_id)
+    region = (entry.origin or {}).get("keep_region") if entry is not None else None
+    if region:
+        x0, y0, x1, y1 = (int(v) for v in region)
+        return FieldOfView((x0, y0, x1, y1), "dicom")
+    live = manifest[~manifest["is_dead"].astype(bool)].sort_values("frame_number")
+    if live.empty:
+        return None
+    picks = np.unique(np.linspace(0, len(live) - 1, min(max_frames, len(live))).astype(int))
+    paths = live["frame_relative_path"].iloc[picks]
+    frames = [read_rgb(store.fetch(f"{keys.FRAMES}/{path}")) for path in paths]
+    if len({f.shape for f in frames}) == 1 and (box := detect_video_field_of_view(frames)):
+        return FieldOfView(box, "motion")
+    box = detect_still_field_of_view(frames[len(frames) // 2])
+    return FieldOfView(box, "detected") if box is not None else None
+
+
+def fields_of_view_table(
+    store: Store, video_ids: Iterable[str], previous: pd.DataFrame
+) -> tuple[pa.Table, int]:
+    """``fields_of_view`` (:data:`FOV_SCHEMA`) of ``video_ids``: rows of ``previous`` whose
+    frames are unchanged are kept, the others measured (:func:`video_field_of_view`). Returns
+    the table and how many videos were measured."""
+    known = previous.set_index("video_id") if len(previous) else None
+    rows, measured = [], 0
+    for vid in sorted(set(video_ids)):
+        manifest = read_frame_manifest(store, vid).to_pandas()
+        digest = frames_digest(manifest)
+        if known is not None and vid in known.index and known.at[vid, "frames_digest"] == digest:
+            rows.append({"video_id": vid, **known.loc[vid].to_dict()})
+            continue
+        found = video_field_of_view(store, vid, manifest)
+        measured += 1
+        box = found.box if found is not None else (None, None, None, None)
+        rows.append(
+            {
+                "video_id": vid,
+                **dict(zip(("x0", "y0", "x1", "y1"), box, strict=True)),
+                "source": found.source if found is not None else "none",
+                "frames_digest": digest,
+            }
+        )
+    table = pd.DataFrame(rows, columns=FOV_SCHEMA.names)
+    for column in ("x0", "y0", "x1", "y1"):
+        table[column] = table[column].astype("Int32")
+    return pa.Table.from_pandas(table, schema=FOV_SCHEMA, preserve_index=False), measured
+
+
+def read_fields_of_view(store: Store) -> pd.DataFrame:
+    """``fields_of_view`` (:data:`FOV_SCHEMA`); empty before the first run."""
+    key = table_key(Tables.FIELDS_OF_VIEW)
+    return (read_table(store, key) if store.exists(key) else FOV_SCHEMA.empty_table()).to_pandas()
+
+
+def write_fields_of_view(store: Store, table: pa.Table) -> None:
+    write_table(store, table_key(Tables.FIELDS_OF_VIEW), table)
+
+
+def video_boxes(fields: pd.DataFrame) -> dict[str, tuple[int, int, int, int]]:
+    """``{video_id: (x0, y0, x1, y1)}`` of the videos with a field of view."""
+    found = fields.dropna(subset=["x0", "y0", "x1", "y1"])
+    return {
+        str(row.video_id): (int(row.x0), int(row.y0), int(row.x1), int(row.y1))
+        for row in found.itertuples(index=False)
+    }
 
 
 def load_duplicate_index(store: Store) -> DuplicateIndex | None:

@@ -152,6 +152,10 @@ class ExportConfig:
         duplicates: ``"representative"`` exports one item per duplicate group and patient
             (when ``duplicate_groups`` are given); ``"all"`` exports every copy. Either way a
             duplicate group is never in two splits.
+        crop_to_field_of_view: crop each frame to its video's field of view (``fields_of_view``)
+            and each still to its region (``region_x0..region_y1``), re-encoded in the same
+            format (JPEG at quality :data:`CROP_JPEG_QUALITY`, PNG lossless); the box is
+            recorded in ``crop_x0, crop_y0, crop_x1, crop_y1``.
     """
 
     dataset_name: str
@@ -163,6 +167,7 @@ class ExportConfig:
     link_mode: LinkMode = "hardlink"
     positive_only_imagefolder: bool = True
     duplicates: Literal["representative", "all"] = "representative"
+    crop_to_field_of_view: bool = True
 
     def __post_init__(self) -> None:
         if not self.dataset_name or not self.dataset_name.strip():
@@ -304,6 +309,7 @@ def write_training_dataset(
     allow_unpseudonymized_patient_ids: bool = False,
     duplicate_groups: pd.DataFrame | None = None,
     duplicate_videos: pd.DataFrame | None = None,
+    fields_of_view: Mapping[str, tuple[int, int, int, int]] | None = None,
 ) -> ExportSummary:
     """Write the training dataset described in the module docstring to ``out_dir``.
 
@@ -343,6 +349,9 @@ def write_training_dataset(
             (:data:`medvid.cleaning.store.GROUPS_SCHEMA`); None: no duplicate handling.
         duplicate_videos: near-duplicate video pairs (``video_a``, ``video_b``), kept on one
             side of the split.
+        fields_of_view: ``{video_id: (x0, y0, x1, y1)}`` the image region of a video's frames
+            in pixels (x1/y1 exclusive; :mod:`medvid.cleaning.fov`), clipped to each frame's
+            ``width``/``height`` when the frames table has them.
 
     Returns an :class:`ExportSummary`. Raises :class:`PatientIdError` (a ``ValueError``) when a
     ``patient_id`` of ``videos`` or ``still_images`` is neither a medvid pseudonym nor null
@@ -363,6 +372,8 @@ def write_training_dataset(
 
     # --- which annotations and frames --------------------------------------------------------
     frame_table = frames.loc[:, list(_FRAME_COLUMNS)].copy()
+    for column in ("width", "height"):
+        frame_table[column] = frames[column].to_numpy() if column in frames.columns else None
     frame_table["is_dead"] = _flag(frames, "is_dead").to_numpy()
     frame_table["is_disturbed"] = _flag(frames, "is_disturbed").to_numpy()
     frame_table = frame_table.drop_duplicates("frame_id")
@@ -400,6 +411,9 @@ def write_training_dataset(
     groups = _duplicate_table(duplicate_groups)
     rows, images, duplicates = _drop_copies(rows, images, groups, config.duplicates)
     excluded.update(duplicates)
+    boxes = fields_of_view if config.crop_to_field_of_view and fields_of_view else {}
+    rows = _with_crop(rows, boxes)
+    images = _images_with_crop(images, config.crop_to_field_of_view)
 
     # --- video columns -----------------------------------------------------------------------
     video_table = videos.drop_duplicates("video_id").copy()
@@ -585,6 +599,13 @@ def write_training_dataset(
         medvid_version=medvid_version,
     )
 
+    crop_of = {
+        frame_id: box
+        for frame_id, *box in rows.drop_duplicates("frame_id")[
+            ["frame_id", "crop_x0", "crop_y0", "crop_x1", "crop_y1"]
+        ].itertuples(index=False, name=None)
+        if box[0] is not None
+    }
     with atomic_dir(out_dir) as tmp:
         frames_dir = tmp / FRAMES_DIR
         total = len(exported_frames)
@@ -596,7 +617,10 @@ def write_training_dataset(
             src = frames_root / rel
             if not src.is_file():
                 raise FileNotFoundError(f"frame file missing: {src}")
-            _place(src, frames_dir / rel, config.link_mode)
+            if frame_id in crop_of:
+                _write_cropped(src, frames_dir / rel, crop_of[frame_id])
+            else:
+                _place(src, frames_dir / rel, config.link_mode)
             suffix_of[frame_id] = PurePosixPath(rel).suffix
             if progress is not None:
                 progress(done, total)
@@ -618,10 +642,13 @@ def write_training_dataset(
             _place(frames_dir / frame_path[frame_id], folder_root / rel, config.link_mode)
             image_rows.append([rel.as_posix(), frame_id, video_id, label_name, split])
 
-        for path in image_paths:
+        for path, box in zip(image_paths, _boxes(images), strict=True):
             if images_root is None or not (images_root / path).is_file():
                 raise FileNotFoundError(f"still image missing: {path}")
-            _place(images_root / path, tmp / IMAGES_DIR / path, config.link_mode)
+            if box is not None:
+                _write_cropped(images_root / path, tmp / IMAGES_DIR / path, box)
+            else:
+                _place(images_root / path, tmp / IMAGES_DIR / path, config.link_mode)
         if image_ids:
             (tmp / IMAGES_CSV).write_bytes(images_csv(images, image_splits))
         (tmp / ANNOTATIONS_CSV).write_bytes(records_to_csv(records))
@@ -647,6 +674,81 @@ def write_training_dataset(
         splits=splits,
         duplicates_dropped=duplicates["duplicate_frames"] + duplicates["duplicate_images"],
     )
+
+
+#: JPEG quality of a cropped frame (a second encode: kept high so the crop adds little loss).
+CROP_JPEG_QUALITY: Final = 95
+_CROP_COLUMNS = ("crop_x0", "crop_y0", "crop_x1", "crop_y1")
+
+
+def _clip(box: tuple[int, int, int, int], width: Any, height: Any) -> tuple[int, ...] | None:
+    x0, y0, x1, y1 = (int(v) for v in box)
+    if width is not None and not pd.isna(width):
+        x0, x1 = max(0, x0), min(int(width), x1)
+    if height is not None and not pd.isna(height):
+        y0, y1 = max(0, y0), min(int(height), y1)
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
+def _with_crop(rows: pd.DataFrame, boxes: Mapping[str, tuple[int, int, int, int]]) -> pd.DataFrame:
+    """Rows with ``crop_*`` columns: their video's box clipped to the frame, or None."""
+    crops = [
+        _clip(boxes[video_id], width, height) if video_id in boxes else None
+        for video_id, width, height in zip(
+            rows["video_id"].astype(str), rows["width"], rows["height"], strict=True
+        )
+    ]
+    out = rows.copy()
+    for position, column in enumerate(_CROP_COLUMNS):
+        out[column] = pd.Series(
+            [c[position] if c is not None else None for c in crops], index=rows.index, dtype=object
+        )
+    return out
+
+
+def _images_with_crop(images: pd.DataFrame, crop: bool) -> pd.DataFrame:
+    """Stills with ``crop_*`` columns: their region (clipped to the image) when cropping."""
+    region = ["region_x0", "region_y0", "region_x1", "region_y1"]
+    crops: list[tuple[int, ...] | None] = []
+    for row in images.to_dict("records"):
+        values = [row.get(c) for c in region]
+        known = crop and all(v is not None and not pd.isna(v) for v in values)
+        crops.append(_clip(values, row.get("width"), row.get("height")) if known else None)
+    out = images.copy()
+    for position, column in enumerate(_CROP_COLUMNS):
+        out[column] = pd.Series(
+            [c[position] if c is not None else None for c in crops],
+            index=images.index,
+            dtype=object,
+        )
+    return out
+
+
+def _boxes(table: pd.DataFrame) -> list[tuple[int, int, int, int] | None]:
+    return [
+        None if row[0] is None or pd.isna(row[0]) else tuple(int(v) for v in row)
+        for row in table[list(_CROP_COLUMNS)].itertuples(index=False, name=None)
+    ]
+
+
+def _write_cropped(src: Path, dst: Path, box: tuple[int, int, int, int]) -> None:
+    """``src`` cropped to ``box`` written to ``dst`` in the same format (PNG lossless, JPEG at
+    :data:`CROP_JPEG_QUALITY`). Raises ``ValueError`` for an undecodable image or a box outside
+    it."""
+    import cv2
+
+    from medvid.cleaning.fov import crop_to
+
+    image = cv2.imdecode(np.fromfile(src, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError(f"cannot decode {src.name} to crop it")
+    suffix = src.suffix.lower()
+    params = [cv2.IMWRITE_JPEG_QUALITY, CROP_JPEG_QUALITY] if suffix in (".jpg", ".jpeg") else []
+    ok, data = cv2.imencode(suffix, np.ascontiguousarray(crop_to(image, box)), params)
+    if not ok:
+        raise ValueError(f"cannot encode the crop of {src.name}")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(data.tobytes())
 
 
 _GROUP_COLUMNS = ("item_id", "source_id", "group_id", "group_size", "representative")

@@ -14,16 +14,19 @@ from medvid.cleaning.dedup import DuplicateIndex
 from medvid.cleaning.dedup_policy import groups_spanning_patients
 from medvid.cleaning.store import (
     cleanable_videos,
+    fields_of_view_table,
     frame_items_of,
     groups_table,
     load_duplicate_index,
     pairs_table,
     patients_of_videos,
+    read_fields_of_view,
     save_duplicate_index,
     still_images_of,
     still_items_of,
     sync_index,
     write_duplicate_tables,
+    write_fields_of_view,
 )
 from medvid.cleaning.video_dedup import find_near_duplicate_videos
 from medvid.dicom.registration import registered_studies
@@ -148,4 +151,34 @@ def duplicate_groups(
         description=f"{len(spans)} group(s) hold images of two or more patients"
         if spans
         else "every duplicate group holds one patient's images",
+    )
+
+
+@dg.asset(
+    group_name="cleaning",
+    kinds={"parquet"},
+    deps=["video_frames", "frame_labels"],
+    code_version="1",
+    description="Per video, the box of its frames that holds the image (the export crops frames"
+    " to it): a DICOM cine loop's SequenceOfUltrasoundRegions region, else the pixels that vary"
+    " over up to 24 of its redacted frames, else the largest lit region of its middle frame."
+    " Measured again only when a video's frames change.",
+)
+def fields_of_view(context: dg.AssetExecutionContext, media_store: MediaStore):
+    record_worker(context)
+    video_ids = cleanable_videos(
+        media_store, [e.content_id for e in ledger_entries(media_store, kind="video")]
+    )
+    table, measured = fields_of_view_table(media_store, video_ids, read_fields_of_view(media_store))
+    write_fields_of_view(media_store, table)
+    sources = table.column("source").to_pylist()
+    return dg.MaterializeResult(
+        metadata={
+            "videos": table.num_rows,
+            "measured": measured,
+            "by_source": dg.MetadataValue.json({s: sources.count(s) for s in sorted(set(sources))}),
+            "table": table_preview(
+                table, ["video_id", "x0", "y0", "x1", "y1", "source"], empty="(no videos)"
+            ),
+        }
     )

@@ -15,7 +15,12 @@ import pandas as pd
 import medvid
 from medvid.catalog import keys
 from medvid.catalog.keys import Tables, table_key
-from medvid.cleaning.store import read_duplicate_groups, read_duplicate_videos
+from medvid.cleaning.store import (
+    read_duplicate_groups,
+    read_duplicate_videos,
+    read_fields_of_view,
+    video_boxes,
+)
 from medvid.deid.store import known_identifiers_of, patient_of_cine_video
 from medvid.dicom.registration import registered_studies
 from medvid.export.dataset import ExportConfig, write_training_dataset
@@ -120,6 +125,7 @@ OPTIONAL_LABEL_SETS = (
         "segment_labels",
         "dicom_images",
         "duplicate_groups",
+        "fields_of_view",
         *OPTIONAL_LABEL_SETS,
     ],
     code_version="2",
@@ -139,7 +145,8 @@ OPTIONAL_LABEL_SETS = (
     " and the de-identified still images of DICOM studies (images/, images.csv). Built only from"
     " videos and studies whose de-identification checks passed; predictions only when reviewed"
     " or asked for. Copies (duplicate_groups) are left out unless cleaning.duplicates is all, and"
-    " a duplicate group is never in two splits.",
+    " a duplicate group is never in two splits; frames and stills are cropped to their field of"
+    " view (cleaning.crop_to_field_of_view; crop_x0..crop_y1 columns).",
 )
 def training_dataset(
     context: dg.AssetExecutionContext,
@@ -219,6 +226,7 @@ def training_dataset(
             include_disturbed=config.include_disturbed,
             link_mode=config.link_mode,
             duplicates=cleaning.duplicates,
+            crop_to_field_of_view=cleaning.crop_to_field_of_view,
         ),
         medvid_version=medvid.__version__,
         sampling_config=sampling,
@@ -227,6 +235,7 @@ def training_dataset(
         images_root=media_store.fetch_prefix(keys.DICOM_IMAGES),
         duplicate_groups=read_duplicate_groups(media_store),
         duplicate_videos=read_duplicate_videos(media_store),
+        fields_of_view=video_boxes(read_fields_of_view(media_store)),
     )
     media_store.publish_prefix(keys.export_prefix(config.dataset_name))
     excluded = json.loads((out_dir / "manifest.json").read_text())["excluded"]

@@ -67,8 +67,8 @@ labels_job = _job(
 export_job = _job(
     "export_job",
     EXPORT_ASSETS,
-    "Group duplicate images, then write the training dataset, the quarantine table and the"
-    " study table.",
+    "Group duplicate images and find each video's field of view, then write the training"
+    " dataset, the quarantine table and the study table.",
 )
 label_model_job = _job(
     "label_model_job",

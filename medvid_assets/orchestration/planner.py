@@ -12,9 +12,9 @@ returns :class:`PlannedRun` s. Rules, in order:
 3. When nothing of 1-2 is planned or running (the work is *drained*): ``labels_job`` when a
    sheet version, the label settings or any video's frames changed since the labels were last
    made; then the label model and the predictions of every batch when the home config has a
-   ``predict`` section; then ``export_job`` (``duplicate_groups``, then ``training_dataset``
-   and its tables) when anything the dataset reads, or the export or cleaning settings,
-   changed since the last export.
+   ``predict`` section; then ``export_job`` (``duplicate_groups``, ``fields_of_view``, then
+   ``training_dataset`` and its tables) when anything the dataset reads, or the export or
+   cleaning settings, changed since the last export.
 
 A unit already running is never planned twice. A unit whose runs failed
 :data:`MAX_ATTEMPTS` times at the same input version is left alone (the summary and the sensor's
@@ -59,6 +59,7 @@ EXPORT_INPUTS = (
     "labelbox_labels",
     "cold_label_answers",
     "duplicate_groups",
+    "fields_of_view",
 )
 
 
