@@ -263,7 +263,11 @@ class CleaningSettings(_Section):
     duplicate group and patient, ``all`` exports every copy; either way a group never spans two
     splits. ``crop_to_field_of_view``: exported frames and stills are cropped to their imaging
     region (:mod:`medvid.cleaning.fov`: the DICOM ultrasound region, else detected), recorded as
-    ``crop_x0, crop_y0, crop_x1, crop_y1`` in annotations.csv and images.csv."""
+    ``crop_x0, crop_y0, crop_x1, crop_y1`` in annotations.csv and images.csv. Filters before
+    export: ``max_colour_fraction`` drops ultrasound stills (Modality US) with more coloured
+    pixels inside their crop than this fraction (colour or power Doppler; null keeps them,
+    :mod:`medvid.cleaning.filters`); ``min_width``/``min_height`` drop frames and stills smaller
+    than this after the crop (pixels, 0: no limit)."""
 
     duplicate_radius: int = Field(
         4, ge=0, le=32, description="pHash Hamming radius (bits) of near-duplicate images."
@@ -275,6 +279,14 @@ class CleaningSettings(_Section):
     crop_to_field_of_view: bool = Field(
         True, description="Crop exported frames and stills to their imaging region."
     )
+    max_colour_fraction: float | None = Field(
+        0.02,
+        ge=0.0,
+        le=1.0,
+        description="Drop ultrasound stills with more coloured pixels than this (Doppler).",
+    )
+    min_width: int = Field(0, ge=0, description="Drop images narrower than this (px, cropped).")
+    min_height: int = Field(0, ge=0, description="Drop images lower than this (px, cropped).")
 
 
 class MedvidSettings(_Section):

@@ -156,6 +156,11 @@ class ExportConfig:
             and each still to its region (``region_x0..region_y1``), re-encoded in the same
             format (JPEG at quality :data:`CROP_JPEG_QUALITY`, PNG lossless); the box is
             recorded in ``crop_x0, crop_y0, crop_x1, crop_y1``.
+        min_width, min_height: frames and stills narrower or lower than this (pixels, after
+            the crop) are left out (0: no limit).
+        max_colour_fraction: an ultrasound still (``Modality`` ``US``) with more than this
+            fraction of coloured pixels inside its crop is taken as colour Doppler and left
+            out (:func:`medvid.cleaning.filters.colour_fraction`); None keeps them.
     """
 
     dataset_name: str
@@ -168,6 +173,9 @@ class ExportConfig:
     positive_only_imagefolder: bool = True
     duplicates: Literal["representative", "all"] = "representative"
     crop_to_field_of_view: bool = True
+    min_width: int = 0
+    min_height: int = 0
+    max_colour_fraction: float | None = None
 
     def __post_init__(self) -> None:
         if not self.dataset_name or not self.dataset_name.strip():
@@ -414,6 +422,10 @@ def write_training_dataset(
     boxes = fields_of_view if config.crop_to_field_of_view and fields_of_view else {}
     rows = _with_crop(rows, boxes)
     images = _images_with_crop(images, config.crop_to_field_of_view)
+    rows, images, small = _drop_small(rows, images, config.min_width, config.min_height)
+    images, colour = _drop_colour(images, images_root, config.max_colour_fraction)
+    excluded.update(small)
+    excluded["colour_doppler_images"] = colour
 
     # --- video columns -----------------------------------------------------------------------
     video_table = videos.drop_duplicates("video_id").copy()
@@ -722,6 +734,63 @@ def _images_with_crop(images: pd.DataFrame, crop: bool) -> pd.DataFrame:
             dtype=object,
         )
     return out
+
+
+def _size(box: tuple | None, width: Any, height: Any) -> tuple[int, int] | None:
+    if box is not None and box[0] is not None and not pd.isna(box[0]):
+        return int(box[2]) - int(box[0]), int(box[3]) - int(box[1])
+    if width is None or height is None or pd.isna(width) or pd.isna(height):
+        return None
+    return int(width), int(height)
+
+
+def _drop_small(
+    rows: pd.DataFrame, images: pd.DataFrame, min_width: int, min_height: int
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
+    """Rows and stills without those smaller than ``min_width`` x ``min_height`` after the crop
+    (an unknown size passes)."""
+    counts = {"too_small_frames": 0, "too_small_images": 0}
+    if min_width <= 0 and min_height <= 0:
+        return rows, images, counts
+
+    def small(table: pd.DataFrame) -> np.ndarray:
+        sizes = [
+            _size(tuple(r[:4]), r[4], r[5])
+            for r in table[[*_CROP_COLUMNS, "width", "height"]].itertuples(index=False, name=None)
+        ]
+        return np.array(
+            [s is not None and (s[0] < min_width or s[1] < min_height) for s in sizes], dtype=bool
+        )
+
+    images = images.assign(**{c: images.get(c) for c in ("width", "height")})
+    drop_rows, drop_images = small(rows), small(images)
+    counts["too_small_frames"] = int(rows.loc[drop_rows, "frame_id"].nunique())
+    counts["too_small_images"] = int(drop_images.sum())
+    return rows[~drop_rows].copy(), images[~drop_images].reset_index(drop=True), counts
+
+
+def _drop_colour(
+    images: pd.DataFrame, images_root: Path | None, max_fraction: float | None
+) -> tuple[pd.DataFrame, int]:
+    """Stills without the ultrasound ones whose colour fraction exceeds ``max_fraction``."""
+    if max_fraction is None or images.empty or "Modality" not in images.columns:
+        return images, 0
+    import cv2
+
+    from medvid.cleaning.filters import colour_fraction
+
+    drop = np.zeros(len(images), dtype=bool)
+    for position, (row, box) in enumerate(
+        zip(images.to_dict("records"), _boxes(images), strict=True)
+    ):
+        if str(row.get("Modality") or "").strip().upper() != "US" or images_root is None:
+            continue
+        path = images_root / str(row["image_relative_path"])
+        image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise FileNotFoundError(f"still image missing or undecodable: {path.name}")
+        drop[position] = colour_fraction(image, box) > max_fraction
+    return images[~drop].reset_index(drop=True), int(drop.sum())
 
 
 def _boxes(table: pd.DataFrame) -> list[tuple[int, int, int, int] | None]:

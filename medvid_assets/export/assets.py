@@ -227,6 +227,9 @@ def training_dataset(
             link_mode=config.link_mode,
             duplicates=cleaning.duplicates,
             crop_to_field_of_view=cleaning.crop_to_field_of_view,
+            min_width=cleaning.min_width,
+            min_height=cleaning.min_height,
+            max_colour_fraction=cleaning.max_colour_fraction,
         ),
         medvid_version=medvid.__version__,
         sampling_config=sampling,
@@ -252,6 +255,12 @@ def training_dataset(
             "duplicates_dropped": summary.duplicates_dropped,
             "duplicates_dropped_by_kind": dg.MetadataValue.json(
                 {k: v for k, v in excluded.items() if k.startswith("duplicate_")}
+            ),
+            "filtered": dg.MetadataValue.json(
+                {
+                    k: excluded[k]
+                    for k in ("colour_doppler_images", "too_small_frames", "too_small_images")
+                }
             ),
             "annotations_per_source": dg.MetadataValue.json(
                 {str(k): int(v) for k, v in labels_df.groupby("source").size().items()}

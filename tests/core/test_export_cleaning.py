@@ -227,3 +227,51 @@ def test_a_still_copy_of_an_exported_still_is_left_out(tmp_path, frames_root, st
     assert pd.read_csv(tmp_path / "ds" / "images.csv")["image_id"].tolist() == [STILL]
     assert summary.duplicates_dropped == 1
     assert not (tmp_path / "ds" / "images" / relative).exists()
+
+
+def test_colour_doppler_and_small_stills_are_filtered_and_counted(tmp_path, frames_root, still):
+    root, table = still  # random pixels: nearly every pixel is coloured
+    _export(
+        tmp_path / "es",
+        frames_root,
+        still_images=table.assign(Modality="ES"),
+        images_root=root,
+        config={"max_colour_fraction": 0.02},
+    )
+    assert len(pd.read_csv(tmp_path / "es" / "images.csv")) == 1
+    _export(
+        tmp_path / "us",
+        frames_root,
+        still_images=table.assign(Modality="US"),
+        images_root=root,
+        config={"max_colour_fraction": 0.02},
+    )
+    assert not (tmp_path / "us" / "images.csv").exists()
+    excluded = json.loads((tmp_path / "us" / "manifest.json").read_text())["excluded"]
+    assert excluded["colour_doppler_images"] == 1
+    # the crop is 64x46: a 50 px minimum height drops it, 46 keeps it
+    _export(
+        tmp_path / "small",
+        frames_root,
+        still_images=table,
+        images_root=root,
+        config={"min_height": 50},
+    )
+    excluded = json.loads((tmp_path / "small" / "manifest.json").read_text())["excluded"]
+    assert excluded["too_small_images"] == 1 and excluded["too_small_frames"] == 0
+
+
+def test_frames_smaller_than_the_minimum_after_the_crop_are_left_out(tmp_path, frames_root):
+    frames = _frame_table().assign(width=270, height=270)
+    summary = _export(
+        tmp_path / "ds",
+        frames_root,
+        frames=frames,
+        fields_of_view={VA: (0, 0, 100, 100)},
+        config={"min_width": 120},
+    )
+    exported = _exported_frames(tmp_path / "ds")
+    assert VA not in set(exported["video_id"]) and VB in set(exported["video_id"])
+    excluded = json.loads((tmp_path / "ds" / "manifest.json").read_text())["excluded"]
+    assert excluded["too_small_frames"] == 5  # A's live frames
+    assert VA not in summary.splits

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from medvid.catalog.keys import Tables, table_key
+from medvid.images import read_rgb
 from tests.stages.conftest import MP4, Home
 
 COPY = "h1n1_reencoded.mp4"
@@ -106,6 +107,14 @@ def test_the_rle_copy_of_a_still_is_grouped_with_it_and_exported_once(home):
     assert exported["image_id"].iloc[0] == images.loc[images["representative"], "item_id"].iloc[0]
 
 
+def test_the_still_is_cropped_to_its_ultrasound_region(home):
+    # OBXXXX1A's SequenceOfUltrasoundRegions: 120, 60, 800, 518 (inclusive) on 800x600
+    row = pd.read_csv(_export(home) / "images.csv").iloc[0]
+    assert (row["crop_x0"], row["crop_y0"], row["crop_x1"], row["crop_y1"]) == (120, 60, 800, 519)
+    image = read_rgb(_export(home) / "images" / row["image_relative_path"])
+    assert image.shape == (459, 680, 3)
+
+
 def test_frames_of_a_reencoded_video_share_groups_with_the_original(home):
     groups = _groups(home)
     original, copy = _video_of(home, MP4), _video_of(home, COPY)
@@ -129,6 +138,21 @@ def test_frames_of_a_reencoded_video_share_groups_with_the_original(home):
     ]
 
 
+def test_frames_are_cropped_to_their_videos_moving_region(home):
+    fields = pd.read_parquet(home.path / table_key(Tables.FIELDS_OF_VIEW)).set_index("video_id")
+    original = _video_of(home, MP4)
+    assert fields.loc[original, "source"] == "motion"
+    box = tuple(int(fields.loc[original, c]) for c in ("x0", "y0", "x1", "y1"))
+    x0, y0, x1, y1 = box
+    assert x1 - x0 >= 200 and y1 - y0 >= 200  # the 270x270 clip is mostly image
+    exported = pd.read_csv(_export(home) / "annotations.csv").drop_duplicates("frame_id")
+    mine = exported[exported["video_id"] == original]
+    crops = mine[["crop_x0", "crop_y0", "crop_x1", "crop_y1"]].drop_duplicates()
+    assert [tuple(r) for r in crops.itertuples(index=False)] == [box]
+    image = read_rgb(_export(home) / "frames" / mine["frame_relative_path"].iloc[0])
+    assert image.shape == (y1 - y0, x1 - x0, 3)
+
+
 def test_duplicate_groups_metadata_and_a_rerun_writes_the_same_bytes(home):
     meta = _latest(home, "duplicate_groups")
     assert meta["items"].value == 28 and meta["still_images"].value == 2
@@ -137,10 +161,16 @@ def test_duplicate_groups_metadata_and_a_rerun_writes_the_same_bytes(home):
     assert _check(home, "no_group_spans_patients").passed
     before = {
         name: (home.path / table_key(name)).read_bytes()
-        for name in (Tables.DUPLICATE_GROUPS, Tables.DUPLICATE_INDEX, Tables.DUPLICATE_VIDEOS)
+        for name in (
+            Tables.DUPLICATE_GROUPS,
+            Tables.DUPLICATE_INDEX,
+            Tables.DUPLICATE_VIDEOS,
+            Tables.FIELDS_OF_VIEW,
+        )
     }
-    assert home.materialize("duplicate_groups").success
+    assert home.materialize("duplicate_groups", "fields_of_view").success
     assert _latest(home, "duplicate_groups")["items_added"].value == 0
+    assert _latest(home, "fields_of_view")["measured"].value == 0
     for name, data in before.items():
         assert (home.path / table_key(name)).read_bytes() == data, name
     assert pq.read_table(home.path / table_key(Tables.DUPLICATE_INDEX)).num_rows == 28
