@@ -49,7 +49,7 @@ from medvid.frames.store import read_frame_manifest
 from medvid.images import read_rgb
 from medvid.intake.ledger import ledger_entry_or_none
 from medvid.labels.store import read_patients
-from medvid.quarantine import quarantined_ids
+from medvid.quarantine import is_input_error, quarantine_error, quarantined_ids
 from medvid.store import Store, read_table, write_table
 
 GROUPS_SCHEMA = pa.schema(
@@ -176,13 +176,16 @@ def still_images_of(store: Store, studies: Iterable[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*columns, "lossless"])
 
 
-def still_items_of(store: Store, stills: pd.DataFrame, known: DuplicateIndex) -> pd.DataFrame:
+def still_items_of(
+    store: Store, stills: pd.DataFrame, known: DuplicateIndex, *, stage: str = "duplicate_groups"
+) -> pd.DataFrame:
     """Items of the stills (:func:`still_images_of`); the pixels of a still already in ``known``
     are not read again (its pHash and digest come from the index: a still's redacted pixels are
     written once per instance), the others are decoded from their redacted PNG.
 
-    Raises:
-        CorruptMediaError: a redacted PNG is missing or cannot be decoded.
+    A redacted PNG that is missing or cannot be decoded is quarantined under its study at
+    ``stage`` (:func:`medvid.quarantine.quarantine_error`) and left out of the items; the other
+    stills go on.
     """
     cached = known.items.set_index("item_id")
     rows = []
@@ -199,12 +202,19 @@ def still_items_of(store: Store, stills: pd.DataFrame, known: DuplicateIndex) ->
                 "pixel_count": int(still["width"]) * int(still["height"]),
             }
         else:
-            path = store.fetch(f"{keys.DICOM_IMAGES}/{still['image_relative_path']}")
+            relative = f"{keys.DICOM_IMAGES}/{still['image_relative_path']}"
+            path = store.fetch(relative) if store.exists(relative) else store.local_path(relative)
+            try:
+                pixels = read_rgb(path)  # CorruptMediaError when missing or undecodable
+            except Exception as error:
+                if not is_input_error(error):
+                    raise
+                quarantine_error(
+                    store, error, content_id=still["study_key"], file=relative, stage=stage
+                )
+                continue
             row = image_item(
-                image_id,
-                read_rgb(path),
-                lossless=bool(still["lossless"]),
-                patient_id=still["patient_id"],
+                image_id, pixels, lossless=bool(still["lossless"]), patient_id=still["patient_id"]
             )
         rows.append(row)
     return _items([pd.DataFrame(rows, columns=list(ITEM_COLUMNS))], "image")
