@@ -26,6 +26,7 @@ BATCH_TERMINAL_ASSET = "video_frames"
 LABEL_ASSETS = ["label_sheets", "frame_labels", "segment_labels"]
 EXPORT_ASSETS = [
     "duplicate_groups",
+    "fields_of_view",
     "training_dataset",
     "quarantine",
     "dicom_studies",
