@@ -305,6 +305,21 @@ def groups_table(index: DuplicateIndex, items: pd.DataFrame) -> pa.Table:
     )
 
 
+def largest_groups(groups: pd.DataFrame, limit: int = 10) -> pd.DataFrame:
+    """The ``limit`` largest groups of two or more items of a ``duplicate_groups`` frame:
+    ``group_id``, ``size``, ``kinds`` (``frame``/``image``), ``sources`` and ``patients``
+    (distinct counts); largest first, then by ``group_id``."""
+    shared = groups[groups["group_size"] > 1]
+    table = shared.groupby("group_id").agg(
+        size=("item_id", "size"),
+        kinds=("kind", lambda k: ",".join(sorted(set(k)))),
+        sources=("source_id", "nunique"),
+        patients=("patient_id", "nunique"),
+    )
+    table = table.reset_index().sort_values(["size", "group_id"], ascending=[False, True])
+    return table.head(limit).reset_index(drop=True)
+
+
 def pairs_table(pairs: pd.DataFrame) -> pa.Table:
     """``duplicate_videos`` (:data:`VIDEO_PAIRS_SCHEMA`) from
     :func:`~medvid.cleaning.video_dedup.find_near_duplicate_videos`'s frame."""

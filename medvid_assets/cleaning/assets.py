@@ -17,6 +17,7 @@ from medvid.cleaning.store import (
     fields_of_view_table,
     frame_items_of,
     groups_table,
+    largest_groups,
     load_duplicate_index,
     pairs_table,
     patients_of_videos,
@@ -84,7 +85,8 @@ def duplicate_groups(
         media_store, exportable_studies(media_store, registered_studies(media_store))
     )
     previous = load_duplicate_index(media_store)
-    images = still_items_of(media_store, stills, previous or DuplicateIndex())
+    known = previous if previous is not None else DuplicateIndex()
+    images = still_items_of(media_store, stills, known)
     items = pd.concat([t for t in (frames, images) if len(t)] or [frames], ignore_index=True)
     sync = sync_index(previous, items, radius=options.duplicate_radius)
     save_duplicate_index(media_store, sync.index)
@@ -97,17 +99,6 @@ def duplicate_groups(
     frame = groups.to_pandas()
     spans = groups_spanning_patients(frame, frame.set_index("item_id")["patient_id"])
     sizes = frame.drop_duplicates("group_id")["group_size"]
-    largest = (
-        frame[frame["group_size"] > 1]
-        .groupby("group_id")
-        .agg(
-            size=("item_id", "size"),
-            kinds=("kind", lambda k: ",".join(sorted(set(k)))),
-            sources=("source_id", "nunique"),
-            patients=("patient_id", "nunique"),
-        )
-    )
-    largest = largest.reset_index().sort_values(["size", "group_id"], ascending=[False, True])
     yield dg.MaterializeResult(
         metadata={
             "items": len(frame),
@@ -122,7 +113,7 @@ def duplicate_groups(
             "near_duplicate_video_pairs": pairs.num_rows,
             "groups_spanning_patients": len(spans),
             "largest_groups": table_preview(
-                pa.Table.from_pandas(largest.head(PREVIEW_GROUPS), preserve_index=False),
+                pa.Table.from_pandas(largest_groups(frame, PREVIEW_GROUPS), preserve_index=False),
                 empty="(no duplicates)",
             ),
             "video_pairs": table_preview(

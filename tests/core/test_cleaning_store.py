@@ -13,6 +13,7 @@ from medvid.cleaning.dedup_items import image_item
 from medvid.cleaning.store import (
     GROUPS_SCHEMA,
     groups_table,
+    largest_groups,
     load_duplicate_index,
     save_duplicate_index,
     still_items_of,
@@ -149,3 +150,21 @@ def test_a_still_already_indexed_is_not_read_again(stills):
     store.local_path("media/dicom_images/study_s1/image_i1.png").unlink()  # would quarantine
     items = still_items_of(store, table.iloc[:1], known)
     assert items["item_id"].tolist() == ["i1"] and not quarantine_records(store)
+
+
+def test_largest_groups_lists_groups_with_copies_largest_first():
+    groups = pd.DataFrame(
+        {
+            "item_id": ["a", "b", "c", "d", "e", "f"],
+            "group_id": ["a", "a", "c", "d", "d", "d"],
+            "group_size": [2, 2, 1, 3, 3, 3],
+            "kind": ["frame", "image", "frame", "frame", "frame", "frame"],
+            "source_id": ["v", "i", "v", "w", "w", "x"],
+            "patient_id": ["P1", None, None, "P1", "P2", None],
+        }
+    )
+    table = largest_groups(groups)
+    assert table.to_dict("records") == [
+        {"group_id": "d", "size": 3, "kinds": "frame", "sources": 2, "patients": 2},
+        {"group_id": "a", "size": 2, "kinds": "frame,image", "sources": 2, "patients": 1},
+    ]
