@@ -15,6 +15,7 @@ Each partition records the settings it was made with (:func:`fingerprint`).
     labels: {label_ids: {healthy: 0, covid19: 1}, allow_new_labels: true}
     segments: {dry_run: false, reviewed: false}
     predict: {model: {strategy: blitz}, predicted_labels: {smoothing_window: 5}}
+    cleaning: {duplicate_radius: 4, duplicates: representative, crop_to_field_of_view: true}
     export: {dataset_name: default, val_ratio: 0.2, seed: 0}
 
 Unknown sections and keys are errors (:class:`SettingsError`), so a typo never passes silently.
@@ -252,6 +253,42 @@ class ExportSettings(_Section):
     )
 
 
+class CleaningSettings(_Section):
+    """Cleaned images (:mod:`medvid.cleaning`): duplicate groups over every de-identified still
+    and frame, and what the export does with them.
+
+    ``duplicate_radius``: bits two 64-bit pHashes may differ by to be near duplicates (0..32;
+    4: an x264 re-encode at CRF 23-28 moves a frame by 0-4 bits, see
+    :mod:`medvid.cleaning.dedup`). ``duplicates``: ``representative`` exports one item per
+    duplicate group and patient, ``all`` exports every copy; either way a group never spans two
+    splits. ``crop_to_field_of_view``: exported frames and stills are cropped to their imaging
+    region (:mod:`medvid.cleaning.fov`: the DICOM ultrasound region, else detected), recorded as
+    ``crop_x0, crop_y0, crop_x1, crop_y1`` in annotations.csv and images.csv. Filters before
+    export: ``max_colour_fraction`` drops ultrasound stills (Modality US) with more coloured
+    pixels inside their crop than this fraction (colour or power Doppler; null keeps them,
+    :mod:`medvid.cleaning.filters`); ``min_width``/``min_height`` drop frames and stills smaller
+    than this after the crop (pixels, 0: no limit)."""
+
+    duplicate_radius: int = Field(
+        4, ge=0, le=32, description="pHash Hamming radius (bits) of near-duplicate images."
+    )
+    duplicates: Literal["representative", "all"] = Field(
+        "representative",
+        description="representative: one image per duplicate group and patient; all: every copy.",
+    )
+    crop_to_field_of_view: bool = Field(
+        True, description="Crop exported frames and stills to their imaging region."
+    )
+    max_colour_fraction: float | None = Field(
+        0.02,
+        ge=0.0,
+        le=1.0,
+        description="Drop ultrasound stills with more coloured pixels than this (Doppler).",
+    )
+    min_width: int = Field(0, ge=0, description="Drop images narrower than this (px, cropped).")
+    min_height: int = Field(0, ge=0, description="Drop images lower than this (px, cropped).")
+
+
 class MedvidSettings(_Section):
     """The whole home config."""
 
@@ -262,6 +299,7 @@ class MedvidSettings(_Section):
     labels: LabelSettings = Field(default_factory=LabelSettings)
     segments: SegmentSettings = Field(default_factory=SegmentSettings)
     predict: PredictSettings | None = None
+    cleaning: CleaningSettings = Field(default_factory=CleaningSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
 
 

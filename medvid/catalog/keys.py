@@ -93,6 +93,12 @@ class Tables:
     VIDEO_OCR_TEXT = "video_ocr_text"
     DICOM_OCR_TEXT = "dicom_ocr_text"
     FRAME_OCR_TEXT = "frame_ocr_text"
+    DUPLICATE_INDEX = "duplicate_index"
+    """Every de-identified still and frame with its pHash, pixel digest and duplicate group."""
+    DUPLICATE_GROUPS = "duplicate_groups"
+    DUPLICATE_VIDEOS = "duplicate_videos"
+    FIELDS_OF_VIEW = "fields_of_view"
+    """Per video: the imaging region of its frames (:mod:`medvid.cleaning.fov`)."""
 
 
 def table_key(name: str, partition_key: str | None = None) -> str:

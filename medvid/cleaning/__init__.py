@@ -1,4 +1,5 @@
-"""Cleaning: duplicate groups (exact by pixels, near by pHash) and near-duplicate videos.
+"""Cleaning: duplicate groups (exact by pixels, near by pHash), near-duplicate videos, fields of
+view, on-image marks and their inpainting.
 
 Duplicates: :mod:`~medvid.cleaning.dedup_items` (items from frames and stills),
 :mod:`~medvid.cleaning.dedup` (groups, the incremental index), :mod:`~medvid.cleaning.dedup_policy`
@@ -10,6 +11,10 @@ On-image marks: :mod:`~medvid.cleaning.marks` (synthetic vendor marks with exact
 colour-threshold baseline), :mod:`~medvid.cleaning.mark_net` (the mark finder),
 :mod:`~medvid.cleaning.inpaint` (filling marks at full resolution),
 :mod:`~medvid.cleaning.twins` (the same frame before and after calipers).
+
+Field of view: :mod:`~medvid.cleaning.fov` (the DICOM ultrasound region, else detected in a
+video's moving pixels or a still's lit region). The media store's duplicate tables:
+:mod:`medvid.cleaning.store` (not imported here).
 """
 
 from medvid.cleaning.dedup import (
@@ -26,6 +31,14 @@ from medvid.cleaning.dedup_policy import (
     groups_spanning_patients,
     representatives,
     split_units,
+)
+from medvid.cleaning.fov import (
+    FieldOfView,
+    crop_to,
+    detect_still_field_of_view,
+    detect_video_field_of_view,
+    field_of_view,
+    region_from_dicom,
 )
 from medvid.cleaning.hamming import hamming_components
 from medvid.cleaning.hash_index import DuplicateInputError, HashIndex
@@ -50,11 +63,16 @@ __all__ = [
     "DEFAULT_RADIUS",
     "DuplicateIndex",
     "DuplicateInputError",
+    "FieldOfView",
     "GroupUpdate",
     "HashIndex",
     "PatientSpan",
     "VideoMatch",
     "build_index",
+    "crop_to",
+    "detect_still_field_of_view",
+    "detect_video_field_of_view",
+    "field_of_view",
     "find_near_duplicate_videos",
     "frame_items",
     "group_duplicates",
@@ -63,6 +81,7 @@ __all__ = [
     "image_item",
     "is_lossless_dicom",
     "pixel_digest",
+    "region_from_dicom",
     "representatives",
     "split_units",
     "update_groups",

@@ -15,6 +15,12 @@ import pandas as pd
 import medvid
 from medvid.catalog import keys
 from medvid.catalog.keys import Tables, table_key
+from medvid.cleaning.store import (
+    read_duplicate_groups,
+    read_duplicate_videos,
+    read_fields_of_view,
+    video_boxes,
+)
 from medvid.deid.store import known_identifiers_of, patient_of_cine_video
 from medvid.dicom.registration import registered_studies
 from medvid.export.dataset import ExportConfig, write_training_dataset
@@ -29,7 +35,7 @@ from medvid.intake.ledger import ledger_entries
 from medvid.labels.schema import FRAME_LABELS_SCHEMA
 from medvid.labels.store import label_sets_of_videos, read_label_schema, read_patients
 from medvid.plots import label_distribution_png
-from medvid.settings import ExportSettings
+from medvid.settings import ExportSettings, fingerprint
 from medvid.store import read_table
 from medvid.video.store import read_video_metadata
 from medvid_assets.policy import (
@@ -114,7 +120,14 @@ OPTIONAL_LABEL_SETS = (
 @dg.asset(
     group_name="export",
     kinds={"csv", "json", "jpeg"},
-    deps=["frame_labels", "segment_labels", "dicom_images", *OPTIONAL_LABEL_SETS],
+    deps=[
+        "frame_labels",
+        "segment_labels",
+        "dicom_images",
+        "duplicate_groups",
+        "fields_of_view",
+        *OPTIONAL_LABEL_SETS,
+    ],
     code_version="2",
     check_specs=[
         dg.AssetCheckSpec(
@@ -131,7 +144,9 @@ OPTIONAL_LABEL_SETS = (
     " dataset.json (the dataset as one JSON document), splits.csv (by patient), manifest.json,"
     " and the de-identified still images of DICOM studies (images/, images.csv). Built only from"
     " videos and studies whose de-identification checks passed; predictions only when reviewed"
-    " or asked for.",
+    " or asked for. Copies (duplicate_groups) are left out unless cleaning.duplicates is all, and"
+    " a duplicate group is never in two splits; frames and stills are cropped to their field of"
+    " view (cleaning.crop_to_field_of_view; crop_x0..crop_y1 columns).",
 )
 def training_dataset(
     context: dg.AssetExecutionContext,
@@ -142,6 +157,9 @@ def training_dataset(
 ):
     record_worker(context)
     config, recorded = resolve_settings(context, settings, "export", config)
+    cleaning = settings.load().cleaning
+    recorded["cleaning_settings"] = dg.MetadataValue.json(cleaning.model_dump(mode="json"))
+    recorded["cleaning_settings_fingerprint"] = fingerprint(cleaning)
     video_ids = exportable_videos(
         media_store, [e.content_id for e in ledger_entries(media_store, kind="video")]
     )
@@ -207,14 +225,23 @@ def training_dataset(
             include_dead=config.include_dead,
             include_disturbed=config.include_disturbed,
             link_mode=config.link_mode,
+            duplicates=cleaning.duplicates,
+            crop_to_field_of_view=cleaning.crop_to_field_of_view,
+            min_width=cleaning.min_width,
+            min_height=cleaning.min_height,
+            max_colour_fraction=cleaning.max_colour_fraction,
         ),
         medvid_version=medvid.__version__,
         sampling_config=sampling,
         label_schema=read_label_schema(media_store).to_dict(),
         still_images=still_images,
         images_root=media_store.fetch_prefix(keys.DICOM_IMAGES),
+        duplicate_groups=read_duplicate_groups(media_store),
+        duplicate_videos=read_duplicate_videos(media_store),
+        fields_of_view=video_boxes(read_fields_of_view(media_store)),
     )
     media_store.publish_prefix(keys.export_prefix(config.dataset_name))
+    excluded = json.loads((out_dir / "manifest.json").read_text())["excluded"]
     per_split = summary.counts.get("positives_per_label_and_split", {})
     yield dg.MaterializeResult(
         metadata={
@@ -225,6 +252,16 @@ def training_dataset(
             "annotations": summary.n_annotations,
             "still_images": len(still_images),
             "studies": len(studies),
+            "duplicates_dropped": summary.duplicates_dropped,
+            "duplicates_dropped_by_kind": dg.MetadataValue.json(
+                {k: v for k, v in excluded.items() if k.startswith("duplicate_")}
+            ),
+            "filtered": dg.MetadataValue.json(
+                {
+                    k: excluded[k]
+                    for k in ("colour_doppler_images", "too_small_frames", "too_small_images")
+                }
+            ),
             "annotations_per_source": dg.MetadataValue.json(
                 {str(k): int(v) for k, v in labels_df.groupby("source").size().items()}
             ),

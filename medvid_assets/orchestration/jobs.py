@@ -24,7 +24,14 @@ BATCH_PIPELINE_ASSETS = [*DICOM_ASSETS, *VIDEO_ASSETS]
 #: The asset whose materialization of a batch means the batch is through the pipeline.
 BATCH_TERMINAL_ASSET = "video_frames"
 LABEL_ASSETS = ["label_sheets", "frame_labels", "segment_labels"]
-EXPORT_ASSETS = ["training_dataset", "quarantine", "dicom_studies", "pseudonym_map"]
+EXPORT_ASSETS = [
+    "duplicate_groups",
+    "fields_of_view",
+    "training_dataset",
+    "quarantine",
+    "dicom_studies",
+    "pseudonym_map",
+]
 
 
 def _job(name: str, assets: list[str], description: str, partitions_def=None, **kwargs):
@@ -61,7 +68,8 @@ labels_job = _job(
 export_job = _job(
     "export_job",
     EXPORT_ASSETS,
-    "Write the training dataset, the quarantine table and the study table.",
+    "Group duplicate images and find each video's field of view, then write the training"
+    " dataset, the quarantine table and the study table.",
 )
 label_model_job = _job(
     "label_model_job",

@@ -58,6 +58,7 @@ STAGES = (
     "ocr",
     "deid",
     "frames",
+    "cleaning",
     "labels",
     "labelbox",
     "predict",
@@ -107,3 +108,13 @@ def test_every_storage_key_is_named_in_the_catalog() -> None:
                 ):
                     offenders.append(f"{path.relative_to(root)}:{node.lineno}")
     assert offenders == []
+
+
+def test_the_export_job_cleans_before_it_exports(tmp_path: Path) -> None:
+    defs = build_definitions(tmp_path)
+    graph = defs.resolve_asset_graph()
+    parents = {k.to_user_string() for k in graph.get(dg.AssetKey("training_dataset")).parent_keys}
+    assert {"duplicate_groups", "fields_of_view"} <= parents
+    job = defs.resolve_job_def("export_job")
+    selected = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
+    assert {"duplicate_groups", "fields_of_view", "training_dataset"} <= selected
