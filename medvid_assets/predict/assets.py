@@ -353,6 +353,20 @@ LABEL_MODEL_CHECKS = {
 }
 
 
+def _epoch_logger(context: dg.AssetExecutionContext):
+    """Log about ten epochs of a run (a linear head runs hundreds of full-batch steps, and
+    every log line is an event in the instance)."""
+
+    def log(epoch: int, epochs: int, row: dict) -> None:
+        if epoch == 1 or epoch == epochs or epoch % max(epochs // 10, 1) == 0:
+            context.log.info(
+                f"epoch {epoch}/{epochs}: train loss {row['train_loss']:.3f},"
+                f" val loss {row['val_loss']:.3f}, val accuracy {row['val_accuracy']:.3f}"
+            )
+
+    return log
+
+
 def _start_weights(store: MediaStore, options: LabelModelSettings) -> str | None:
     """The local weights a label model starts from: the current pretrained backbone
     (``backbone: pretrained``), a user's ``weights_path``, or none (random)."""
@@ -475,10 +489,7 @@ def label_model(
             val_items,
             spec,
             train_config,
-            progress=lambda epoch, n, row: context.log.info(
-                f"epoch {epoch}/{n}: train loss {row['train_loss']:.3f},"
-                f" val loss {row['val_loss']:.3f}, val accuracy {row['val_accuracy']:.3f}"
-            ),
+            progress=_epoch_logger(context),
         )
     except MedvidInputError as error:
         raise _failure(error, "cannot train the label model") from None
