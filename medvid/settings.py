@@ -220,11 +220,14 @@ class LabelModelSettings(_Section):
 
 class PredictedLabelsSettings(_Section):
     """How the current label model predicts a video: ``batch_size`` frames per forward pass,
-    ``smoothing_window`` neighbouring frames averaged (0 = off), ``skip_training_videos``."""
+    ``smoothing_window`` neighbouring frames averaged (0 = off), ``skip_training_videos``;
+    ``min_confidence``: a frame whose calibrated top probability is below it is flagged
+    ``low_confidence`` (unset: the model's own, 0.6; :mod:`medvid.predict.trust`)."""
 
     batch_size: int = 64
     smoothing_window: int = 0
     skip_training_videos: bool = True
+    min_confidence: float | None = Field(None, ge=0.0, le=1.0)
 
 
 class CustomModelSettings(_Section):

@@ -20,6 +20,7 @@ Predictions are label sets with source ``model:<model_id>``, exported only once 
 The settings come from the home config's ``predict`` section.
 """
 
+import dataclasses
 import datetime as dt
 import math
 import time
@@ -668,14 +669,12 @@ def predicted_labels(
         table = predict_frames(loaded.model, loaded.spec, frames_root, manifest, **common)
         flags = PREDICTION_FLAGS_SCHEMA.empty_table()
     else:
-        trust = loaded.metadata.get("trust")
+        stored = loaded.metadata.get("trust")  # absent in models from before trust flags
+        trust = TrustReference.from_dict(stored) if stored else None
+        if trust is not None and options.min_confidence is not None:
+            trust = dataclasses.replace(trust, min_confidence=options.min_confidence)
         table, flags, _ = predict_with_flags(
-            loaded.model,
-            loaded.spec,
-            frames_root,
-            manifest,
-            TrustReference.from_dict(trust) if trust else None,
-            **common,
+            loaded.model, loaded.spec, frames_root, manifest, trust, **common
         )
     seconds = time.perf_counter() - started
     write_table(media_store, key, table)
