@@ -1,4 +1,5 @@
-"""The predict stage: labels predicted by models, and the labelling that trains them.
+"""The predict stage: labels predicted by models, the labelling that trains them, and how well
+they label patients they never saw.
 
 One engine (:mod:`medvid.predict`), three kinds of model:
 
@@ -12,6 +13,14 @@ One engine (:mod:`medvid.predict`), three kinds of model:
   every ``blitz_skip``-th frame of the reviewed label sets; ``predicted_labels`` predicts the
   videos it was not trained on.
 - **custom model**: ``custom_model_labels`` runs a user's ``package.module:function``.
+
+``label_model`` holds out whole patients (the patients sheet's and DICOM studies' pseudonyms,
+:func:`medvid.predict.store.patients_of_videos`) and records its accuracy on them beside the
+majority-class baseline; ``predicted_labels`` writes the model's trust flags
+(``tables/prediction_flags/``) that keep flagged predictions out of exports;
+``pretrained_backbone`` is a SimCLR backbone a label model may start from;
+``label_prediction_evaluation`` (``evaluation_job``, launched by hand) is the grouped k-fold
+evaluation by patient with the labelling-cost curve.
 
 Trained models are versioned (``models/<model_id>.pt`` + ``.json``, never overwritten;
 ``models/label_model.json`` names the current one). Training and inference declare
