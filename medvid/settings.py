@@ -184,7 +184,8 @@ class LabelModelSettings(_Section):
     or ``small`` ConvNets, torchvision ``resnet18``/``resnet34``, from scratch, from the
     ``pretrained_backbone`` asset (``backbone: pretrained``) or from a local ``weights_path``
     state_dict. input_size (px). freeze_backbone: fit only the final layer on pooled features
-    (a calibrated linear head, tuned by grouped k-fold over the labelled patients); false:
+    (a calibrated linear head, tuned by grouped k-fold over the labelled patients; single-label
+    only, a multilabel model is always fine-tuned); false:
     fine-tune every layer (epochs, batch_size, lr with Adam, patience of early stopping on the
     held-out patients' loss, min_images_per_epoch, augmentation with ultrasound gain, gamma,
     speckle, depth cut, flips, rotations and shifts). class_balance: sampling weights ``class``
