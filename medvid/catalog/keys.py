@@ -57,11 +57,17 @@ LABEL_INDEXES = f"{TABLES}/indexes"
 EXPORTS = "exports"
 MODELS = "models"
 CURRENT_MODEL = f"{MODELS}/label_model.json"
+BACKBONES = f"{MODELS}/backbones"
+"""``<backbone_id>.pt`` + ``.json``: SimCLR-pretrained backbones (never overwritten)."""
+CURRENT_BACKBONE = f"{MODELS}/backbone.json"
+"""Names the backbone a label model with ``backbone: pretrained`` starts from."""
 LABELLING_QUEUE = "labelling/cold_label_queue"
 """``.csv`` and ``.json``: the cold-label queue a person fills in."""
 LABELBOX_EXPORTS = "labelbox/exports"
 LABELBOX_UPLOADS = "labelbox/uploads"
 REPORTS = "reports"
+EVALUATION_REPORT = f"{REPORTS}/label_prediction_evaluation"
+"""``.json`` and ``.md``: the label prediction evaluation by patient."""
 
 
 class Tables:
@@ -76,6 +82,9 @@ class Tables:
     SEGMENT_LABELS = "segment_labels"
     PREDICTED_LABELS = "predicted_labels"
     CUSTOM_MODEL_LABELS = "custom_model_labels"
+    PREDICTION_FLAGS = "prediction_flags"
+    """Per video: the trust flags of its predicted labels (low confidence, out of
+    distribution), :data:`medvid.predict.infer.PREDICTION_FLAGS_SCHEMA`."""
     LABELBOX_LABELS = "labelbox_labels"
     LABELBOX_OBJECTS = "labelbox_objects"
     COLD_LABEL_ANSWERS = "cold_label_answers"
@@ -210,6 +219,10 @@ def deid_status_key(scope: str, key: str) -> str:
 # --- models, labelling, exports --------------------------------------------------------------
 def model_key(model_id: str) -> str:
     return f"{MODELS}/{model_id}.pt"
+
+
+def backbone_key(backbone_id: str) -> str:
+    return f"{BACKBONES}/{backbone_id}.pt"
 
 
 def export_prefix(dataset_name: str) -> str:

@@ -26,7 +26,7 @@ from medvid.dicom.registration import registered_studies
 from medvid.export.dataset import ExportConfig, write_training_dataset
 from medvid.export.gate import exportable_studies, exportable_videos
 from medvid.export.images import IMAGE_COLUMNS
-from medvid.export.labelsets import export_labels
+from medvid.export.labelsets import drop_untrusted_predictions, export_labels
 from medvid.export.phi_scan import scan_export
 from medvid.export.verify import verify_export
 from medvid.frames.extract import FRAME_MANIFEST_SCHEMA
@@ -165,13 +165,22 @@ def training_dataset(
     )
     patients = read_patients(media_store)
     label_sets = label_sets_of_videos(media_store, video_ids)
-    frames, labels, videos, sampling, dropped = [], [], [], {}, 0
+    frames, labels, videos, sampling, dropped, untrusted = [], [], [], {}, 0, 0
     for vid in video_ids:
         meta = read_video_metadata(media_store, vid)
         manifest = read_frame_manifest(media_store, vid)
         frames.append(manifest.to_pandas())
+        sets = list(label_sets[vid].values())
+        flags_key = table_key(Tables.PREDICTION_FLAGS, vid)
+        # unreviewed predictions are exported only when asked for, and then only trusted ones
+        asked = config.include_predictions or config.prediction_model_ids
+        if asked and not config.include_untrusted_predictions and media_store.exists(flags_key):
+            flags = read_table(media_store, flags_key)
+            kept = [drop_untrusted_predictions(t, flags) for t in sets]
+            sets = [t for t, _ in kept]
+            untrusted += sum(n for _, n in kept)
         chosen = export_labels(
-            label_sets[vid].values(),
+            sets,
             include_predictions=config.include_predictions,
             model_ids=config.prediction_model_ids,
         )
@@ -266,6 +275,7 @@ def training_dataset(
                 {str(k): int(v) for k, v in labels_df.groupby("source").size().items()}
             ),
             "unreviewed_predictions_left_out": dropped,
+            "untrusted_predictions_dropped": untrusted,
             "dataset_id": json.loads((out_dir / "dataset.json").read_text())["dataset_id"],
             "splits": dg.MetadataValue.json({k: str(v) for k, v in summary.splits.items()}),
             "counts": dg.MetadataValue.json(summary.counts),

@@ -77,6 +77,21 @@ label_model_job = _job(
     "Train the label model: cold (on the answers) or blitz (on reviewed labels).",
     tags=GPU_RUN_TAGS,
 )
+pretrained_backbone_job = _job(
+    "pretrained_backbone_job",
+    ["pretrained_backbone"],
+    "Pretrain a backbone with SimCLR on every extracted frame (no labels); label_model starts"
+    " from it with backbone: pretrained (gpu pool). Launched by hand, never by the planner.",
+    tags=GPU_RUN_TAGS,
+)
+evaluation_job = _job(
+    "evaluation_job",
+    ["label_prediction_evaluation"],
+    "Evaluate label prediction on new patients: grouped k-fold by patient over the reviewed"
+    " labels, cold and blitz label budgets against the majority baseline (gpu pool). Launched by"
+    " hand, never by the planner.",
+    tags=GPU_RUN_TAGS,
+)
 predict_job = _job(
     "predict_job",
     ["predicted_labels"],
@@ -118,6 +133,8 @@ JOBS = [
     labels_job,
     export_job,
     label_model_job,
+    pretrained_backbone_job,
+    evaluation_job,
     predict_job,
     custom_model_job,
     cold_label_queue_job,

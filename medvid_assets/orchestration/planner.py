@@ -47,7 +47,16 @@ MAX_ATTEMPTS = 3
 
 #: What the labels read, and what the export reads (asset keys).
 LABEL_INPUTS = ("video_frames",)
-MODEL_INPUTS = ("frame_labels", "segment_labels", "labelbox_labels", "cold_label_answers")
+#: A new label model is trained when its labels, the patients (label_sheets: which frames are
+#: held out) or the pretrained backbone it may start from change.
+MODEL_INPUTS = (
+    "frame_labels",
+    "segment_labels",
+    "labelbox_labels",
+    "cold_label_answers",
+    "label_sheets",
+    "pretrained_backbone",
+)
 EXPORT_INPUTS = (
     "video_frames",
     "frame_labels",

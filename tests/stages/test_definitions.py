@@ -16,7 +16,15 @@ LABEL_ASSETS = {
     "labelbox_labels": {"labelbox_uploads", "label_sheets"},
     "cold_label_queue": {"video_frames"},
     "cold_label_answers": {"cold_label_queue", "labelbox_labels"},
-    "label_model": {"cold_label_answers", "frame_labels", "segment_labels", "labelbox_labels"},
+    "label_model": {
+        "cold_label_answers",
+        "frame_labels",
+        "segment_labels",
+        "labelbox_labels",
+        "pretrained_backbone",
+    },
+    "pretrained_backbone": {"video_frames"},
+    "label_prediction_evaluation": {"frame_labels", "segment_labels", "cold_label_answers"},
     "predicted_labels": {"label_model", "video_frames"},
     "custom_model_labels": {"video_frames"},
 }
