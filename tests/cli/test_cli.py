@@ -53,7 +53,7 @@ def test_run_exports_a_dataset_then_processes_only_a_new_file(tmp_path, landing,
 
     first = medvid("run", str(landing), "--home", str(home), "--config", str(config), home=home)
     assert first.returncode == 0, first.stdout + first.stderr
-    assert "videos:       3 (3 new this run)" in first.stdout
+    assert "videos:       3 (3 new this run, 1 quarantined)" in first.stdout  # broken.mp4
     assert "broken.mp4 [video_metadata]" in first.stdout  # quarantined, not a failure
     export = home / "exports" / "lung"
     assert f"export:       {export}" in first.stdout
@@ -81,7 +81,7 @@ def test_run_exports_a_dataset_then_processes_only_a_new_file(tmp_path, landing,
     shutil.copyfile(videos_dir / EXTRA, landing / EXTRA)
     second = medvid("run", str(landing), "--home", str(home), "--config", str(config), home=home)
     assert second.returncode == 0, second.stdout + second.stderr
-    assert "videos:       4 (1 new this run)" in second.stdout
+    assert "videos:       4 (1 new this run, 1 quarantined)" in second.stdout
 
 
 def test_predict_section_trains_a_blitz_model_and_labels_the_unlabelled_video(
