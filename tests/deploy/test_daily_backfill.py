@@ -32,7 +32,6 @@ from medvid.intake.ledger import intake_records, ledger_entries
 from medvid_resources import LocalMediaStore
 from tests.deploy.conftest import REPO
 
-VIDEOS = Path(__file__).resolve().parents[3] / "shared" / "data" / "videos"
 DAY, OTHER_DAY = "2026-11-28", "2026-11-29"
 CLIP_OF_THE_DAY = "covid19us_Vir_whitelung_h1n1.mp4"  # H.264, 123 frames
 CLIP_OF_THE_OTHER_DAY = "itkpocus_sonosite-anon-eye1-video.mp4"  # H.264, 100 frames
@@ -56,14 +55,14 @@ IMMEDIATE_RUNS = {
 DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 
 
-def land(landing: Path, day: str, name: str, text: str | None = None) -> None:
-    """Put the real clip ``name`` (or a sheet with ``text``) into the landing folder with its
-    mtime at noon UTC of ``day``: the landing day intake and the batches are keyed by."""
+def land(landing: Path, day: str, name: str, *, text: str = "", source: Path | None = None):
+    """Put ``source`` (a real clip) or a sheet with ``text`` into the landing folder as ``name``,
+    its mtime at noon UTC of ``day``: the landing day intake and the batches are keyed by."""
     target = landing / name
-    if text is not None:
-        target.write_text(text)
+    if source is not None:
+        shutil.copyfile(source, target)
     else:
-        shutil.copyfile(VIDEOS / name, target)
+        target.write_text(text)
     noon = datetime.fromisoformat(f"{day}T12:00:00+00:00").timestamp()
     os.utime(target, (noon, noon))
 
@@ -78,7 +77,7 @@ class Backfilled:
 
 
 @pytest.fixture(scope="module")
-def backfilled(tmp_path_factory) -> Backfilled:
+def backfilled(tmp_path_factory, videos_dir) -> Backfilled:
     root = tmp_path_factory.mktemp("daily")
     home, landing = root / "home", root / "landing"
     home.mkdir()
@@ -89,9 +88,9 @@ def backfilled(tmp_path_factory) -> Backfilled:
         f"{CLIP_OF_THE_DAY},0.0,4.9,lung_viral_pneumonia\n"
         f"{CLIP_OF_THE_OTHER_DAY},0.0,4.0,ocular_phantom\n"
     )
-    land(landing, DAY, "labels.csv", sheet)
-    land(landing, DAY, CLIP_OF_THE_DAY)
-    land(landing, OTHER_DAY, CLIP_OF_THE_OTHER_DAY)
+    land(landing, DAY, "labels.csv", text=sheet)
+    land(landing, DAY, CLIP_OF_THE_DAY, source=videos_dir / CLIP_OF_THE_DAY)
+    land(landing, OTHER_DAY, CLIP_OF_THE_OTHER_DAY, source=videos_dir / CLIP_OF_THE_OTHER_DAY)
     env = {
         "MEDVID_HOME": str(home),
         "MEDVID_LANDING_DIR": str(landing),

@@ -38,7 +38,6 @@ pytest.importorskip(
 
 from tests.deploy.test_celery import compose_worker_command, step_workers  # noqa: E402
 
-VIDEOS = Path(__file__).resolve().parents[3] / "shared" / "data" / "videos"
 CLIP = "covid19us_Vir_whitelung_h1n1.mp4"  # H.264, 270x270, 123 frames at 25 fps
 LABEL = "lung_viral_pneumonia"
 LANDING_BUCKET, MEDIA_BUCKET, LOG_BUCKET = "medvid-landing", "medvid-media", "dagster-logs"
@@ -157,7 +156,7 @@ def start_stack(processes: Processes, env: dict, tmp_path: Path) -> int:
     return web_port
 
 
-def upload_landing(s3) -> None:
+def upload_landing(s3, videos_dir: Path) -> None:
     """The clip and its sheets, as a site's uploader puts them into the landing bucket."""
     sheets = {
         "labels.csv": f"video,start_s,end_s,label\n{CLIP},0.0,4.92,{LABEL}\n",
@@ -165,7 +164,7 @@ def upload_landing(s3) -> None:
     }
     for name, text in sheets.items():
         s3.put_object(Bucket=LANDING_BUCKET, Key=name, Body=text.encode())
-    s3.upload_file(str(VIDEOS / CLIP), LANDING_BUCKET, CLIP)
+    s3.upload_file(str(videos_dir / CLIP), LANDING_BUCKET, CLIP)
 
 
 def run_errors(instance: dg.DagsterInstance, run_id: str) -> str:
@@ -221,7 +220,7 @@ def read_object(s3, key: str) -> bytes:
 
 
 def test_a_clip_in_the_landing_bucket_becomes_a_dataset_in_the_media_bucket(
-    stack_env, processes, tmp_path
+    stack_env, processes, tmp_path, videos_dir
 ):
     env, s3 = stack_env
     began = time.monotonic()
@@ -236,7 +235,7 @@ def test_a_clip_in_the_landing_bucket_becomes_a_dataset_in_the_media_bucket(
             "landing_sensor": ("RUNNING", 1),
             "pipeline_sensor": ("RUNNING", 1),
         }
-        upload_landing(s3)
+        upload_landing(s3, videos_dir)
         with dg.DagsterInstance.get() as instance:
             runs = wait_for_dataset(instance, processes)
             finished = time.monotonic()
