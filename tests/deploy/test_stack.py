@@ -5,8 +5,8 @@ server, ``dagster-daemon``, ``dagster-webserver`` and two Celery workers (queues
 is, its ``env:`` values pointing at the local services.
 
 One clip and its two sheets are put into the landing bucket; the landing sensor takes them, the
-queued run coordinator starts each run, the Celery workers execute every step, and the dataset
-is read back from the media bucket. Every process is stopped by process group, passed or failed.
+queued run coordinator starts each run, the Celery workers execute every step (a custom model's
+GPU step on the ``gpu`` worker), and the dataset is read back from the media bucket. Every process is stopped by process group, passed or failed.
 """
 
 from __future__ import annotations
@@ -44,13 +44,20 @@ LANDING_BUCKET, MEDIA_BUCKET, LOG_BUCKET = "medvid-landing", "medvid-media", "da
 DATASET = "stack"
 #: From upload to dataset; the test fails with the daemon's log and the runs' errors after it.
 PIPELINE_TIMEOUT_S = 600
-#: Small sampling: few frames, few text detections, one image read by the export's PHI scan.
+#: Small sampling: few frames, few text detections, one image read by the export's PHI scan;
+#: a custom model (a colour rule, no weights, its labels in the schema) so that a GPU step is in
+#: the path.
 HOME_CONFIG = f"""\
 frames: {{strategy: uniform_k, uniform_k: 4}}
 text: {{detect_interval_s: 2.0}}
+labels: {{label_ids: {{{LABEL}: 0, red: 1, blue: 2}}}}
+predict:
+  custom_model: {{function: "tests.core.custom_model_example:predict", model_id: colour-v1}}
 export: {{dataset_name: {DATASET}, phi_scan_ocr_images: 1}}
 """
-PATH_JOBS = ["intake_job", "batch_pipeline", "labels_job", "export_job"]
+PATH_JOBS = ["intake_job", "batch_pipeline", "labels_job", "custom_model_job", "export_job"]
+#: Steps of assets declared with medvid_assets.executors.GPU_OP_TAGS in this path.
+GPU_STEPS = {"custom_model_labels"}
 
 
 def compose_command(service: str, **replace: str) -> list[str]:
@@ -250,12 +257,17 @@ def test_a_clip_in_the_landing_bucket_becomes_a_dataset_in_the_media_bucket(
                 assert types.index(dg.DagsterEventType.RUN_ENQUEUED) < types.index(
                     dg.DagsterEventType.RUN_START
                 )
-                # every step a Celery task, on the worker of the default queue (no GPU step is
-                # in this path: prediction is not configured)
+                # every step a Celery task, on the worker of its queue
                 steps = started_steps(instance, run.run_id)
                 assert steps, run.job_name
-                assert step_workers(instance, run.run_id) == dict.fromkeys(steps, f"default@{host}")
+                assert step_workers(instance, run.run_id) == {
+                    step: f"gpu@{host}" if step in GPU_STEPS else f"default@{host}"
+                    for step in steps
+                }
             assert by_job["intake_job"].tags["dagster/sensor_name"] == "landing_sensor"
+            gpu_run = by_job["custom_model_job"]
+            assert started_steps(instance, gpu_run.run_id) == GPU_STEPS
+            assert gpu_run.tags["medvid/gpu"] == "true"  # one such run at a time (dagster.yaml)
             export_run = by_job["export_job"].run_id
 
         # the webserver reads the same PostgreSQL database
