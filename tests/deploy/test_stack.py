@@ -6,7 +6,8 @@ is, its ``env:`` values pointing at the local services.
 
 One clip and its two sheets are put into the landing bucket; the landing sensor takes them, the
 queued run coordinator starts each run, the Celery workers execute every step (a custom model's
-GPU step on the ``gpu`` worker), and the dataset is read back from the media bucket. Every process is stopped by process group, passed or failed.
+GPU step on the ``gpu`` worker), and the dataset is read back from the media bucket. Every
+process is stopped by process group, passed or failed.
 """
 
 from __future__ import annotations
