@@ -259,11 +259,11 @@ def run(args, work: Path) -> list[Row]:
     from dagster._core.workspace.load_target import ModuleTarget
     from dagster._daemon.backfill import execute_backfill_iteration
     from dagster_graphql.test.utils import execute_dagster_graphql
-    from medvid_assets.schedules import unprocessed
-    from medvid_assets.sensors import cine_loop_sensor
 
     from medvid_assets.definitions import defs
     from medvid_assets.export import exportable_video_ids
+    from medvid_assets.schedules import unprocessed
+    from medvid_assets.sensors import cine_loop_sensor
     from medvid_resources import LocalMediaStore
 
     logging.getLogger("dagster").setLevel(logging.WARNING)

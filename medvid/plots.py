@@ -67,3 +67,37 @@ def label_distribution_png(counts: Mapping[str, Mapping[str, int]]) -> bytes:
     ax.set_ylabel("positive frames")
     ax.set_title("label distribution by split")
     return _png(fig)
+
+
+def labelling_cost_curve_png(
+    rows: Sequence[Mapping[str, object]], baseline: float | None = None
+) -> bytes:
+    """Frame accuracy on new patients against the share of training frames a person labelled:
+    one line per backbone, method and selection (``rows`` of
+    :func:`medvid.predict.evaluate.evaluate_by_patient`'s ``results``), error bars the standard
+    deviation over seeds, the majority-class baseline as a dashed line."""
+    frame = pd.DataFrame(list(rows))
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=80)
+    if len(frame):
+        for (backbone, method, selection), group in frame.groupby(
+            ["backbone", "method", "selection"], sort=True
+        ):
+            group = group.sort_values("labelled_fraction")
+            name = f"cold, {selection}" if method == "cold" else "blitz"
+            ax.errorbar(
+                group["labelled_fraction"] * 100,
+                group["frame_accuracy"],
+                yerr=group.get("frame_accuracy_sd"),
+                marker="o",
+                capsize=3,
+                label=f"{name} ({backbone})",
+            )
+    if baseline is not None:
+        ax.axhline(baseline, linestyle="--", color="grey", label="majority class")
+    ax.set_xscale("log")
+    ax.set_xlabel("training frames labelled (%)")
+    ax.set_ylabel("frame accuracy, new patients")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    ax.set_title("labelling-cost curve")
+    return _png(fig)

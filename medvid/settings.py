@@ -15,6 +15,7 @@ Each partition records the settings it was made with (:func:`fingerprint`).
     labels: {label_ids: {healthy: 0, covid19: 1}, allow_new_labels: true}
     segments: {dry_run: false, reviewed: false}
     predict: {model: {strategy: blitz}, predicted_labels: {smoothing_window: 5}}
+    cleaning: {duplicate_radius: 4, duplicates: representative, crop_to_field_of_view: true}
     export: {dataset_name: default, val_ratio: 0.2, seed: 0}
 
 Unknown sections and keys are errors (:class:`SettingsError`), so a typo never passes silently.
@@ -176,21 +177,39 @@ class SegmentSettings(_Section):
 
 
 class LabelModelSettings(_Section):
-    """How the label model is trained (see ``medvid.predict``).
+    """How the label model is trained (see ``medvid.predict.train``).
 
     strategy ``blitz`` (reviewed labels of every source, every ``blitz_skip``-th frame) or
     ``cold`` (the cold-label answers). labels: the classes in output order (default: every
-    schema label with a positive training frame). multilabel: sigmoid outputs. arch: torchvision
-    ``resnet18``/``resnet34`` from scratch or from the local ``weights_path`` state_dict.
-    input_size (px), epochs, batch_size, lr (Adam), patience (early stopping), val_fraction of
-    the videos held out, min_images_per_epoch, seed."""
+    schema label with a positive training frame). multilabel: sigmoid outputs. arch: ``tiny``
+    or ``small`` ConvNets, torchvision ``resnet18``/``resnet34``, from scratch, from the
+    ``pretrained_backbone`` asset (``backbone: pretrained``) or from a local ``weights_path``
+    state_dict. input_size (px). freeze_backbone: fit only the final layer on pooled features
+    (a calibrated linear head, tuned by grouped k-fold over the labelled patients; single-label
+    only, a multilabel model is always fine-tuned); false:
+    fine-tune every layer (epochs, batch_size, lr with Adam, patience of early stopping on the
+    held-out patients' loss, min_images_per_epoch, augmentation with ultrasound gain, gamma,
+    speckle, depth cut, flips, rotations and shifts). class_balance: sampling weights ``class``
+    (every class alike), ``class_video`` or ``none``. val_fraction: share of the *patients*
+    held out for validation (a video without a patient in the patients sheet or a DICOM study
+    is its own patient). seed: weights, split, sampler, augmentation. The defaults are the
+    best setting of the lung evaluation (benchmarks/predict.py --evaluate: ``small`` at 64 px,
+    frozen randomly initialised backbone, class-balanced head)."""
 
     strategy: Literal["blitz", "cold"] = "blitz"
     labels: list[str] = Field(default_factory=list)
     multilabel: bool = False
-    arch: Literal["resnet18", "resnet34"] = "resnet18"
-    input_size: int = 128
+    arch: Literal["tiny", "small", "resnet18", "resnet34"] = "small"
+    input_size: int = 64
+    freeze_backbone: bool = True
+    backbone: Literal["none", "pretrained"] = Field(
+        "none",
+        description="none: random initialisation (or weights_path); pretrained: the current"
+        " SimCLR backbone of the pretrained_backbone asset.",
+    )
     weights_path: str = ""
+    augmentation: bool = True
+    class_balance: Literal["class", "class_video", "none"] = "class"
     epochs: int = 8
     batch_size: int = 32
     lr: float = 1e-3
@@ -203,11 +222,14 @@ class LabelModelSettings(_Section):
 
 class PredictedLabelsSettings(_Section):
     """How the current label model predicts a video: ``batch_size`` frames per forward pass,
-    ``smoothing_window`` neighbouring frames averaged (0 = off), ``skip_training_videos``."""
+    ``smoothing_window`` neighbouring frames averaged (0 = off), ``skip_training_videos``;
+    ``min_confidence``: a frame whose calibrated top probability is below it is flagged
+    ``low_confidence`` (unset: the model's own, 0.6; :mod:`medvid.predict.trust`)."""
 
     batch_size: int = 64
     smoothing_window: int = 0
     skip_training_videos: bool = True
+    min_confidence: float | None = Field(None, ge=0.0, le=1.0)
 
 
 class CustomModelSettings(_Section):
@@ -220,6 +242,53 @@ class CustomModelSettings(_Section):
     batch_size: int = 32
 
 
+class PretrainSettings(_Section):
+    """SimCLR pretraining of the ``pretrained_backbone`` asset on every live extracted frame
+    (no labels used; :mod:`medvid.predict.pretrain`): the architecture and input size are the
+    label model's (``predict.model``); ``epochs``, every ``frame_step``-th live frame of each
+    video, ``batch_size`` frames per step (two views each), ``temporal_gap`` (0: both views of
+    one frame; n: the second from a frame at most n rows away), ``seed``."""
+
+    epochs: int = 10
+    frame_step: int = 3
+    batch_size: int = 128
+    temporal_gap: int = 0
+    seed: int = 0
+
+
+class EvaluationSettings(_Section):
+    """The ``label_prediction_evaluation`` asset
+    (:func:`medvid.predict.evaluate.evaluate_by_patient`): grouped ``folds``-fold by patient
+    over the project's reviewed labels, repeated for each of ``seeds``; cold label with
+    ``k_values`` frames per training video chosen by ``selection_methods`` (``uniform``,
+    ``active``); blitz label with ``blitz_fractions`` of the training videos (every
+    ``blitz_skip``-th frame); ``arch`` at ``input_size`` px with a frozen backbone per
+    ``backbones`` (``none``: random initialisation, ``simclr``: pretrained on each fold's
+    training patients); test probabilities smoothed over ``smoothing_window`` frames.
+    Defaults: the lung benchmark's settings with one seed, uniform selection only and no
+    SimCLR (the benchmark also ran seeds 1 and 2, active selection and SimCLR)."""
+
+    folds: int = 5
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    k_values: list[int] = Field(default_factory=lambda: [1, 3, 5, 10])
+    selection_methods: list[str] = Field(default_factory=lambda: ["uniform"])
+    blitz_fractions: list[float] = Field(default_factory=lambda: [0.25, 0.5, 1.0])
+    blitz_skip: int = 3
+    arch: Literal["tiny", "small", "resnet18", "resnet34"] = "small"
+    input_size: int = 64
+    backbones: list[str] = Field(default_factory=lambda: ["none"])
+    smoothing_window: int = 9
+
+    @field_validator("selection_methods", "backbones")
+    @classmethod
+    def _known_choices(cls, value: list[str], info) -> list[str]:
+        allowed = {"selection_methods": ("uniform", "active"), "backbones": ("none", "simclr")}
+        unknown = [v for v in value if v not in allowed[info.field_name]]
+        if unknown:
+            raise ValueError(f"{unknown} not among {list(allowed[info.field_name])}")
+        return value
+
+
 class PredictSettings(_Section):
     """Present in the home config = medvid trains ``model`` once labels change and predicts
     every video (``predicted_labels``), and/or runs ``custom_model`` on every video."""
@@ -227,6 +296,8 @@ class PredictSettings(_Section):
     model: LabelModelSettings | None = None
     predicted_labels: PredictedLabelsSettings = Field(default_factory=PredictedLabelsSettings)
     custom_model: CustomModelSettings | None = None
+    pretrain: PretrainSettings = Field(default_factory=PretrainSettings)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
 
 
 class ExportSettings(_Section):
@@ -235,8 +306,9 @@ class ExportSettings(_Section):
     frame per video and label in ``imagefolder/``; ``include_dead``/``include_disturbed``
     export flagged frames; ``link_mode`` ``hardlink`` (falls back to copy) or ``copy``;
     predictions only when reviewed, unless ``include_predictions`` or their model ids are in
-    ``prediction_model_ids``; ``phi_scan_ocr_images`` exported images are read by OCR in the
-    blocking PHI scan (every text file and table is read whole)."""
+    ``prediction_model_ids``, and then only those not flagged by the model's trust checks
+    unless ``include_untrusted_predictions``; ``phi_scan_ocr_images`` exported images are read
+    by OCR in the blocking PHI scan (every text file and table is read whole)."""
 
     dataset_name: str = "default"
     val_ratio: float = 0.2
@@ -247,9 +319,50 @@ class ExportSettings(_Section):
     link_mode: Literal["hardlink", "copy"] = "hardlink"
     include_predictions: bool = False
     prediction_model_ids: list[str] = Field(default_factory=list)
+    include_untrusted_predictions: bool = Field(
+        False,
+        description="Export unreviewed predictions that predicted_labels flagged (low"
+        " confidence or out-of-distribution video) too.",
+    )
     phi_scan_ocr_images: int = Field(
         16, description="Exported images the blocking PHI scan reads by OCR (a seeded sample)."
     )
+
+
+class CleaningSettings(_Section):
+    """Cleaned images (:mod:`medvid.cleaning`): duplicate groups over every de-identified still
+    and frame, and what the export does with them.
+
+    ``duplicate_radius``: bits two 64-bit pHashes may differ by to be near duplicates (0..32;
+    4: an x264 re-encode at CRF 23-28 moves a frame by 0-4 bits, see
+    :mod:`medvid.cleaning.dedup`). ``duplicates``: ``representative`` exports one item per
+    duplicate group and patient, ``all`` exports every copy; either way a group never spans two
+    splits. ``crop_to_field_of_view``: exported frames and stills are cropped to their imaging
+    region (:mod:`medvid.cleaning.fov`: the DICOM ultrasound region, else detected), recorded as
+    ``crop_x0, crop_y0, crop_x1, crop_y1`` in annotations.csv and images.csv. Filters before
+    export: ``max_colour_fraction`` drops ultrasound stills (Modality US) with more coloured
+    pixels inside their crop than this fraction (colour or power Doppler; null keeps them,
+    :mod:`medvid.cleaning.filters`); ``min_width``/``min_height`` drop frames and stills smaller
+    than this after the crop (pixels, 0: no limit)."""
+
+    duplicate_radius: int = Field(
+        4, ge=0, le=32, description="pHash Hamming radius (bits) of near-duplicate images."
+    )
+    duplicates: Literal["representative", "all"] = Field(
+        "representative",
+        description="representative: one image per duplicate group and patient; all: every copy.",
+    )
+    crop_to_field_of_view: bool = Field(
+        True, description="Crop exported frames and stills to their imaging region."
+    )
+    max_colour_fraction: float | None = Field(
+        0.02,
+        ge=0.0,
+        le=1.0,
+        description="Drop ultrasound stills with more coloured pixels than this (Doppler).",
+    )
+    min_width: int = Field(0, ge=0, description="Drop images narrower than this (px, cropped).")
+    min_height: int = Field(0, ge=0, description="Drop images lower than this (px, cropped).")
 
 
 class MedvidSettings(_Section):
@@ -262,6 +375,7 @@ class MedvidSettings(_Section):
     labels: LabelSettings = Field(default_factory=LabelSettings)
     segments: SegmentSettings = Field(default_factory=SegmentSettings)
     predict: PredictSettings | None = None
+    cleaning: CleaningSettings = Field(default_factory=CleaningSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
 
 

@@ -30,6 +30,7 @@ LOCK_FILE = ".medvid-run.lock"
 class RunSummary:
     videos_total: int = 0
     videos_new: list[str] = field(default_factory=list)
+    videos_quarantined: list[str] = field(default_factory=list)
     frames: int = 0
     annotations: int = 0
     predicted: int = 0
@@ -182,6 +183,7 @@ def summarize(instance, store, summary: RunSummary, known_videos, known_studies)
     summary.videos_total = len(videos)
     summary.videos_new = [v for v in videos if v not in known_videos]
     quarantined = quarantined_ids(store)
+    summary.videos_quarantined = [v for v in videos if v in quarantined]
     for video_id in videos:
         if store.exists(key := table_key(Tables.VIDEO_FRAMES, video_id)):
             summary.frames += read_table(store, key).num_rows
@@ -239,7 +241,12 @@ def print_summary(summary: RunSummary, home: Path) -> None:
     if summary.settings_changed:
         print(f"home config:  updated ({', '.join(summary.settings_changed)})")
     print(f"runs:         {summary.runs}")
-    print(f"videos:       {summary.videos_total} ({len(summary.videos_new)} new this run)")
+    unreadable = len(summary.videos_quarantined)
+    print(
+        f"videos:       {summary.videos_total} ({len(summary.videos_new)} new this run"
+        + (f", {unreadable} quarantined" if unreadable else "")
+        + ")"
+    )
     print(f"frames:       {summary.frames}")
     print(f"annotations:  {summary.annotations} (labels and segments sheets)")
     if summary.unknown_sheet_rows:

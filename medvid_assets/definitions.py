@@ -2,8 +2,8 @@
 sensors, schedule) and the resources, merged (``dg.Definitions.merge``).
 
 Stages (a folder each, same names as in the core): intake, videos, dicom, ocr, deid, frames,
-labels, labelbox, predict, export, quality. Stages never import each other; they meet through
-the core (:mod:`medvid`) and asset keys.
+cleaning, labels, labelbox, predict, export, quality. Stages never import each other; they meet
+through the core (:mod:`medvid`) and asset keys.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 import dagster as dg
 
 from medvid_assets import (
+    cleaning,
     deid,
     dicom,
     export,
@@ -29,7 +30,20 @@ from medvid_assets import (
 from medvid_assets.executors import executor_from_env
 from medvid_assets.resources import medvid_home, resources
 
-STAGES = (intake, videos, dicom, ocr, deid, frames, labels, labelbox, predict, export, quality)
+STAGES = (
+    intake,
+    videos,
+    dicom,
+    ocr,
+    deid,
+    frames,
+    cleaning,
+    labels,
+    labelbox,
+    predict,
+    export,
+    quality,
+)
 
 
 def build_definitions(

@@ -151,6 +151,7 @@ ONLY_TAG = "medvid/only"
 """A run tagged ``medvid/only: <id>[,<id>...]`` works only on those members of its batch (with
 ``medvid/redo: true``: redo one video from the UI's launchpad)."""
 PREVIEWS_SHOWN = 4
+FAILURES_SHOWN = 5  # errors named in a failed batch's Failure (all are in the log)
 
 
 @dataclass
@@ -229,6 +230,7 @@ def per_member(
             quarantined = quarantined_ids(store)
             counts = {"processed": 0, "reused": 0, "quarantined": 0, "skipped": 0, "failed": 0}
             rows, previews, findings = [], [], {}
+            errors: list[str] = []  # "<member>: <error>" of the members that failed
             for number, member in enumerate(ids, start=1):
                 shown = member_display_name(store, member)
                 ups = [read_status(store, up, member) for up in upstream]
@@ -258,6 +260,7 @@ def per_member(
                                 + traceback.format_exc()
                             )
                             rows.append({"member": shown, "outcome": "failed"})
+                            errors.append(f"{shown}: {type(error).__name__}: {error}")
                         continue
                     status = MemberStatus(
                         asset=asset,
@@ -278,9 +281,13 @@ def per_member(
                     findings.setdefault(name, [])
                     findings[name] += [f"{shown}: {f}" for f in check["findings"]]
             if counts["failed"]:
+                shown_errors = "\n".join(f"  {e}" for e in errors[:FAILURES_SHOWN])
+                more = len(errors) - FAILURES_SHOWN
                 raise dg.Failure(
                     description=f"{asset}: {counts['failed']} of {len(ids)} {kind}(s) failed"
-                    " (see the log); the others are done and the batch is tried again",
+                    " (tracebacks in the log); the others are done and the batch is tried again:\n"
+                    + shown_errors
+                    + (f"\n  ... and {more} more" if more > 0 else ""),
                     metadata=counts,
                 )
             metadata: dict[str, Any] = {

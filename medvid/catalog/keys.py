@@ -59,11 +59,17 @@ EXPORTS = "exports"
 SNAPSHOTS = "snapshots"
 MODELS = "models"
 CURRENT_MODEL = f"{MODELS}/label_model.json"
+BACKBONES = f"{MODELS}/backbones"
+"""``<backbone_id>.pt`` + ``.json``: SimCLR-pretrained backbones (never overwritten)."""
+CURRENT_BACKBONE = f"{MODELS}/backbone.json"
+"""Names the backbone a label model with ``backbone: pretrained`` starts from."""
 LABELLING_QUEUE = "labelling/cold_label_queue"
 """``.csv`` and ``.json``: the cold-label queue a person fills in."""
 LABELBOX_EXPORTS = "labelbox/exports"
 LABELBOX_UPLOADS = "labelbox/uploads"
 REPORTS = "reports"
+EVALUATION_REPORT = f"{REPORTS}/label_prediction_evaluation"
+"""``.json`` and ``.md``: the label prediction evaluation by patient."""
 
 
 class Tables:
@@ -78,6 +84,9 @@ class Tables:
     SEGMENT_LABELS = "segment_labels"
     PREDICTED_LABELS = "predicted_labels"
     CUSTOM_MODEL_LABELS = "custom_model_labels"
+    PREDICTION_FLAGS = "prediction_flags"
+    """Per video: the trust flags of its predicted labels (low confidence, out of
+    distribution), :data:`medvid.predict.infer.PREDICTION_FLAGS_SCHEMA`."""
     LABELBOX_LABELS = "labelbox_labels"
     LABELBOX_OBJECTS = "labelbox_objects"
     COLD_LABEL_ANSWERS = "cold_label_answers"
@@ -95,6 +104,12 @@ class Tables:
     VIDEO_OCR_TEXT = "video_ocr_text"
     DICOM_OCR_TEXT = "dicom_ocr_text"
     FRAME_OCR_TEXT = "frame_ocr_text"
+    DUPLICATE_INDEX = "duplicate_index"
+    """Every de-identified still and frame with its pHash, pixel digest and duplicate group."""
+    DUPLICATE_GROUPS = "duplicate_groups"
+    DUPLICATE_VIDEOS = "duplicate_videos"
+    FIELDS_OF_VIEW = "fields_of_view"
+    """Per video: the imaging region of its frames (:mod:`medvid.cleaning.fov`)."""
 
 
 def table_key(name: str, partition_key: str | None = None) -> str:
@@ -206,6 +221,10 @@ def deid_status_key(scope: str, key: str) -> str:
 # --- models, labelling, exports --------------------------------------------------------------
 def model_key(model_id: str) -> str:
     return f"{MODELS}/{model_id}.pt"
+
+
+def backbone_key(backbone_id: str) -> str:
+    return f"{BACKBONES}/{backbone_id}.pt"
 
 
 def export_prefix(dataset_name: str) -> str:

@@ -13,6 +13,9 @@ users' dataloaders read (seed 004), in this order: :data:`ANNOTATION_COLUMNS`.
   ``segment``, ``manual``, ``model:<model_id>``); ``information_source_id`` a small int from
   :func:`information_source_ids` (fixed for human sources, numbered in name order for models);
   ``model_meta_id`` the model id of a model source, else null.
+- ``crop_x0, crop_y0, crop_x1, crop_y1`` the box of the original frame the exported image was
+  cropped to (its field of view, :mod:`medvid.cleaning.fov`; x1/y1 exclusive, pixels; the
+  CASBUSI seed's CropData), empty when the frame is exported whole.
 - ``date_created``/``date_modified`` ISO-8601 UTC, the year only:
   ``2024-01-01T00:00:00.000000+00:00`` (:data:`medvid.export.dataset.EXPORT_DATE_FORMAT`;
   label times disclose when a patient was seen).
@@ -62,6 +65,10 @@ ANNOTATION_COLUMNS: Final[tuple[str, ...]] = (
     "model_meta_id",
     "date_created",
     "date_modified",
+    "crop_x0",
+    "crop_y0",
+    "crop_x1",
+    "crop_y1",
 )
 
 #: Fixed ids of the human label sources; model sources get ``MODEL_SOURCE_FIRST_ID + rank``.

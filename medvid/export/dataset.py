@@ -9,7 +9,9 @@ with :func:`medvid.io.atomic_dir`, so readers see the old dataset or the new one
 - ``frames/video_<video_id>/frame_<frame_id>.jpg`` — every exported frame; the
   ``frame_relative_path`` of the annotations is relative to ``frames/``.
 - ``splits.csv`` — ``video_id, patient_id, split`` then the patient attribute columns of the
-  videos table; the split is by patient (:func:`~medvid.export.splits.split_by_patient`).
+  videos table; the split is by patient and duplicate group
+  (:func:`~medvid.export.splits.split_by_patient_and_duplicates`): videos and stills sharing a
+  duplicate group, or forming a near-duplicate video pair, are on one side.
 - ``imagefolder/<split>/<label>/<frame_id>.jpg`` — torchvision ``ImageFolder`` layout, the
   "folders named by their label" export of AIGVA (seed 003): a frame appears under every label
   it is positive for, thinned to every ``imagefolder_skip``-th positive frame per (video,
@@ -32,7 +34,10 @@ with :func:`medvid.io.atomic_dir`, so readers see the old dataset or the new one
   (:mod:`medvid.export.images`).
 
 Which frames: those with at least one annotation, minus dead frames (unless
-``include_dead``) and disturbed frames (when ``include_disturbed`` is off). Annotations whose
+``include_dead``) and disturbed frames (when ``include_disturbed`` is off), minus copies
+(``duplicates="representative"``, given ``duplicate_groups``): a frame or still that is not its
+duplicate group's representative (:mod:`medvid.cleaning.store`) is left out when its
+representative is exported, and counted in ``manifest.json``'s ``excluded``. Annotations whose
 frame is not in the frames table are dropped and counted. Original video file names are not
 written anywhere (they often hold patient names).
 
@@ -88,7 +93,7 @@ from medvid.export.images import (
     safe_image_paths,
 )
 from medvid.export.multilabel import MULTILABEL_JSON, multilabel_document
-from medvid.export.splits import Split, normalize_patient_id, split_by_patient
+from medvid.export.splits import Split, normalize_patient_id, split_by_patient_and_duplicates
 from medvid.io import atomic_dir
 from medvid.labels.schema import model_id_of_source
 
@@ -144,6 +149,18 @@ class ExportConfig:
             on another filesystem) or ``"copy"`` (independent files).
         positive_only_imagefolder: ``True`` puts only positive frames in ``imagefolder/``;
             ``False`` also puts frames negative for all their labels under ``_negative/``.
+        duplicates: ``"representative"`` exports one item per duplicate group and patient
+            (when ``duplicate_groups`` are given); ``"all"`` exports every copy. Either way a
+            duplicate group is never in two splits.
+        crop_to_field_of_view: crop each frame to its video's field of view (``fields_of_view``)
+            and each still to its region (``region_x0..region_y1``), re-encoded in the same
+            format (JPEG at quality :data:`CROP_JPEG_QUALITY`, PNG lossless); the box is
+            recorded in ``crop_x0, crop_y0, crop_x1, crop_y1``.
+        min_width, min_height: frames and stills narrower or lower than this (pixels, after
+            the crop) are left out (0: no limit).
+        max_colour_fraction: an ultrasound still (``Modality`` ``US``) with more than this
+            fraction of coloured pixels inside its crop is taken as colour Doppler and left
+            out (:func:`medvid.cleaning.filters.colour_fraction`); None keeps them.
     """
 
     dataset_name: str
@@ -154,6 +171,11 @@ class ExportConfig:
     include_disturbed: bool = True
     link_mode: LinkMode = "hardlink"
     positive_only_imagefolder: bool = True
+    duplicates: Literal["representative", "all"] = "representative"
+    crop_to_field_of_view: bool = True
+    min_width: int = 0
+    min_height: int = 0
+    max_colour_fraction: float | None = None
 
     def __post_init__(self) -> None:
         if not self.dataset_name or not self.dataset_name.strip():
@@ -164,6 +186,10 @@ class ExportConfig:
             raise ValueError(f"imagefolder_skip must be >= 1, got {self.imagefolder_skip}")
         if self.link_mode not in ("hardlink", "copy"):
             raise ValueError(f"link_mode must be 'hardlink' or 'copy', got {self.link_mode!r}")
+        if self.duplicates not in ("representative", "all"):
+            raise ValueError(
+                f"duplicates must be 'representative' or 'all', got {self.duplicates!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -171,7 +197,8 @@ class ExportSummary:
     """What :func:`write_training_dataset` wrote.
 
     ``counts`` is the ``counts`` object of ``manifest.json``; ``splits`` maps each exported
-    ``video_id`` to ``"train"`` or ``"val"``.
+    ``video_id`` to ``"train"`` or ``"val"``; ``duplicates_dropped``: frames and still images
+    left out as copies of an exported representative.
     """
 
     path: Path
@@ -180,6 +207,7 @@ class ExportSummary:
     n_videos: int
     counts: dict[str, Any] = field(default_factory=dict)
     splits: dict[str, Split] = field(default_factory=dict)
+    duplicates_dropped: int = 0
 
 
 class PatientIdError(ValueError):
@@ -287,6 +315,9 @@ def write_training_dataset(
     still_images: pd.DataFrame | None = None,
     images_root: Path | None = None,
     allow_unpseudonymized_patient_ids: bool = False,
+    duplicate_groups: pd.DataFrame | None = None,
+    duplicate_videos: pd.DataFrame | None = None,
+    fields_of_view: Mapping[str, tuple[int, int, int, int]] | None = None,
 ) -> ExportSummary:
     """Write the training dataset described in the module docstring to ``out_dir``.
 
@@ -320,6 +351,15 @@ def write_training_dataset(
         images_root: folder the still images' paths are relative to.
         allow_unpseudonymized_patient_ids: take ``patient_id`` values that are not medvid
             pseudonyms (synthetic or public data without real patients). Off by default.
+        duplicate_groups: one row per frame or still (``item_id`` = ``frame_id`` or
+            ``image_id``) with ``source_id`` (its video or image), ``group_id``,
+            ``group_size``, ``representative`` (bool) and ``representative_id``
+            (:data:`medvid.cleaning.store.GROUPS_SCHEMA`); None: no duplicate handling.
+        duplicate_videos: near-duplicate video pairs (``video_a``, ``video_b``), kept on one
+            side of the split.
+        fields_of_view: ``{video_id: (x0, y0, x1, y1)}`` the image region of a video's frames
+            in pixels (x1/y1 exclusive; :mod:`medvid.cleaning.fov`), clipped to each frame's
+            ``width``/``height`` when the frames table has them.
 
     Returns an :class:`ExportSummary`. Raises :class:`PatientIdError` (a ``ValueError``) when a
     ``patient_id`` of ``videos`` or ``still_images`` is neither a medvid pseudonym nor null
@@ -340,6 +380,8 @@ def write_training_dataset(
 
     # --- which annotations and frames --------------------------------------------------------
     frame_table = frames.loc[:, list(_FRAME_COLUMNS)].copy()
+    for column in ("width", "height"):
+        frame_table[column] = frames[column].to_numpy() if column in frames.columns else None
     frame_table["is_dead"] = _flag(frames, "is_dead").to_numpy()
     frame_table["is_disturbed"] = _flag(frames, "is_disturbed").to_numpy()
     frame_table = frame_table.drop_duplicates("frame_id")
@@ -373,6 +415,17 @@ def write_training_dataset(
         "frames": sorted(excluded_frames["frame_relative_path"].astype(str)),
     }
     rows = joined[~(dead | disturbed)].copy()
+    images = still_images if still_images is not None else pd.DataFrame(columns=["image_id"])
+    groups = _duplicate_table(duplicate_groups)
+    rows, images, duplicates = _drop_copies(rows, images, groups, config.duplicates)
+    excluded.update(duplicates)
+    boxes = fields_of_view if config.crop_to_field_of_view and fields_of_view else {}
+    rows = _with_crop(rows, boxes)
+    images = _images_with_crop(images, config.crop_to_field_of_view)
+    rows, images, small = _drop_small(rows, images, config.min_width, config.min_height)
+    images, colour = _drop_colour(images, images_root, config.max_colour_fraction)
+    excluded.update(small)
+    excluded["colour_doppler_images"] = colour
 
     # --- video columns -----------------------------------------------------------------------
     video_table = videos.drop_duplicates("video_id").copy()
@@ -428,14 +481,15 @@ def write_training_dataset(
     exported_videos = video_table[video_table["video_id"].isin(frame_counts)].sort_values(
         "video_id"
     )
-    images = still_images if still_images is not None else pd.DataFrame(columns=["image_id"])
     image_ids = set(images["image_id"].astype(str))
-    groups = exported_videos[["video_id", "patient_id"]]
+    members = exported_videos[["video_id", "patient_id"]]
     if image_ids:
-        groups = pd.concat([groups, image_groups(images)], ignore_index=True)
-    splits = split_by_patient(
-        groups,
-        {**frame_counts, **dict.fromkeys(image_ids, 1)},
+        members = pd.concat([members, image_groups(images)], ignore_index=True)
+    member_counts = {**frame_counts, **dict.fromkeys(image_ids, 1)}
+    splits = split_by_patient_and_duplicates(
+        members,
+        member_counts,
+        _split_links(groups, duplicate_videos, set(member_counts)),
         val_ratio=config.val_ratio,
         seed=config.seed,
     )
@@ -557,6 +611,13 @@ def write_training_dataset(
         medvid_version=medvid_version,
     )
 
+    crop_of = {
+        frame_id: box
+        for frame_id, *box in rows.drop_duplicates("frame_id")[
+            ["frame_id", "crop_x0", "crop_y0", "crop_x1", "crop_y1"]
+        ].itertuples(index=False, name=None)
+        if box[0] is not None
+    }
     with atomic_dir(out_dir) as tmp:
         frames_dir = tmp / FRAMES_DIR
         total = len(exported_frames)
@@ -568,7 +629,10 @@ def write_training_dataset(
             src = frames_root / rel
             if not src.is_file():
                 raise FileNotFoundError(f"frame file missing: {src}")
-            _place(src, frames_dir / rel, config.link_mode)
+            if frame_id in crop_of:
+                _write_cropped(src, frames_dir / rel, crop_of[frame_id])
+            else:
+                _place(src, frames_dir / rel, config.link_mode)
             suffix_of[frame_id] = PurePosixPath(rel).suffix
             if progress is not None:
                 progress(done, total)
@@ -590,10 +654,13 @@ def write_training_dataset(
             _place(frames_dir / frame_path[frame_id], folder_root / rel, config.link_mode)
             image_rows.append([rel.as_posix(), frame_id, video_id, label_name, split])
 
-        for path in image_paths:
+        for path, box in zip(image_paths, _boxes(images), strict=True):
             if images_root is None or not (images_root / path).is_file():
                 raise FileNotFoundError(f"still image missing: {path}")
-            _place(images_root / path, tmp / IMAGES_DIR / path, config.link_mode)
+            if box is not None:
+                _write_cropped(images_root / path, tmp / IMAGES_DIR / path, box)
+            else:
+                _place(images_root / path, tmp / IMAGES_DIR / path, config.link_mode)
         if image_ids:
             (tmp / IMAGES_CSV).write_bytes(images_csv(images, image_splits))
         (tmp / ANNOTATIONS_CSV).write_bytes(records_to_csv(records))
@@ -617,7 +684,193 @@ def write_training_dataset(
         n_videos=len(splits),
         counts=counts,
         splits=splits,
+        duplicates_dropped=duplicates["duplicate_frames"] + duplicates["duplicate_images"],
     )
+
+
+#: JPEG quality of a cropped frame (a second encode: kept high so the crop adds little loss).
+CROP_JPEG_QUALITY: Final = 95
+_CROP_COLUMNS = ("crop_x0", "crop_y0", "crop_x1", "crop_y1")
+
+
+def _clip(box: tuple[int, int, int, int], width: Any, height: Any) -> tuple[int, ...] | None:
+    x0, y0, x1, y1 = (int(v) for v in box)
+    if width is not None and not pd.isna(width):
+        x0, x1 = max(0, x0), min(int(width), x1)
+    if height is not None and not pd.isna(height):
+        y0, y1 = max(0, y0), min(int(height), y1)
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
+def _with_crop(rows: pd.DataFrame, boxes: Mapping[str, tuple[int, int, int, int]]) -> pd.DataFrame:
+    """Rows with ``crop_*`` columns: their video's box clipped to the frame, or None."""
+    crops = [
+        _clip(boxes[video_id], width, height) if video_id in boxes else None
+        for video_id, width, height in zip(
+            rows["video_id"].astype(str), rows["width"], rows["height"], strict=True
+        )
+    ]
+    out = rows.copy()
+    for position, column in enumerate(_CROP_COLUMNS):
+        out[column] = pd.Series(
+            [c[position] if c is not None else None for c in crops], index=rows.index, dtype=object
+        )
+    return out
+
+
+def _images_with_crop(images: pd.DataFrame, crop: bool) -> pd.DataFrame:
+    """Stills with ``crop_*`` columns: their region (clipped to the image) when cropping."""
+    region = ["region_x0", "region_y0", "region_x1", "region_y1"]
+    crops: list[tuple[int, ...] | None] = []
+    for row in images.to_dict("records"):
+        values = [row.get(c) for c in region]
+        known = crop and all(v is not None and not pd.isna(v) for v in values)
+        crops.append(_clip(values, row.get("width"), row.get("height")) if known else None)
+    out = images.copy()
+    for position, column in enumerate(_CROP_COLUMNS):
+        out[column] = pd.Series(
+            [c[position] if c is not None else None for c in crops],
+            index=images.index,
+            dtype=object,
+        )
+    return out
+
+
+def _size(box: tuple | None, width: Any, height: Any) -> tuple[int, int] | None:
+    if box is not None and box[0] is not None and not pd.isna(box[0]):
+        return int(box[2]) - int(box[0]), int(box[3]) - int(box[1])
+    if width is None or height is None or pd.isna(width) or pd.isna(height):
+        return None
+    return int(width), int(height)
+
+
+def _drop_small(
+    rows: pd.DataFrame, images: pd.DataFrame, min_width: int, min_height: int
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
+    """Rows and stills without those smaller than ``min_width`` x ``min_height`` after the crop
+    (an unknown size passes)."""
+    counts = {"too_small_frames": 0, "too_small_images": 0}
+    if min_width <= 0 and min_height <= 0:
+        return rows, images, counts
+
+    def small(table: pd.DataFrame) -> np.ndarray:
+        sizes = [
+            _size(tuple(r[:4]), r[4], r[5])
+            for r in table[[*_CROP_COLUMNS, "width", "height"]].itertuples(index=False, name=None)
+        ]
+        return np.array(
+            [s is not None and (s[0] < min_width or s[1] < min_height) for s in sizes], dtype=bool
+        )
+
+    images = images.assign(**{c: images.get(c) for c in ("width", "height")})
+    drop_rows, drop_images = small(rows), small(images)
+    counts["too_small_frames"] = int(rows.loc[drop_rows, "frame_id"].nunique())
+    counts["too_small_images"] = int(drop_images.sum())
+    return rows[~drop_rows].copy(), images[~drop_images].reset_index(drop=True), counts
+
+
+def _drop_colour(
+    images: pd.DataFrame, images_root: Path | None, max_fraction: float | None
+) -> tuple[pd.DataFrame, int]:
+    """Stills without the ultrasound ones whose colour fraction exceeds ``max_fraction``."""
+    if max_fraction is None or images.empty or "Modality" not in images.columns:
+        return images, 0
+    import cv2
+
+    from medvid.cleaning.filters import colour_fraction
+
+    drop = np.zeros(len(images), dtype=bool)
+    for position, (row, box) in enumerate(
+        zip(images.to_dict("records"), _boxes(images), strict=True)
+    ):
+        if str(row.get("Modality") or "").strip().upper() != "US" or images_root is None:
+            continue
+        path = images_root / str(row["image_relative_path"])
+        image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise FileNotFoundError(f"still image missing or undecodable: {path.name}")
+        drop[position] = colour_fraction(image, box) > max_fraction
+    return images[~drop].reset_index(drop=True), int(drop.sum())
+
+
+def _boxes(table: pd.DataFrame) -> list[tuple[int, int, int, int] | None]:
+    return [
+        None if row[0] is None or pd.isna(row[0]) else tuple(int(v) for v in row)
+        for row in table[list(_CROP_COLUMNS)].itertuples(index=False, name=None)
+    ]
+
+
+def _write_cropped(src: Path, dst: Path, box: tuple[int, int, int, int]) -> None:
+    """``src`` cropped to ``box`` written to ``dst`` in the same format (PNG lossless, JPEG at
+    :data:`CROP_JPEG_QUALITY`). Raises ``ValueError`` for an undecodable image or a box outside
+    it."""
+    import cv2
+
+    from medvid.cleaning.fov import crop_to
+
+    image = cv2.imdecode(np.fromfile(src, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError(f"cannot decode {src.name} to crop it")
+    suffix = src.suffix.lower()
+    params = [cv2.IMWRITE_JPEG_QUALITY, CROP_JPEG_QUALITY] if suffix in (".jpg", ".jpeg") else []
+    ok, data = cv2.imencode(suffix, np.ascontiguousarray(crop_to(image, box)), params)
+    if not ok:
+        raise ValueError(f"cannot encode the crop of {src.name}")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(data.tobytes())
+
+
+_GROUP_COLUMNS = ("item_id", "source_id", "group_id", "group_size", "representative")
+
+
+def _duplicate_table(duplicate_groups: pd.DataFrame | None) -> pd.DataFrame:
+    """The duplicate groups as text ids, ``representative_id`` defaulting to the group id."""
+    if duplicate_groups is None:
+        return pd.DataFrame(columns=[*_GROUP_COLUMNS, "representative_id"])
+    _require(duplicate_groups, _GROUP_COLUMNS, "duplicate groups")
+    table = duplicate_groups.astype(
+        {"item_id": str, "source_id": str, "group_id": str, "representative": bool}
+    )
+    if "representative_id" not in table.columns:
+        table = table.assign(representative_id=table["group_id"])
+    return table.astype({"representative_id": str})
+
+
+def _drop_copies(
+    rows: pd.DataFrame, images: pd.DataFrame, groups: pd.DataFrame, mode: str
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
+    """Annotation rows and still images without the copies of an exported representative.
+
+    A copy is dropped only when the item chosen for it (``representative_id``) is exported
+    too, so no group loses all its images because its representative was not labelled."""
+    counts = {"duplicate_frames": 0, "duplicate_images": 0, "duplicate_annotations": 0}
+    if mode != "representative" or groups.empty:
+        return rows, images, counts
+    exported = set(rows["frame_id"].astype(str)) | set(images["image_id"].astype(str))
+    copies = groups[~groups["representative"] & groups["representative_id"].isin(exported)]
+    copy_ids = set(copies["item_id"])
+    drop_rows = rows["frame_id"].astype(str).isin(copy_ids)
+    drop_images = images["image_id"].astype(str).isin(copy_ids)
+    counts["duplicate_frames"] = int(rows.loc[drop_rows, "frame_id"].nunique())
+    counts["duplicate_annotations"] = int(drop_rows.sum())
+    counts["duplicate_images"] = int(drop_images.sum())
+    return rows[~drop_rows].copy(), images[~drop_images].reset_index(drop=True), counts
+
+
+def _split_links(
+    groups: pd.DataFrame, duplicate_videos: pd.DataFrame | None, members: set[str]
+) -> pd.DataFrame:
+    """``video_id``/``group_id`` links of exported members: each member with every group of
+    two or more items it has an item in, and both videos of a near-duplicate pair."""
+    shared = groups[(groups["group_size"].astype(int) > 1) & groups["source_id"].isin(members)]
+    links = [shared[["source_id", "group_id"]].rename(columns={"source_id": "video_id"})]
+    if duplicate_videos is not None and len(duplicate_videos):
+        pairs = duplicate_videos.astype({"video_a": str, "video_b": str})
+        pair_id = "videos:" + pairs["video_a"] + "|" + pairs["video_b"]
+        for side in ("video_a", "video_b"):
+            links.append(pd.DataFrame({"video_id": pairs[side], "group_id": pair_id}))
+    table = pd.concat(links, ignore_index=True).drop_duplicates()
+    return table[table["video_id"].isin(members)].sort_values(["video_id", "group_id"])
 
 
 def _counts(

@@ -28,9 +28,10 @@ IMAGES_CSV: Final = "images.csv"
 
 #: Columns of ``images.csv`` in order. ``image_relative_path`` is relative to ``images/``;
 #: ``region_*`` the imaging region in pixels (x1/y1 exclusive) from SequenceOfUltrasoundRegions
-#: or detected (``region_source``); ``PhysicalDelta*`` in the units of
-#: ``PhysicalUnits*Direction`` (3 = cm per pixel); ``text_*`` parsed from burned-in text that
-#: stays visible (``text_measurements`` JSON ``[[name, value, unit], ...]``). Text a
+#: or detected (``region_source``); ``crop_*`` the box the exported PNG was cropped to (empty:
+#: exported whole; ``width``/``height`` stay those of the source image); ``PhysicalDelta*`` in
+#: the units of ``PhysicalUnits*Direction`` (3 = cm per pixel); ``text_*`` parsed from burned-in
+#: text that stays visible (``text_measurements`` JSON ``[[name, value, unit], ...]``). Text a
 #: spreadsheet would run as a formula is prefixed with ``'``
 #: (:func:`medvid.csv_injection.neutralize_formula`).
 IMAGE_COLUMNS: Final[tuple[str, ...]] = (
@@ -46,6 +47,10 @@ IMAGE_COLUMNS: Final[tuple[str, ...]] = (
     "region_x1",
     "region_y1",
     "region_source",
+    "crop_x0",
+    "crop_y0",
+    "crop_x1",
+    "crop_y1",
     "StudyDate",
     "Modality",
     "Manufacturer",

@@ -64,3 +64,28 @@ def export_labels(
         dropped += table.num_rows - pc.sum(allowed.cast(pa.int64())).as_py()
         kept.append(table.filter(allowed))
     return ExportLabels(labels=merge_label_sets(kept), unreviewed_predictions_dropped=dropped)
+
+
+def drop_untrusted_predictions(labels: pa.Table, flags: pa.Table) -> tuple[pa.Table, int]:
+    """Leave out the unreviewed model rows of the frames their model flagged.
+
+    ``flags`` is a prediction-flags table (``frame_id``, ``source``, ``trusted``: see
+    :data:`medvid.predict.infer.PREDICTION_FLAGS_SCHEMA`); a row of ``labels`` is dropped when
+    it is unreviewed, its ``source`` is a model and that model flagged its frame untrusted (low
+    calibrated confidence or an out-of-distribution video). Reviewed rows stay: a person
+    vouched for them. Returns ``(kept rows, rows dropped)``.
+    """
+    untrusted = flags.filter(pc.invert(flags["trusted"]))
+    if labels.num_rows == 0 or untrusted.num_rows == 0:
+        return labels, 0
+    pairs = pc.binary_join_element_wise(untrusted["source"], untrusted["frame_id"], "\x00")
+    keys = pc.binary_join_element_wise(labels["source"], labels["frame_id"], "\x00")
+    drop = pc.and_(
+        pc.and_(
+            pc.starts_with(labels["source"], MODEL_SOURCE_PREFIX), pc.invert(labels["reviewed"])
+        ),
+        pc.is_in(keys, value_set=pairs),
+    )
+    drop = pc.fill_null(drop, False)
+    dropped = pc.sum(drop.cast(pa.int64())).as_py() or 0
+    return labels.filter(pc.invert(drop)), dropped

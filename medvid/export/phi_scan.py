@@ -115,7 +115,16 @@ _DICOM_DATE: Final = re.compile(r"(?:\d{8})?")
 _COLUMN_FORMATS: Final[dict[tuple[str, str], re.Pattern[str]]] = {
     **{
         (ANNOTATIONS_CSV, c): _INT
-        for c in ("annotation_id", "frame_number", "label_id", "information_source_id")
+        for c in (
+            "annotation_id",
+            "frame_number",
+            "label_id",
+            "information_source_id",
+            "crop_x0",
+            "crop_y0",
+            "crop_x1",
+            "crop_y1",
+        )
     },
     **{(ANNOTATIONS_CSV, c): _FLOAT for c in ("frame_timestamp", "float_value")},
     **{
@@ -127,6 +136,10 @@ _COLUMN_FORMATS: Final[dict[tuple[str, str], re.Pattern[str]]] = {
             "region_y0",
             "region_x1",
             "region_y1",
+            "crop_x0",
+            "crop_y0",
+            "crop_x1",
+            "crop_y1",
             "PhysicalUnitsXDirection",
             "PhysicalUnitsYDirection",
         )

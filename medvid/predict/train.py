@@ -678,6 +678,53 @@ def held_out_metrics(
     }
 
 
+def majority_baseline(
+    train_items: pd.DataFrame, val_items: pd.DataFrame, config: TrainConfig
+) -> float | None:
+    """Frame accuracy of the majority-class baseline on the frames :attr:`TrainResult.held_out`
+    was measured on: the most frequent ``label_name`` of the frames a model was fitted on
+    (ties: the first name in sorted order), predicted for every held-out frame.
+
+    With ``freeze_backbone`` and at least ``head_folds`` patients (``patient_id`` column, else
+    the video) the held-out frames are every labelled frame, out of fold: each fold of
+    :func:`fit_head_by_patient`'s grouped k-fold is predicted with the majority of the other
+    folds. Otherwise the held-out frames are ``val_items`` and the majority is that of
+    ``train_items``. ``None`` without held-out frames (single-label only).
+    """
+
+    def majority(labels: pd.Series) -> str:
+        counts = labels.value_counts()
+        return sorted(counts[counts == counts.max()].index)[0]
+
+    pooled = pd.concat([train_items, val_items], ignore_index=True)
+    if "label_name" not in pooled.columns or (not len(val_items) and not config.freeze_backbone):
+        return None
+    if config.freeze_backbone:
+        patients = [
+            f"patient:{p}" if not pd.isna(p) else f"video:{v}"
+            for v, p in zip(
+                pooled["video_id"].astype(str),
+                pooled["patient_id"] if "patient_id" in pooled else [pd.NA] * len(pooled),
+                strict=True,
+            )
+        ]
+        if config.head_folds >= 2 and len(set(patients)) >= config.head_folds:
+            from medvid.predict.evaluate import patient_folds  # noqa: PLC0415 (cycle)
+
+            fold_of = patient_folds(
+                patients, list(pooled["label_name"]), config.head_folds, config.seed
+            )
+            labels = pooled["label_name"].to_numpy()
+            correct = sum(
+                int((labels[fold_of == f] == majority(pooled["label_name"][fold_of != f])).sum())
+                for f in range(config.head_folds)
+            )
+            return correct / len(pooled)
+    if not len(val_items) or not len(train_items):
+        return None
+    return float((val_items["label_name"] == majority(train_items["label_name"])).mean())
+
+
 def calibrate_and_reference(
     model: nn.Module,
     spec: ModelSpec,

@@ -20,12 +20,18 @@ import medvid
 from medvid.batches import members_of_day
 from medvid.catalog import keys
 from medvid.catalog.keys import Tables, table_key
+from medvid.cleaning.store import (
+    read_duplicate_groups,
+    read_duplicate_videos,
+    read_fields_of_view,
+    video_boxes,
+)
 from medvid.deid.store import known_identifiers_of, patient_of_cine_video
 from medvid.dicom.registration import registered_studies
 from medvid.export.dataset import ExportConfig, write_training_dataset
 from medvid.export.gate import exportable_studies, exportable_videos
 from medvid.export.images import IMAGE_COLUMNS
-from medvid.export.labelsets import export_labels
+from medvid.export.labelsets import drop_untrusted_predictions, export_labels
 from medvid.export.phi_scan import scan_export
 from medvid.export.verify import verify_export
 from medvid.frames.extract import FRAME_MANIFEST_SCHEMA
@@ -34,7 +40,7 @@ from medvid.intake.ledger import ledger_entries
 from medvid.labels.schema import FRAME_LABELS_SCHEMA
 from medvid.labels.store import label_sets_of_videos, read_label_schema, read_patients
 from medvid.plots import label_distribution_png
-from medvid.settings import ExportSettings
+from medvid.settings import CleaningSettings, ExportSettings, fingerprint
 from medvid.store import read_table
 from medvid.video.store import read_video_metadata
 from medvid_assets.partitions import FROM_THE_DAYS_BATCHES, landing_days
@@ -129,10 +135,27 @@ def _export_check_specs(asset: str) -> list[dg.AssetCheckSpec]:
     ]
 
 
+def _export_settings(context, settings: SettingsResource, config):
+    """The export settings of this run (home config + launchpad fields) and the home config's
+    cleaning section, with the metadata that records both."""
+    config, recorded = resolve_settings(context, settings, "export", config)
+    cleaning = settings.load().cleaning
+    recorded["cleaning_settings"] = dg.MetadataValue.json(cleaning.model_dump(mode="json"))
+    recorded["cleaning_settings_fingerprint"] = fingerprint(cleaning)
+    return config, cleaning, recorded
+
+
 @dg.asset(
     group_name="export",
     kinds={"csv", "json", "jpeg"},
-    deps=["frame_labels", "segment_labels", "dicom_images", *OPTIONAL_LABEL_SETS],
+    deps=[
+        "frame_labels",
+        "segment_labels",
+        "dicom_images",
+        "duplicate_groups",
+        "fields_of_view",
+        *OPTIONAL_LABEL_SETS,
+    ],
     code_version="2",
     check_specs=_export_check_specs("training_dataset"),
     description="Training dataset folder: annotations.csv/.json (one row per frame-label,"
@@ -141,7 +164,9 @@ def _export_check_specs(asset: str) -> list[dg.AssetCheckSpec]:
     " dataset.json (the dataset as one JSON document), splits.csv (by patient), manifest.json,"
     " and the de-identified still images of DICOM studies (images/, images.csv). Built only from"
     " videos and studies whose de-identification checks passed; predictions only when reviewed"
-    " or asked for.",
+    " or asked for. Copies (duplicate_groups) are left out unless cleaning.duplicates is all, and"
+    " a duplicate group is never in two splits; frames and stills are cropped to their field of"
+    " view (cleaning.crop_to_field_of_view; crop_x0..crop_y1 columns).",
 )
 def training_dataset(
     context: dg.AssetExecutionContext,
@@ -151,7 +176,7 @@ def training_dataset(
     ocr_engine: OcrEngineResource,
 ):
     record_worker(context)
-    config, recorded = resolve_settings(context, settings, "export", config)
+    config, cleaning, recorded = _export_settings(context, settings, config)
     video_ids = exportable_videos(
         media_store, [e.content_id for e in ledger_entries(media_store, kind="video")]
     )
@@ -164,6 +189,7 @@ def training_dataset(
         video_ids=video_ids,
         studies=studies,
         prefix=keys.export_prefix(config.dataset_name),
+        cleaning=cleaning,
         metadata=recorded,
     )
 
@@ -177,6 +203,8 @@ def training_dataset(
         dg.AssetDep("dicom_images", partition_mapping=FROM_THE_DAYS_BATCHES),
         "frame_labels",
         "segment_labels",
+        "duplicate_groups",
+        "fields_of_view",
     ],
     code_version="1",
     check_specs=_export_check_specs("daily_snapshot"),
@@ -195,7 +223,7 @@ def daily_snapshot(
 ):
     record_worker(context)
     day = context.partition_key
-    config, recorded = resolve_settings(context, settings, "export", config)
+    config, cleaning, recorded = _export_settings(context, settings, config)
     arrived = members_of_day(media_store, day)
     video_ids = exportable_videos(media_store, arrived["video"])
     studies = exportable_studies(media_store, arrived["study"])
@@ -211,6 +239,7 @@ def daily_snapshot(
         video_ids=video_ids,
         studies=studies,
         prefix=keys.snapshot_prefix(config.dataset_name, day),
+        cleaning=cleaning,
         metadata={
             "day": day,
             "videos_arrived": len(arrived["video"]),
@@ -229,6 +258,7 @@ def write_dataset(
     video_ids: list[str],
     studies: list[str],
     prefix: str,
+    cleaning: CleaningSettings,
     metadata: dict,
 ):
     """Write the dataset of ``video_ids`` (exportable videos) and ``studies`` (exportable
@@ -236,13 +266,22 @@ def write_dataset(
     ``metadata`` added) and the results of :data:`EXPORT_CHECKS`."""
     patients = read_patients(media_store)
     label_sets = label_sets_of_videos(media_store, video_ids)
-    frames, labels, videos, sampling, dropped = [], [], [], {}, 0
+    frames, labels, videos, sampling, dropped, untrusted = [], [], [], {}, 0, 0
     for vid in video_ids:
         meta = read_video_metadata(media_store, vid)
         manifest = read_frame_manifest(media_store, vid)
         frames.append(manifest.to_pandas())
+        sets = list(label_sets[vid].values())
+        flags_key = table_key(Tables.PREDICTION_FLAGS, vid)
+        # unreviewed predictions are exported only when asked for, and then only trusted ones
+        asked = config.include_predictions or config.prediction_model_ids
+        if asked and not config.include_untrusted_predictions and media_store.exists(flags_key):
+            flags = read_table(media_store, flags_key)
+            kept = [drop_untrusted_predictions(t, flags) for t in sets]
+            sets = [t for t, _ in kept]
+            untrusted += sum(n for _, n in kept)
         chosen = export_labels(
-            label_sets[vid].values(),
+            sets,
             include_predictions=config.include_predictions,
             model_ids=config.prediction_model_ids,
         )
@@ -295,14 +334,23 @@ def write_dataset(
             include_dead=config.include_dead,
             include_disturbed=config.include_disturbed,
             link_mode=config.link_mode,
+            duplicates=cleaning.duplicates,
+            crop_to_field_of_view=cleaning.crop_to_field_of_view,
+            min_width=cleaning.min_width,
+            min_height=cleaning.min_height,
+            max_colour_fraction=cleaning.max_colour_fraction,
         ),
         medvid_version=medvid.__version__,
         sampling_config=sampling,
         label_schema=read_label_schema(media_store).to_dict(),
         still_images=still_images,
         images_root=media_store.fetch_prefix(keys.DICOM_IMAGES),
+        duplicate_groups=read_duplicate_groups(media_store),
+        duplicate_videos=read_duplicate_videos(media_store),
+        fields_of_view=video_boxes(read_fields_of_view(media_store)),
     )
     media_store.publish_prefix(prefix)
+    excluded = json.loads((out_dir / "manifest.json").read_text())["excluded"]
     per_split = summary.counts.get("positives_per_label_and_split", {})
     yield dg.MaterializeResult(
         metadata={
@@ -313,10 +361,21 @@ def write_dataset(
             "annotations": summary.n_annotations,
             "still_images": len(still_images),
             "studies": len(studies),
+            "duplicates_dropped": summary.duplicates_dropped,
+            "duplicates_dropped_by_kind": dg.MetadataValue.json(
+                {k: v for k, v in excluded.items() if k.startswith("duplicate_")}
+            ),
+            "filtered": dg.MetadataValue.json(
+                {
+                    k: excluded[k]
+                    for k in ("colour_doppler_images", "too_small_frames", "too_small_images")
+                }
+            ),
             "annotations_per_source": dg.MetadataValue.json(
                 {str(k): int(v) for k, v in labels_df.groupby("source").size().items()}
             ),
             "unreviewed_predictions_left_out": dropped,
+            "untrusted_predictions_dropped": untrusted,
             "dataset_id": json.loads((out_dir / "dataset.json").read_text())["dataset_id"],
             "splits": dg.MetadataValue.json({k: str(v) for k, v in summary.splits.items()}),
             "counts": dg.MetadataValue.json(summary.counts),

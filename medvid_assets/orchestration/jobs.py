@@ -24,7 +24,14 @@ BATCH_PIPELINE_ASSETS = [*DICOM_ASSETS, *VIDEO_ASSETS]
 #: The asset whose materialization of a batch means the batch is through the pipeline.
 BATCH_TERMINAL_ASSET = "video_frames"
 LABEL_ASSETS = ["label_sheets", "frame_labels", "segment_labels"]
-EXPORT_ASSETS = ["training_dataset", "quarantine", "dicom_studies", "pseudonym_map"]
+EXPORT_ASSETS = [
+    "duplicate_groups",
+    "fields_of_view",
+    "training_dataset",
+    "quarantine",
+    "dicom_studies",
+    "pseudonym_map",
+]
 
 
 def _job(name: str, assets: list[str], description: str, partitions_def=None, **kwargs):
@@ -61,12 +68,28 @@ labels_job = _job(
 export_job = _job(
     "export_job",
     EXPORT_ASSETS,
-    "Write the training dataset, the quarantine table and the study table.",
+    "Group duplicate images and find each video's field of view, then write the training"
+    " dataset, the quarantine table and the study table.",
 )
 label_model_job = _job(
     "label_model_job",
     ["label_model"],
     "Train the label model: cold (on the answers) or blitz (on reviewed labels).",
+    tags=GPU_RUN_TAGS,
+)
+pretrained_backbone_job = _job(
+    "pretrained_backbone_job",
+    ["pretrained_backbone"],
+    "Pretrain a backbone with SimCLR on every extracted frame (no labels); label_model starts"
+    " from it with backbone: pretrained (gpu pool). Launched by hand, never by the planner.",
+    tags=GPU_RUN_TAGS,
+)
+evaluation_job = _job(
+    "evaluation_job",
+    ["label_prediction_evaluation"],
+    "Evaluate label prediction on new patients: grouped k-fold by patient over the reviewed"
+    " labels, cold and blitz label budgets against the majority baseline (gpu pool). Launched by"
+    " hand, never by the planner.",
     tags=GPU_RUN_TAGS,
 )
 predict_job = _job(
@@ -110,6 +133,8 @@ JOBS = [
     labels_job,
     export_job,
     label_model_job,
+    pretrained_backbone_job,
+    evaluation_job,
     predict_job,
     custom_model_job,
     cold_label_queue_job,

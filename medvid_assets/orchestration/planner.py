@@ -12,8 +12,9 @@ returns :class:`PlannedRun` s. Rules, in order:
 3. When nothing of 1-2 is planned or running (the work is *drained*): ``labels_job`` when a
    sheet version, the label settings or any video's frames changed since the labels were last
    made; then the label model and the predictions of every batch when the home config has a
-   ``predict`` section; then ``export_job`` when anything the dataset reads changed since the
-   last export.
+   ``predict`` section; then ``export_job`` (``duplicate_groups``, ``fields_of_view``, then
+   ``training_dataset`` and its tables) when anything the dataset reads, or the export or
+   cleaning settings, changed since the last export.
 
 A unit already running is never planned twice. A unit whose runs failed
 :data:`MAX_ATTEMPTS` times at the same input version is left alone (the summary and the sensor's
@@ -46,7 +47,16 @@ MAX_ATTEMPTS = 3
 
 #: What the labels read, and what the export reads (asset keys).
 LABEL_INPUTS = ("video_frames",)
-MODEL_INPUTS = ("frame_labels", "segment_labels", "labelbox_labels", "cold_label_answers")
+#: A new label model is trained when its labels, the patients (label_sheets: which frames are
+#: held out) or the pretrained backbone it may start from change.
+MODEL_INPUTS = (
+    "frame_labels",
+    "segment_labels",
+    "labelbox_labels",
+    "cold_label_answers",
+    "label_sheets",
+    "pretrained_backbone",
+)
 EXPORT_INPUTS = (
     "video_frames",
     "frame_labels",
@@ -57,6 +67,8 @@ EXPORT_INPUTS = (
     "custom_model_labels",
     "labelbox_labels",
     "cold_label_answers",
+    "duplicate_groups",
+    "fields_of_view",
 )
 
 
@@ -241,7 +253,12 @@ class _Planner:
     def export(self) -> None:
         last = self.latest("training_dataset")
         made = self.metadata(last, "settings_fingerprint")
-        if last is None or made != fingerprint(self.settings.export):
+        cleaned = self.metadata(last, "cleaning_settings_fingerprint")
+        if (
+            last is None
+            or made != fingerprint(self.settings.export)
+            or cleaned != fingerprint(self.settings.cleaning)
+        ):
             self.add("export", "export_job", None, _digest(None), "no dataset with these settings")
         elif self.changed_since(EXPORT_INPUTS, last.storage_id):
             self.add("export", "export_job", None, _digest(last.storage_id), "inputs changed")

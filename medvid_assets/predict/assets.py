@@ -1,4 +1,5 @@
-"""The predict stage: labels predicted by models, and the labelling that trains them.
+"""The predict stage: labels predicted by models, the labelling that trains them, and how well
+they label patients they never saw.
 
 One engine (:mod:`medvid.predict`), three kinds of model:
 
@@ -13,6 +14,14 @@ One engine (:mod:`medvid.predict`), three kinds of model:
   videos it was not trained on.
 - **custom model**: ``custom_model_labels`` runs a user's ``package.module:function``.
 
+``label_model`` holds out whole patients (the patients sheet's and DICOM studies' pseudonyms,
+:func:`medvid.predict.store.patients_of_videos`) and records its accuracy on them beside the
+majority-class baseline; ``predicted_labels`` writes the model's trust flags
+(``tables/prediction_flags/``) that keep flagged predictions out of exports;
+``pretrained_backbone`` is a SimCLR backbone a label model may start from;
+``label_prediction_evaluation`` (``evaluation_job``, launched by hand) is the grouped k-fold
+evaluation by patient with the labelling-cost curve.
+
 Trained models are versioned (``models/<model_id>.pt`` + ``.json``, never overwritten;
 ``models/label_model.json`` names the current one). Training and inference declare
 ``pool="gpu"`` and run on the ``torch_device`` resource (CUDA when present, else the CPU).
@@ -20,7 +29,9 @@ Predictions are label sets with source ``model:<model_id>``, exported only once 
 The settings come from the home config's ``predict`` section.
 """
 
+import dataclasses
 import datetime as dt
+import math
 import time
 from typing import Literal
 
@@ -32,15 +43,26 @@ from medvid.catalog import keys
 from medvid.catalog.keys import Tables, table_key
 from medvid.errors import MedvidInputError
 from medvid.frames.store import live_manifest
+from medvid.io import write_bytes_atomic
 from medvid.labels.labelsets import ground_truth, merge_label_sets
 from medvid.labels.queue import queue_frames
 from medvid.labels.schema import LabelSchema, empty_frame_labels
 from medvid.labels.store import read_label_schema, reviewed_training_labels, videos_with_frames
-from medvid.plots import confusion_matrix_png, training_curve_png
+from medvid.plots import confusion_matrix_png, labelling_cost_curve_png, training_curve_png
+from medvid.predict.data import DEFAULT_AUGMENT
 from medvid.predict.errors import TrainingDataError
-from medvid.predict.infer import predict_frames
+from medvid.predict.evaluate import EvaluationConfig, evaluate_by_patient, evaluation_markdown
+from medvid.predict.infer import PREDICTION_FLAGS_SCHEMA, predict_frames, predict_with_flags
 from medvid.predict.model import ModelSpec, load_model, model_fingerprint, save_model
+from medvid.predict.pretrain import (
+    PretrainConfig,
+    backbone_fingerprint,
+    backbone_state,
+    pretrain_backbone,
+    save_backbone,
+)
 from medvid.predict.selection import DEFAULT_HAMMING_THRESHOLD
+from medvid.predict.store import patients_of_videos, read_current_backbone
 from medvid.predict.strategies import (
     labels_to_items,
     load_custom_callable,
@@ -50,9 +72,22 @@ from medvid.predict.strategies import (
     select_frames_for_labelling,
     write_labelling_queue,
 )
-from medvid.predict.train import TrainConfig, every_nth_frame, split_by_video, train_classifier
+from medvid.predict.train import (
+    TrainConfig,
+    every_nth_frame,
+    majority_baseline,
+    split_by_patient,
+    train_classifier,
+)
+from medvid.predict.trust import TrustReference
 from medvid.previews import contact_sheet, encode_jpeg
-from medvid.settings import CustomModelSettings, LabelModelSettings, PredictedLabelsSettings
+from medvid.settings import (
+    CustomModelSettings,
+    EvaluationSettings,
+    LabelModelSettings,
+    PredictedLabelsSettings,
+    PretrainSettings,
+)
 from medvid.store import read_json, read_table, write_json, write_table
 from medvid_assets.executors import GPU_OP_TAGS
 from medvid_assets.partitions import batch_partitions
@@ -71,6 +106,8 @@ from medvid_resources.torch_device import TorchDeviceResource
 LabelModelConfig = settings_config(LabelModelSettings, "LabelModelConfig")
 PredictedLabelsConfig = settings_config(PredictedLabelsSettings, "PredictedLabelsConfig")
 CustomModelConfig = settings_config(CustomModelSettings, "CustomModelConfig")
+PretrainConfigOverrides = settings_config(PretrainSettings, "PretrainedBackboneConfig")
+EvaluationConfigOverrides = settings_config(EvaluationSettings, "LabelPredictionEvaluationConfig")
 
 
 def video_frames_root(store: MediaStore, video_id: str):
@@ -226,6 +263,85 @@ def cold_label_answers(
     )
 
 
+# --- the pretrained backbone -----------------------------------------------------------------
+
+
+@dg.asset(
+    group_name="predict",
+    kinds={"pytorch"},
+    pool="gpu",
+    op_tags=GPU_OP_TAGS,
+    deps=["video_frames"],
+    code_version="1",
+    description="A backbone pretrained with SimCLR (Chen et al., ICML 2020) on every"
+    " frame_step-th live frame of every video, no labels used, with the label model's"
+    " architecture and input size (predict.model). Versioned by content:"
+    " models/backbones/<backbone_id>.pt + .json (settings, frames and videos seen, loss per"
+    " epoch); models/backbone.json names the current one, which label_model starts from with"
+    " backbone: pretrained.",
+)
+def pretrained_backbone(
+    context: dg.AssetExecutionContext,
+    config: PretrainConfigOverrides,  # type: ignore[valid-type]
+    media_store: MediaStore,
+    torch_device: TorchDeviceResource,
+    settings: SettingsResource,
+):
+    record_worker(context)
+    options, recorded = resolve_settings(context, settings, "predict.pretrain", config)
+    model_options, _ = resolve_settings(context, settings, "predict.model")
+    video_ids = videos_with_frames(media_store)
+    manifest = live_manifest(media_store, video_ids)
+    device = torch_device.resolve()
+    pretrain_config = PretrainConfig(
+        arch=model_options.arch,
+        input_size=model_options.input_size,
+        epochs=options.epochs,
+        frame_step=options.frame_step,
+        batch_size=options.batch_size,
+        temporal_gap=options.temporal_gap,
+        seed=options.seed,
+        device=device,
+        num_threads=torch_device.cpu_threads or None,
+    )
+    try:
+        result = pretrain_backbone(
+            media_store.fetch_prefix(keys.FRAMES),
+            manifest,
+            pretrain_config,
+            progress=lambda epoch, n, row: context.log.info(
+                f"epoch {epoch}/{n}: loss {row['loss']:.3f} ({row['seconds']:.1f} s)"
+            ),
+        )
+    except MedvidInputError as error:
+        raise _failure(error, "cannot pretrain a backbone") from None
+    backbone_id = backbone_fingerprint(backbone_state(result.model))
+    weights_key = keys.backbone_key(backbone_id)
+    save_backbone(result, media_store.local_path(weights_key))
+    media_store.publish(weights_key)
+    media_store.publish(weights_key.removesuffix(".pt") + ".json")
+    write_json(
+        media_store,
+        keys.CURRENT_BACKBONE,
+        {"backbone_id": backbone_id, "weights_key": weights_key},
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "backbone_id": backbone_id,
+            "path": dg.MetadataValue.path(str(media_store.local_path(weights_key))),
+            "arch": pretrain_config.arch,
+            "input_size": pretrain_config.input_size,
+            "device": device,
+            "frames": result.frames,
+            "videos": len(result.videos),
+            "final_loss": float(result.history[-1]["loss"]) if result.history else float("nan"),
+            "seconds": round(result.seconds, 1),
+            **recorded,
+        },
+        data_version=dg.DataVersion(backbone_id),
+    )
+
+
 # --- the label model --------------------------------------------------------------------------
 
 
@@ -239,22 +355,80 @@ def _classes(labels: pa.Table, schema: LabelSchema, configured: list[str]) -> tu
     return tuple(name for name in schema.names if name in present)
 
 
+LABEL_MODEL_CHECKS = {
+    "weights_match_sidecar": "The weights read back have the sidecar's model id and spec.",
+    "beats_majority_on_held_out_patients": "Frame accuracy on patients the model never saw"
+    " (held out by patient: grouped k-fold out of fold for a frozen backbone, else the"
+    " validation patients) is above the majority-class baseline on the same frames.",
+}
+
+
+def _epoch_logger(context: dg.AssetExecutionContext):
+    """Log about ten epochs of a run (a linear head runs hundreds of full-batch steps, and
+    every log line is an event in the instance)."""
+
+    def log(epoch: int, epochs: int, row: dict) -> None:
+        if epoch == 1 or epoch == epochs or epoch % max(epochs // 10, 1) == 0:
+            context.log.info(
+                f"epoch {epoch}/{epochs}: train loss {row['train_loss']:.3f},"
+                f" val loss {row['val_loss']:.3f}, val accuracy {row['val_accuracy']:.3f}"
+            )
+
+    return log
+
+
+def _start_weights(store: MediaStore, options: LabelModelSettings) -> str | None:
+    """The local weights a label model starts from: the current pretrained backbone
+    (``backbone: pretrained``), a user's ``weights_path``, or none (random)."""
+    if options.backbone == "none":
+        return options.weights_path or None
+    if options.weights_path:
+        raise dg.Failure(
+            "set either backbone: pretrained or weights_path, not both (which to start from?)"
+        )
+    current = read_current_backbone(store)
+    if current is None:
+        raise dg.Failure(
+            "backbone: pretrained, but no backbone yet: materialize pretrained_backbone"
+        )
+    store.fetch(current["weights_key"].removesuffix(".pt") + ".json")
+    return str(store.fetch(current["weights_key"]))
+
+
 @dg.asset(
     group_name="predict",
     kinds={"pytorch"},
     pool="gpu",
     op_tags=GPU_OP_TAGS,
-    deps=["cold_label_answers", "frame_labels", "segment_labels", "labelbox_labels"],
-    code_version="2",
-    check_specs=[
-        dg.AssetCheckSpec("weights_match_sidecar", asset="label_model", blocking=True),
-        dg.AssetCheckSpec("beats_chance_on_held_out_videos", asset="label_model"),
+    deps=[
+        "cold_label_answers",
+        "frame_labels",
+        "segment_labels",
+        "labelbox_labels",
+        "label_sheets",
+        "pretrained_backbone",
     ],
-    description="A ResNet18/34 frame classifier trained on the reviewed labels (blitz) or the"
-    " cold-label answers (cold), with a by-video validation split and early stopping. Versioned:"
-    " models/<model_id>.pt + .json (classes, input size, the frames it was trained on, history);"
-    " models/label_model.json names the current one. Training curve and confusion matrix in the"
-    " metadata.",
+    code_version="3",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "weights_match_sidecar",
+            asset="label_model",
+            blocking=True,
+            description=LABEL_MODEL_CHECKS["weights_match_sidecar"],
+        ),
+        dg.AssetCheckSpec(
+            "beats_majority_on_held_out_patients",
+            asset="label_model",
+            description=LABEL_MODEL_CHECKS["beats_majority_on_held_out_patients"],
+        ),
+    ],
+    description="A frame classifier (tiny/small ConvNet or ResNet18/34) trained on the reviewed"
+    " labels (blitz) or the cold-label answers (cold), validated on patients it never saw"
+    " (patients sheet and DICOM study pseudonyms; a video without a patient is its own):"
+    " a calibrated linear head on a frozen backbone tuned by grouped k-fold over the patients,"
+    " or fine-tuning with early stopping on held-out patients. Versioned: models/<model_id>.pt"
+    " + .json (classes, input size, frames trained on, held-out-patient accuracy, majority"
+    " baseline, trust reference, history); models/label_model.json names the current one.",
 )
 def label_model(
     context: dg.AssetExecutionContext,
@@ -277,6 +451,9 @@ def label_model(
     else:
         labels = reviewed_training_labels(media_store, video_ids)
     device = torch_device.resolve()
+    # a video without a patient is a patient of its own (its id never collides with a pseudonym)
+    patients = patients_of_videos(media_store, video_ids)
+    patient_of_video = {v: patients.get(v, v) for v in video_ids}
     try:
         classes = _classes(labels, schema, config.labels)
         if len(classes) < 2 and not config.multilabel:
@@ -293,7 +470,9 @@ def label_model(
         items = labels_to_items(labels, manifest, spec)
         if config.strategy == "blitz":
             items = every_nth_frame(items, config.blitz_skip)
-        train_items, val_items = split_by_video(items, config.val_fraction, config.seed)
+        train_items, val_items = split_by_patient(
+            items, patient_of_video, config.val_fraction, config.seed
+        )
         train_config = TrainConfig(
             epochs=config.epochs,
             batch_size=config.batch_size,
@@ -303,12 +482,16 @@ def label_model(
             device=device,
             val_fraction=config.val_fraction,
             num_threads=torch_device.cpu_threads or None,
-            weights_path=config.weights_path or None,
+            weights_path=_start_weights(media_store, config),
             min_images_per_epoch=config.min_images_per_epoch,
+            balance=config.class_balance,
+            augment=DEFAULT_AUGMENT if config.augmentation else None,
+            freeze_backbone=config.freeze_backbone and not config.multilabel,
         )
         context.log.info(
             f"training {config.arch} on {device}: {len(train_items)} frames of"
-            f" {train_items['video_id'].nunique()} videos, validating on {len(val_items)} frames"
+            f" {train_items['patient_id'].nunique()} patients, validating on {len(val_items)}"
+            f" frames of {val_items['patient_id'].nunique()} other patients"
         )
         result = train_classifier(
             media_store.fetch_prefix(keys.FRAMES),
@@ -316,13 +499,17 @@ def label_model(
             val_items,
             spec,
             train_config,
-            progress=lambda epoch, n, row: context.log.info(
-                f"epoch {epoch}/{n}: train loss {row['train_loss']:.3f},"
-                f" val loss {row['val_loss']:.3f}, val accuracy {row['val_accuracy']:.3f}"
-            ),
+            progress=_epoch_logger(context),
         )
     except MedvidInputError as error:
         raise _failure(error, "cannot train the label model") from None
+    held_out = {
+        "held_out_patient_accuracy": result.held_out.get("frame_accuracy"),
+        "majority_baseline": None
+        if config.multilabel
+        else majority_baseline(train_items, val_items, train_config),
+        "held_out_patients": int(result.held_out.get("patients", 0)),
+    }
     model_id = model_fingerprint(result.model)
     weights_key = keys.model_key(model_id)
     sidecar = {
@@ -332,6 +519,8 @@ def label_model(
         "training_frames": len(train_items),
         "validation_frames": len(val_items),
         "config": config.model_dump(),
+        "backbone_weights": train_config.weights_path,
+        **held_out,
         **result.metadata(),
     }
     save_model(result.model, spec, media_store.local_path(weights_key), sidecar)
@@ -342,7 +531,7 @@ def label_model(
         keys.CURRENT_MODEL,
         {"model_id": model_id, "weights_key": weights_key, "strategy": config.strategy},
     )
-    best = result.history[result.best_epoch - 1]
+    best = result.history[result.best_epoch - 1] if result.best_epoch else {}
     metadata = {
         "model_id": model_id,
         "path": dg.MetadataValue.path(str(media_store.local_path(weights_key))),
@@ -350,18 +539,24 @@ def label_model(
         "classes": dg.MetadataValue.json(list(classes)),
         "arch": config.arch,
         "input_size": config.input_size,
+        "freeze_backbone": train_config.freeze_backbone,
+        "backbone": config.backbone,
         "device": device,
         "training_frames": len(train_items),
+        "training_patients": int(train_items["patient_id"].nunique()),
         "training_videos": dg.MetadataValue.json(result.trained_on),
         "validation_videos": dg.MetadataValue.json(result.validated_on),
+        **{k: v for k, v in held_out.items() if v is not None},
+        "held_out": dg.MetadataValue.json(result.held_out),
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
         "stopped_early": result.stopped_early,
-        "val_accuracy": float(best["val_accuracy"]),
         "seconds_per_image": result.seconds_per_image,
         "training_curve": markdown_image(training_curve_png(result.history), "training curve"),
         **recorded,
     }
+    if best and not math.isnan(best.get("val_accuracy", math.nan)):
+        metadata["val_accuracy"] = float(best["val_accuracy"])
     if result.confusion_matrix:
         metadata["confusion_matrix"] = markdown_image(
             confusion_matrix_png(result.confusion_matrix, classes, "validation confusion matrix"),
@@ -374,17 +569,34 @@ def label_model(
         passed=reloaded.model_id == model_id and reloaded.spec == spec,
         metadata={"model_id": reloaded.model_id},
     )
-    accuracy, chance = float(best["val_accuracy"]), 1.0 / len(classes)
-    yield dg.AssetCheckResult(
-        check_name="beats_chance_on_held_out_videos",
-        passed=bool(len(val_items)) and accuracy > chance,
+    yield _beats_majority(held_out, len(val_items))
+
+
+def _beats_majority(held_out: dict, validation_frames: int) -> dg.AssetCheckResult:
+    accuracy, baseline = held_out["held_out_patient_accuracy"], held_out["majority_baseline"]
+    if accuracy is None or baseline is None:
+        description = (
+            f"not measured: {held_out['held_out_patients']} held-out patient(s) and"
+            f" {validation_frames} validation frame(s); too few patients to hold one out while"
+            " every class stays in training (or a multilabel model)"
+        )
+        passed = False
+    else:
+        passed = accuracy > baseline
+        description = (
+            f"frame accuracy {accuracy:.3f} on {held_out['held_out_patients']} patient(s) it"
+            f" never saw vs {baseline:.3f} for the majority class"
+        )
+    return dg.AssetCheckResult(
+        check_name="beats_majority_on_held_out_patients",
+        passed=passed,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"val_accuracy": accuracy, "chance": chance, "val_frames": len(val_items)},
-        description=(
-            "no validation videos (too few videos to hold one out)"
-            if not len(val_items)
-            else f"validation accuracy {accuracy:.3f} vs chance {chance:.3f}"
-        ),
+        metadata={
+            k: v
+            for k, v in {**held_out, "validation_frames": validation_frames}.items()
+            if v is not None
+        },
+        description=description,
     )
 
 
@@ -413,11 +625,14 @@ def _current_model_id(store: MediaStore, member_id: str) -> str | None:
     pool="gpu",
     op_tags=GPU_OP_TAGS,
     deps=["label_model", "video_frames"],
-    code_version="3",
+    code_version="4",
     description="The current label model's predictions for every live frame of every video of"
     " the batch: one row per frame and class, value = the predicted class, float_value = its"
-    " probability, source 'model:<model_id>', unreviewed. Runs on CUDA when present, else the"
-    " CPU, batched.",
+    " calibrated probability, source 'model:<model_id>', unreviewed; and their trust flags"
+    " (tables/prediction_flags/<video_id>.parquet: low confidence below the model's"
+    " min_confidence, out-of-distribution video by its distance to the training videos), which"
+    " keep them out of exports unless export.include_untrusted_predictions. The metadata shows"
+    " the model's accuracy on patients it never saw. Runs on CUDA when present, else the CPU.",
 )
 @per_member(
     "video",
@@ -438,34 +653,54 @@ def predicted_labels(
     loaded = load_model(media_store.fetch(current["weights_key"]))
     trained = {**loaded.metadata.get("trained_on", {}), **loaded.metadata.get("validated_on", {})}
     key = table_key(Tables.PREDICTED_LABELS, member_id)
+    flags_key = table_key(Tables.PREDICTION_FLAGS, member_id)
+    model_accuracy = {
+        "model_id": loaded.model_id,
+        "held_out_patient_accuracy": loaded.metadata.get("held_out_patient_accuracy"),
+        "majority_baseline": loaded.metadata.get("majority_baseline"),
+    }
     if current["strategy"] == "blitz" and options.skip_training_videos and member_id in trained:
         write_table(media_store, key, empty_frame_labels())
+        write_table(media_store, flags_key, PREDICTION_FLAGS_SCHEMA.empty_table())
         return MemberResult(metadata={"predicted": "no: reviewed video it was trained on"})
     manifest = live_manifest(media_store, [member_id])
     device = torch_device.resolve()
     started = time.perf_counter()
-    table = predict_frames(
-        loaded.model,
-        loaded.spec,
-        video_frames_root(media_store, member_id),
-        manifest,
-        batch_size=options.batch_size,
-        device=device,
-        smoothing_window=options.smoothing_window,
-        model_id=loaded.model_id,
-        label_schema=read_label_schema(media_store),
-    )
+    common = {
+        "batch_size": options.batch_size,
+        "device": device,
+        "smoothing_window": options.smoothing_window,
+        "model_id": loaded.model_id,
+        "label_schema": read_label_schema(media_store),
+    }
+    frames_root = video_frames_root(media_store, member_id)
+    if loaded.spec.multilabel:  # the trust checks are for single-label models
+        table = predict_frames(loaded.model, loaded.spec, frames_root, manifest, **common)
+        flags = PREDICTION_FLAGS_SCHEMA.empty_table()
+    else:
+        stored = loaded.metadata.get("trust")  # absent in models from before trust flags
+        trust = TrustReference.from_dict(stored) if stored else None
+        if trust is not None and options.min_confidence is not None:
+            trust = dataclasses.replace(trust, min_confidence=options.min_confidence)
+        table, flags, _ = predict_with_flags(
+            loaded.model, loaded.spec, frames_root, manifest, trust, **common
+        )
     seconds = time.perf_counter() - started
     write_table(media_store, key, table)
+    write_table(media_store, flags_key, flags)
     df = table.select(["label_name", "value", "confidence"]).to_pandas()
     chosen = df[df["value"]]
+    flagged = flags.select(["low_confidence", "out_of_distribution", "trusted"]).to_pandas()
     return MemberResult(
         metadata={
-            "model_id": loaded.model_id,
+            **{k: v for k, v in model_accuracy.items() if v is not None},
             "device": device,
             "frames": len(manifest),
             "frames_per_second": round(len(manifest) / seconds, 1) if seconds else 0.0,
             "mean_confidence": round(float(chosen["confidence"].mean()), 3) if len(chosen) else 0.0,
+            "flagged_low_confidence": int(flagged["low_confidence"].sum()),
+            "flagged_out_of_distribution": int(flagged["out_of_distribution"].sum()),
+            "trusted_frames": int(flagged["trusted"].sum()),
         }
     )
 
@@ -513,5 +748,120 @@ def custom_model_labels(
             "source": str(df["source"].iloc[0]) if len(df) else "",
             "frames": len(manifest),
             "mean_confidence": round(float(df["confidence"].mean()), 3) if len(df) else 0.0,
+        }
+    )
+
+
+# --- evaluation on new patients ---------------------------------------------------------------
+
+
+def _without_timings(value):
+    """The report with its wall-clock fields removed, so a rerun writes the same bytes."""
+    if isinstance(value, dict):
+        return {k: _without_timings(v) for k, v in value.items() if k != "seconds"}
+    if isinstance(value, list):
+        return [_without_timings(v) for v in value]
+    return value
+
+
+def _headline(report: dict) -> dict:
+    """The row the metadata leads with: blitz label on every training video with the first
+    backbone (the label model's own setting), else the row with the most frames labelled."""
+    rows = report["results"]
+    full = [r for r in rows if r["method"] == "blitz" and r["budget"].startswith("100%")]
+    return (full or sorted(rows, key=lambda r: -r["labelled_fraction"]))[0]
+
+
+@dg.asset(
+    group_name="predict",
+    kinds={"pytorch", "json"},
+    pool="gpu",
+    op_tags=GPU_OP_TAGS,
+    deps=["frame_labels", "segment_labels", "labelbox_labels", "cold_label_answers"],
+    code_version="1",
+    description="How well label prediction works on patients it never saw, for this project's"
+    " reviewed labels (any labels, any videos): grouped k-fold by patient (patients sheet and"
+    " DICOM study pseudonyms; a video without a patient is its own), stratified by class; cold"
+    " label with K frames per training video and blitz label with a share of the training"
+    " videos, against the majority-class baseline (medvid.predict.evaluate). Writes"
+    " reports/label_prediction_evaluation.json and .md. Not part of the default run:"
+    " evaluation_job.",
+)
+def label_prediction_evaluation(
+    context: dg.AssetExecutionContext,
+    config: EvaluationConfigOverrides,  # type: ignore[valid-type]
+    media_store: MediaStore,
+    torch_device: TorchDeviceResource,
+    settings: SettingsResource,
+) -> dg.MaterializeResult:
+    record_worker(context)
+    options, recorded = resolve_settings(context, settings, "predict.evaluation", config)
+    video_ids = videos_with_frames(media_store)
+    manifest = live_manifest(media_store, video_ids)
+    labels = reviewed_training_labels(media_store, video_ids)
+    evaluation = EvaluationConfig(
+        folds=options.folds,
+        seeds=tuple(options.seeds),
+        k_values=tuple(options.k_values),
+        selection_methods=tuple(options.selection_methods),
+        blitz_fractions=tuple(options.blitz_fractions),
+        blitz_skip=options.blitz_skip,
+        arch=options.arch,
+        input_size=options.input_size,
+        backbones=tuple(options.backbones),
+        smoothing_window=options.smoothing_window,
+        device=torch_device.resolve(),
+    )
+    try:
+        report = evaluate_by_patient(
+            manifest,
+            media_store.fetch_prefix(keys.FRAMES),
+            labels,
+            patients_of_videos(media_store, video_ids),
+            evaluation,
+            log=context.log.info,
+        )
+    except MedvidInputError as error:
+        raise dg.Failure(
+            description=f"cannot evaluate label prediction by patient: {error.reason}"
+            f" (each of the {options.folds} test folds needs patients of its own: label more"
+            " patients or lower predict.evaluation.folds)",
+            metadata={"reason": error.reason, "folds": options.folds},
+        ) from None
+    markdown = evaluation_markdown(report)
+    write_json(media_store, f"{keys.EVALUATION_REPORT}.json", _without_timings(report))
+    write_bytes_atomic(
+        media_store.local_path(f"{keys.EVALUATION_REPORT}.md"), markdown.encode("utf-8")
+    )
+    media_store.publish(f"{keys.EVALUATION_REPORT}.md")
+    row, baseline = _headline(report), report["baseline"]
+    return dg.MaterializeResult(
+        metadata={
+            "patients": report["patients"],
+            "videos": report["videos"],
+            "frames": report["frames"],
+            "folds": options.folds,
+            "setting": f"{row['method']} {row['budget']}, backbone {row['backbone']}",
+            "frame_accuracy": row["frame_accuracy"],
+            "macro_f1": row["macro_f1"],
+            "clip_accuracy": row["clip_accuracy"],
+            "majority_baseline": baseline["frame_accuracy"],
+            "majority_baseline_macro_f1": baseline["macro_f1"],
+            "confusion_matrix": markdown_image(
+                confusion_matrix_png(
+                    row["confusion_matrix"], report["classes"], "new patients, pooled folds"
+                ),
+                "confusion matrix",
+            ),
+            "labelling_cost_curve": dg.MetadataValue.md(markdown),
+            "labelling_cost_plot": markdown_image(
+                labelling_cost_curve_png(report["results"], baseline["frame_accuracy"]),
+                "labelling-cost curve",
+            ),
+            "report": dg.MetadataValue.path(
+                str(media_store.local_path(f"{keys.EVALUATION_REPORT}.json"))
+            ),
+            "seconds": round(report["seconds"], 1),
+            **recorded,
         }
     )

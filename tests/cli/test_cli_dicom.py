@@ -60,7 +60,7 @@ def run(tmp_path_factory, shared_data):
 def test_run_succeeds_and_lists_the_studies(run):
     result = run["result"]
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "studies:      2 (2 processed this run)" in result.stdout
+    assert "studies:      2 (2 new this run)" in result.stdout, result.stdout
     assert result.stdout.count("de-identified: yes") == 2
     assert f"cine loops: {run['cine_name']}" in result.stdout
     assert "Doe" not in result.stdout and "MRN12345" not in result.stdout

@@ -285,6 +285,7 @@ def test_annotations_csv_has_the_exact_columns_and_rows(tmp_path: Path, frames_r
         "model_meta_id": "resnet18-v1",
         "date_created": "2024-01-01T00:00:00.000000+00:00",  # the year only
         "date_modified": "2024-01-01T00:00:00.000000+00:00",
+        **dict.fromkeys(("crop_x0", "crop_y0", "crop_x1", "crop_y1"), ""),  # not cropped
     }
     assert (second["information_source_name"], second["information_source_id"]) == ("sheet", "2")
     assert (second["value"], second["float_value"], second["model_meta_id"]) == ("true", "", "")

@@ -12,10 +12,10 @@ import cv2
 import numpy as np
 import pytest
 import simplejpeg
-from tests.core.conftest import H1N1, SONOSITE, write_h264
 
 from medvid.frames.encode import Redaction, encode_frame, frame_to_bgr, jpeg_ycbcr_planes
 from medvid.frames.extract import _MAX_IN_FLIGHT_BATCHES, _EncodeQueue
+from tests.core.conftest import H1N1, SONOSITE, write_h264
 
 
 def _frames(path: Path, limit: int) -> list[av.VideoFrame]:

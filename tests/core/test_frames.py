@@ -11,7 +11,6 @@ import imagehash
 import numpy as np
 import pyarrow as pa
 import pytest
-from tests.core.conftest import MPEG, SONOSITE, decode_rgb, write_h264
 from PIL import Image
 
 from medvid.errors import CorruptMediaError
@@ -22,6 +21,7 @@ from medvid.frames.sampling import SamplingConfig, expected_frame_count, planned
 from medvid.ids import frame_id
 from medvid.video.normalize import Clip, normalize_video
 from medvid.video.probe import probe_video
+from tests.core.conftest import MPEG, SONOSITE, decode_rgb, write_h264
 
 VIDEO_ID = "0123456789abcdef"
 

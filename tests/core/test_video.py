@@ -10,7 +10,6 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from tests.core.conftest import AVI, H1N1, MOV, MPEG, SONOSITE, decode_rgb
 
 from medvid.errors import CorruptMediaError, EmptyFileError, UnsupportedMediaError
 from medvid.video.decode import (
@@ -23,6 +22,7 @@ from medvid.video.decode import (
 )
 from medvid.video.normalize import decode_summary, normalize_video, plan_clips
 from medvid.video.probe import MP4_FORMAT_NAME, needs_transcode, probe_video
+from tests.core.conftest import AVI, H1N1, MOV, MPEG, SONOSITE, decode_rgb
 
 # name, container, codec, width, height, avg_frame_rate, frame_count, frame_count_source,
 # duration_s, start_pts, has_audio: measured with PyAV/ffprobe, consistent with MANIFEST.tsv.

@@ -97,7 +97,9 @@ def test_each_bad_input_is_quarantined_with_its_reason(mixed):
 
 def test_each_good_input_reaches_the_export(mixed):
     home, (_, output), _ = mixed
-    assert "videos:       3 (3 new this run)" in output  # two clips + the palette pair
+    summary = output[output.rfind("\nruns:") :]
+    # two clips, the palette pair and notes.mp4 (registered as a video, then found unreadable)
+    assert "videos:       4 (4 new this run, 1 quarantined)" in summary, summary
     assert "studies:      2 (2 new this run)" in output  # us1 and the palette pair
     annotations = (home / "exports" / "default" / "annotations.csv").read_text()
     assert "b_lines" in annotations and "a_lines" in annotations

@@ -16,7 +16,15 @@ LABEL_ASSETS = {
     "labelbox_labels": {"labelbox_uploads", "label_sheets"},
     "cold_label_queue": {"video_frames"},
     "cold_label_answers": {"cold_label_queue", "labelbox_labels"},
-    "label_model": {"cold_label_answers", "frame_labels", "segment_labels", "labelbox_labels"},
+    "label_model": {
+        "cold_label_answers",
+        "frame_labels",
+        "segment_labels",
+        "labelbox_labels",
+        "pretrained_backbone",
+    },
+    "pretrained_backbone": {"video_frames"},
+    "label_prediction_evaluation": {"frame_labels", "segment_labels", "cold_label_answers"},
     "predicted_labels": {"label_model", "video_frames"},
     "custom_model_labels": {"video_frames"},
 }
@@ -58,6 +66,7 @@ STAGES = (
     "ocr",
     "deid",
     "frames",
+    "cleaning",
     "labels",
     "labelbox",
     "predict",
@@ -107,3 +116,13 @@ def test_every_storage_key_is_named_in_the_catalog() -> None:
                 ):
                     offenders.append(f"{path.relative_to(root)}:{node.lineno}")
     assert offenders == []
+
+
+def test_the_export_job_cleans_before_it_exports(tmp_path: Path) -> None:
+    defs = build_definitions(tmp_path)
+    graph = defs.resolve_asset_graph()
+    parents = {k.to_user_string() for k in graph.get(dg.AssetKey("training_dataset")).parent_keys}
+    assert {"duplicate_groups", "fields_of_view"} <= parents
+    job = defs.resolve_job_def("export_job")
+    selected = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
+    assert {"duplicate_groups", "fields_of_view", "training_dataset"} <= selected
