@@ -73,6 +73,19 @@ def members(store: Store, batch: str, kind: str) -> list[str]:
     return sorted(found)
 
 
+def members_of_day(store: Store, day: str) -> dict[str, list[str]]:
+    """The videos and studies that landed on the UTC ``day`` (``YYYY-MM-DD``): the members of
+    the day's batches, by kind (``{"video": [...], "study": [...]}``, each sorted). A member's
+    day is its landing day as intake recorded it (:func:`medvid.intake.ledger.landing_day` of
+    the landing file's mtime; a study's first instance; a cine loop its study's)."""
+    found: dict[str, list[str]] = {kind: [] for kind in KINDS}
+    for batch in nonempty_batches(store):
+        if day_of(batch) == day:
+            for kind in KINDS:
+                found[kind].extend(members(store, batch, kind))
+    return {kind: sorted(ids) for kind, ids in found.items()}
+
+
 def members_digest(store: Store, batch: str) -> str:
     """12 hex digits naming a batch's membership: changes when a member is added."""
     names = sorted(store.list_keys(keys.batch_prefix(batch)))

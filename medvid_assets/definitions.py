@@ -46,14 +46,21 @@ STAGES = (
 )
 
 
-def build_definitions(home: Path | None = None, landing_dir: Path | None = None) -> dg.Definitions:
-    """All of medvid, with resources rooted at ``home`` (default :func:`medvid_home`) and the
-    landing zone at ``landing_dir`` when given (the ``medvid`` command's argument)."""
+def build_definitions(
+    home: Path | None = None,
+    landing_dir: Path | None = None,
+    executor: dg.ExecutorDefinition | None = None,
+) -> dg.Definitions:
+    """All of medvid, with resources rooted at ``home`` (default :func:`medvid_home`), the
+    landing zone at ``landing_dir`` when given (the ``medvid`` command's argument) and every
+    job on ``executor`` (default: the one ``MEDVID_EXECUTOR`` names, :func:`executor_from_env`)."""
     home = home or medvid_home()
     return dg.Definitions.merge(
         *(stage.defs for stage in STAGES),
         orchestration.defs,
-        dg.Definitions(resources=resources(home, landing_dir), executor=executor_from_env()),
+        dg.Definitions(
+            resources=resources(home, landing_dir), executor=executor or executor_from_env()
+        ),
     )
 
 

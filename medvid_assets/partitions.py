@@ -31,4 +31,8 @@ batch_partitions = dg.MultiPartitionsDefinition(
 with warnings.catch_warnings():  # beta in Dagster 1.13, and the mapping this graph needs
     warnings.simplefilter("ignore", dg.BetaWarning)
     FROM_THE_DAYS_INTAKE = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="day")
-"""A batch depends on its day's intake."""
+    FROM_THE_DAYS_BATCHES = dg.MultiToSingleDimensionPartitionMapping(
+        partition_dimension_name="day"
+    )
+"""FROM_THE_DAYS_INTAKE: a batch depends on its day's intake. FROM_THE_DAYS_BATCHES: a
+day-partitioned asset (``daily_snapshot``) depends on every batch (shard) of its day."""

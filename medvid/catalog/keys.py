@@ -55,6 +55,8 @@ LABEL_SCHEMA = f"{TABLES}/label_schema.json"
 LABEL_INDEXES = f"{TABLES}/indexes"
 """``<label set>.json``: per video, the digest of the inputs its label table was made from."""
 EXPORTS = "exports"
+#: ``snapshots/<dataset_name>/<day>/``: the dataset of one day's arrivals (``daily_snapshot``)
+SNAPSHOTS = "snapshots"
 MODELS = "models"
 CURRENT_MODEL = f"{MODELS}/label_model.json"
 BACKBONES = f"{MODELS}/backbones"
@@ -227,6 +229,11 @@ def backbone_key(backbone_id: str) -> str:
 
 def export_prefix(dataset_name: str) -> str:
     return f"{EXPORTS}/{dataset_name}"
+
+
+def snapshot_prefix(dataset_name: str, day: str) -> str:
+    """The folder of the dataset of the arrivals of the UTC ``day`` (``YYYY-MM-DD``)."""
+    return f"{SNAPSHOTS}/{dataset_name}/{day}"
 
 
 def labelbox_upload_key(video_id: str) -> str:

@@ -5,6 +5,10 @@ with asset checks that block a dataset a loader would choke on or a split that l
 What may leave medvid is decided by one gate, :mod:`medvid.export.gate`, which the Labelbox
 upload uses too. The dataset's name and options come from the home config's ``export`` section,
 so every entry point writes the same dataset.
+
+``daily_snapshot`` (one partition per UTC day of landing) writes the same folder, with the same
+checks, for the videos and studies that arrived on its day, under
+``<home>/snapshots/<dataset_name>/<day>/``: what a backfill of a day ends with.
 """
 
 import json
@@ -13,6 +17,7 @@ import dagster as dg
 import pandas as pd
 
 import medvid
+from medvid.batches import members_of_day
 from medvid.catalog import keys
 from medvid.catalog.keys import Tables, table_key
 from medvid.cleaning.store import (
@@ -35,9 +40,10 @@ from medvid.intake.ledger import ledger_entries
 from medvid.labels.schema import FRAME_LABELS_SCHEMA
 from medvid.labels.store import label_sets_of_videos, read_label_schema, read_patients
 from medvid.plots import label_distribution_png
-from medvid.settings import ExportSettings, fingerprint
+from medvid.settings import CleaningSettings, ExportSettings, fingerprint
 from medvid.store import read_table
 from medvid.video.store import read_video_metadata
+from medvid_assets.partitions import FROM_THE_DAYS_BATCHES, landing_days
 from medvid_assets.policy import (
     SettingsResource,
     deid_check_result,
@@ -117,6 +123,28 @@ OPTIONAL_LABEL_SETS = (
 )
 
 
+def _export_check_specs(asset: str) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(
+            name,
+            asset=asset,
+            blocking=name != "has_annotations",  # an empty dataset is a state, not an error
+            description=CHECK_DESCRIPTIONS[name],
+        )
+        for name in EXPORT_CHECKS
+    ]
+
+
+def _export_settings(context, settings: SettingsResource, config):
+    """The export settings of this run (home config + launchpad fields) and the home config's
+    cleaning section, with the metadata that records both."""
+    config, recorded = resolve_settings(context, settings, "export", config)
+    cleaning = settings.load().cleaning
+    recorded["cleaning_settings"] = dg.MetadataValue.json(cleaning.model_dump(mode="json"))
+    recorded["cleaning_settings_fingerprint"] = fingerprint(cleaning)
+    return config, cleaning, recorded
+
+
 @dg.asset(
     group_name="export",
     kinds={"csv", "json", "jpeg"},
@@ -129,15 +157,7 @@ OPTIONAL_LABEL_SETS = (
         *OPTIONAL_LABEL_SETS,
     ],
     code_version="2",
-    check_specs=[
-        dg.AssetCheckSpec(
-            name,
-            asset="training_dataset",
-            blocking=name != "has_annotations",  # an empty dataset is a state, not an error
-            description=CHECK_DESCRIPTIONS[name],
-        )
-        for name in EXPORT_CHECKS
-    ],
+    check_specs=_export_check_specs("training_dataset"),
     description="Training dataset folder: annotations.csv/.json (one row per frame-label,"
     " label sets of every source merged), frames/video_<id>/frame_<frame_id>.jpg,"
     " imagefolder/<split>/<label>/, multilabel.json (image path, label vector, label mask),"
@@ -156,13 +176,94 @@ def training_dataset(
     ocr_engine: OcrEngineResource,
 ):
     record_worker(context)
-    config, recorded = resolve_settings(context, settings, "export", config)
-    cleaning = settings.load().cleaning
-    recorded["cleaning_settings"] = dg.MetadataValue.json(cleaning.model_dump(mode="json"))
-    recorded["cleaning_settings_fingerprint"] = fingerprint(cleaning)
+    config, cleaning, recorded = _export_settings(context, settings, config)
     video_ids = exportable_videos(
         media_store, [e.content_id for e in ledger_entries(media_store, kind="video")]
     )
+    studies = exportable_studies(media_store, registered_studies(media_store))
+    yield from write_dataset(
+        context,
+        config,
+        media_store,
+        ocr_engine,
+        video_ids=video_ids,
+        studies=studies,
+        prefix=keys.export_prefix(config.dataset_name),
+        cleaning=cleaning,
+        metadata=recorded,
+    )
+
+
+@dg.asset(
+    group_name="export",
+    kinds={"csv", "json", "jpeg"},
+    partitions_def=landing_days,
+    deps=[
+        dg.AssetDep("video_frames", partition_mapping=FROM_THE_DAYS_BATCHES),
+        dg.AssetDep("dicom_images", partition_mapping=FROM_THE_DAYS_BATCHES),
+        "frame_labels",
+        "segment_labels",
+        "duplicate_groups",
+        "fields_of_view",
+    ],
+    code_version="1",
+    check_specs=_export_check_specs("daily_snapshot"),
+    description="The dataset of one UTC day of arrivals: the same folder as training_dataset"
+    " (same settings, same blocking checks), under snapshots/<dataset_name>/<day>/, built from"
+    " only the videos and studies that landed that day (the members of the day's batches) and"
+    " passed de-identification. Backfill a day (this asset with its upstream, one day) to take"
+    " that day's arrivals through the whole path and write its snapshot.",
+)
+def daily_snapshot(
+    context: dg.AssetExecutionContext,
+    config: TrainingDatasetConfig,  # type: ignore[valid-type]
+    media_store: MediaStore,
+    settings: SettingsResource,
+    ocr_engine: OcrEngineResource,
+):
+    record_worker(context)
+    day = context.partition_key
+    config, cleaning, recorded = _export_settings(context, settings, config)
+    arrived = members_of_day(media_store, day)
+    video_ids = exportable_videos(media_store, arrived["video"])
+    studies = exportable_studies(media_store, arrived["study"])
+    context.log.info(
+        f"{day}: {len(arrived['video'])} videos and {len(arrived['study'])} studies arrived;"
+        f" {len(video_ids)} and {len(studies)} may be exported"
+    )
+    yield from write_dataset(
+        context,
+        config,
+        media_store,
+        ocr_engine,
+        video_ids=video_ids,
+        studies=studies,
+        prefix=keys.snapshot_prefix(config.dataset_name, day),
+        cleaning=cleaning,
+        metadata={
+            "day": day,
+            "videos_arrived": len(arrived["video"]),
+            "studies_arrived": len(arrived["study"]),
+            **recorded,
+        },
+    )
+
+
+def write_dataset(
+    context: dg.AssetExecutionContext,
+    config: ExportSettings,
+    media_store: MediaStore,
+    ocr_engine: OcrEngineResource,
+    *,
+    video_ids: list[str],
+    studies: list[str],
+    prefix: str,
+    cleaning: CleaningSettings,
+    metadata: dict,
+):
+    """Write the dataset of ``video_ids`` (exportable videos) and ``studies`` (exportable
+    studies) under the store key ``prefix``, then yield its ``MaterializeResult`` (with
+    ``metadata`` added) and the results of :data:`EXPORT_CHECKS`."""
     patients = read_patients(media_store)
     label_sets = label_sets_of_videos(media_store, video_ids)
     frames, labels, videos, sampling, dropped, untrusted = [], [], [], {}, 0, 0
@@ -195,19 +296,18 @@ def training_dataset(
     videos_df = pd.DataFrame(videos, columns=None if videos else ["video_id", "video_hash"])
     if "patient_id" not in videos_df.columns:
         videos_df["patient_id"] = None
-    studies = exportable_studies(media_store, registered_studies(media_store))
     still_images = exportable_images(media_store, studies)
     # a DICOM cine loop belongs to its study's patient, whatever the patients sheet says
     for index, row in videos_df.iterrows():
         if pseudonym := patient_of_cine_video(media_store, row["video_id"]):
             videos_df.loc[index, "patient_id"] = pseudonym
-    out_dir = media_store.local_path(f"{keys.export_prefix(config.dataset_name)}/.keep").parent
+    out_dir = media_store.local_path(f"{prefix}/.keep").parent
     context.log.info(
         f"exporting {len(video_ids)} videos and {len(still_images)} still images to {out_dir}"
     )
     if labels_df.empty and still_images.empty:
         yield dg.MaterializeResult(
-            metadata={"status": "empty", "videos": len(video_ids), **recorded}
+            metadata={"status": "empty", "videos": len(video_ids), **metadata}
         )
         for name in EXPORT_CHECKS:
             yield dg.AssetCheckResult(
@@ -249,7 +349,7 @@ def training_dataset(
         duplicate_videos=read_duplicate_videos(media_store),
         fields_of_view=video_boxes(read_fields_of_view(media_store)),
     )
-    media_store.publish_prefix(keys.export_prefix(config.dataset_name))
+    media_store.publish_prefix(prefix)
     excluded = json.loads((out_dir / "manifest.json").read_text())["excluded"]
     per_split = summary.counts.get("positives_per_label_and_split", {})
     yield dg.MaterializeResult(
@@ -288,7 +388,7 @@ def training_dataset(
                 if per_split
                 else {}
             ),
-            **recorded,
+            **metadata,
         }
     )
     yield from export_checks(out_dir, media_store, video_ids, ocr_engine.engine(), config)

@@ -80,6 +80,8 @@ def _resolve(sheet: pd.DataFrame, names: dict[str, str]) -> tuple[pd.DataFrame, 
     group_name="labels",
     kinds={"parquet", "csv"},
     code_version="2",
+    # sheets are taken in by intake: a backfill of a day reads them after that day's intake
+    deps=["landing_intake"],
     description="The current version of every sheet that landed, validated and resolved to"
     " video ids: labels (video, start_s, end_s, label), segments (video, start_frame|start_s,"
     " end_frame|end_s, label[, value]), patients (video, patient_id -> pseudonym, allow-listed"

@@ -206,6 +206,9 @@ class _Planner:
         return not (busy & {"intake", "batch"}) and not pending_landing
 
     def labels(self) -> bool:
+        """Whether the labels are planned now or still being made (later rules wait)."""
+        if "labels" in self.plan.running:
+            return True
         version = labels_version(self.store, self.settings.labels, self.settings.segments)
         last = self.latest("frame_labels")
         made = self.metadata(self.latest("label_sheets"), "labels_version")
@@ -217,9 +220,13 @@ class _Planner:
         return False
 
     def predictions(self) -> bool:
+        """Whether the label model or predictions are planned now or still being made (the
+        export waits for them)."""
         predict = self.settings.predict
         if predict is None:
             return False
+        if any(u == "model" or u.startswith(("predict:", "custom:")) for u in self.plan.running):
+            return True
         planned = False
         done = set(self.instance.get_materialized_partitions(dg.AssetKey(BATCH_TERMINAL_ASSET)))
         if predict.model is not None:

@@ -8,10 +8,17 @@
   batches, labels, predictions and export need.
 - ``daily_intake`` (05:00 UTC, off by default): the same intake as the sensor, for sites that
   prefer one batch a day (files still for a minute are taken).
+
+``MEDVID_SENSOR_INTERVAL_S`` (read when the code location loads; default 30) sets both sensors'
+minimum interval. The daemon evaluates sensors at most every 5 s whatever the interval, and a
+landing file is taken on the second tick that sees it unchanged, so the shortest time from
+upload to intake run is about two daemon loops.
 """
 
 import json
+import os
 import time
+from collections.abc import Mapping
 
 import dagster as dg
 
@@ -21,6 +28,27 @@ from medvid_assets.orchestration.jobs import JOBS, intake_job
 from medvid_assets.orchestration.planner import MAX_ATTEMPTS, plan
 from medvid_assets.policy import SettingsResource
 from medvid_resources import LandingZone, MediaStore
+
+DEFAULT_SENSOR_INTERVAL_S = 30
+
+
+def sensor_interval_s(environ: Mapping[str, str] = os.environ) -> int:
+    """The sensors' ``minimum_interval_seconds``: ``MEDVID_SENSOR_INTERVAL_S`` (whole seconds,
+    at least 1), else :data:`DEFAULT_SENSOR_INTERVAL_S`.
+
+    Raises ``ValueError`` naming the variable when it is not a positive whole number."""
+    raw = environ.get("MEDVID_SENSOR_INTERVAL_S", "").strip()
+    if not raw:
+        return DEFAULT_SENSOR_INTERVAL_S
+    try:
+        seconds = int(raw)
+    except ValueError:
+        seconds = 0
+    if seconds < 1:
+        raise ValueError(
+            f"MEDVID_SENSOR_INTERVAL_S must be a whole number of seconds >= 1, not {raw!r}"
+        )
+    return seconds
 
 
 def _look(zone: LandingZone, store: MediaStore, cursor: dict | None, **kwargs):
@@ -36,7 +64,7 @@ def _look(zone: LandingZone, store: MediaStore, cursor: dict | None, **kwargs):
 
 @dg.sensor(
     job=intake_job,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=sensor_interval_s(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Lists the landing zone. A file version is taken once its size and mtime are"
     " unchanged across two ticks (temporary upload files are ignored) and it has no recorded"
@@ -79,7 +107,7 @@ def touched_batches(instance: dg.DagsterInstance, after: int | None) -> tuple[se
 
 @dg.sensor(
     jobs=[job for job in JOBS if job is not intake_job],
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=sensor_interval_s(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests the runs medvid's planner finds needed: the batch_pipeline of every"
     " batch that is new or gained members, then (when those are done) labels, the label model"
