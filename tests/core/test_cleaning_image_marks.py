@@ -160,3 +160,11 @@ def test_the_preview_shows_before_mask_and_after(stills, first):
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     marked = int((first.table.to_pandas()["inpainted_key"].notna()).sum())
     assert image.shape[0] == 40 * min(marked, 3)
+
+
+def test_no_stills_give_an_empty_table_and_no_preview(tmp_path, finder):
+    store = LocalMediaStore(root=str(tmp_path))
+    stills = pd.DataFrame(columns=["image_id", "study_key", "image_relative_path"])
+    update = image_marks_table(store, stills, read_image_marks(store), finder)
+    assert update.table.num_rows == 0 and update.found == [] and update.studies == []
+    assert marks_preview(store, update.table.to_pandas()) == b""
