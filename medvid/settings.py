@@ -343,7 +343,13 @@ class CleaningSettings(_Section):
     export: ``max_colour_fraction`` drops ultrasound stills (Modality US) with more coloured
     pixels inside their crop than this fraction (colour or power Doppler; null keeps them,
     :mod:`medvid.cleaning.filters`); ``min_width``/``min_height`` drop frames and stills smaller
-    than this after the crop (pixels, 0: no limit)."""
+    than this after the crop (pixels, 0: no limit). ``marks``: what the export does with stills
+    where the ``image_marks`` asset found on-image marks (:mod:`medvid.export.image_marks`):
+    ``keep`` them as stored (the default: the mark finder calls calipers on clean stills of
+    other vendors, 2 of 2 real ones, so nothing is altered or dropped on its word),
+    ``inpaint`` (export the inpainted still), ``clean_twin_or_inpaint`` (leave out a marked
+    still whose clean caliper twin is exported, inpaint the others) or ``drop`` (leave out
+    stills with calipers)."""
 
     duplicate_radius: int = Field(
         4, ge=0, le=32, description="pHash Hamming radius (bits) of near-duplicate images."
@@ -363,6 +369,11 @@ class CleaningSettings(_Section):
     )
     min_width: int = Field(0, ge=0, description="Drop images narrower than this (px, cropped).")
     min_height: int = Field(0, ge=0, description="Drop images lower than this (px, cropped).")
+    marks: Literal["keep", "inpaint", "clean_twin_or_inpaint", "drop"] = Field(
+        "keep",
+        description="Stills with on-image marks: keep (as stored), inpaint, clean_twin_or_inpaint"
+        " (the clean caliper twin, else inpainted) or drop (stills with calipers).",
+    )
 
 
 class MedvidSettings(_Section):

@@ -11,7 +11,7 @@ never part of the definitions. See the README's "Configuration of the deployment
 - ``MEDVID_MEDIA_BUCKET`` (+ ``MEDVID_MEDIA_PREFIX``), ``MEDVID_S3_ENDPOINT_URL``, ``AWS_*``.
 - ``MEDVID_DEID_SALT`` (else a 0600 salt file in ``protected/``), ``MEDVID_OCR_ENGINE``,
   ``MEDVID_EASYOCR_MODEL_DIR``, ``LABELBOX_API_KEY``, ``MEDVID_LABELBOX_PROJECT_ID``,
-  ``MEDVID_LABELBOX_DATASET``, ``MEDVID_TORCH_DEVICE``.
+  ``MEDVID_LABELBOX_DATASET``, ``MEDVID_TORCH_DEVICE``, ``MEDVID_TORCH_THREADS``.
 """
 
 from __future__ import annotations
@@ -100,7 +100,8 @@ def resources(home: Path, landing_dir: Path | None = None) -> dict:
             dataset_name=_env("MEDVID_LABELBOX_DATASET", "medvid-frames"),
         ),
         "torch_device": TorchDeviceResource(
-            device=os.environ.get("MEDVID_TORCH_DEVICE", "auto")  # type: ignore[arg-type]
+            device=os.environ.get("MEDVID_TORCH_DEVICE", "auto"),  # type: ignore[arg-type]
+            cpu_threads=int(os.environ.get("MEDVID_TORCH_THREADS", "0")),
         ),
         "settings": SettingsResource(path=str(home / SETTINGS_FILE)),
     }

@@ -47,6 +47,12 @@ FRAMES = "media/frames"
 DICOM_IMAGES = "media/dicom_images"
 """``study_<study_key>/image_<instance_id>.png``: de-identified still images."""
 MASKS = "media/masks"
+MARK_MASKS = "media/mark_masks"
+"""``study_<study_key>/image_<instance_id>.png``: the marks found on a de-identified still
+(0/255 grey PNG, :mod:`medvid.cleaning.marks_store`)."""
+INPAINTED_IMAGES = "media/inpainted_images"
+"""``study_<study_key>/image_<instance_id>.png``: a de-identified still with its marks filled
+(written only for stills where marks were found)."""
 PREVIEWS = "previews"
 QUARANTINE = "quarantine"
 DEID_STATUS = "deid_status"
@@ -110,6 +116,9 @@ class Tables:
     DUPLICATE_VIDEOS = "duplicate_videos"
     FIELDS_OF_VIEW = "fields_of_view"
     """Per video: the imaging region of its frames (:mod:`medvid.cleaning.fov`)."""
+    IMAGE_MARKS = "image_marks"
+    """Per de-identified still: marks found, caliper twin, inpainted image
+    (:mod:`medvid.cleaning.marks_store`)."""
 
 
 def table_key(name: str, partition_key: str | None = None) -> str:

@@ -14,7 +14,8 @@ colour-threshold baseline), :mod:`~medvid.cleaning.mark_net` (the mark finder),
 
 Field of view: :mod:`~medvid.cleaning.fov` (the DICOM ultrasound region, else detected in a
 video's moving pixels or a still's lit region). The media store's duplicate tables:
-:mod:`medvid.cleaning.store` (not imported here).
+:mod:`medvid.cleaning.store`; the marks of its stills: :mod:`medvid.cleaning.marks_store`
+(neither imported here).
 """
 
 from medvid.cleaning.dedup import (

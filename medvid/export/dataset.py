@@ -85,6 +85,7 @@ from medvid.export.annotations import (
     records_to_json,
 )
 from medvid.export.dataset_file import DATASET_JSON, dataset_document
+from medvid.export.image_marks import MARKS_MODES, apply_marks
 from medvid.export.images import (
     IMAGES_CSV,
     IMAGES_DIR,
@@ -161,6 +162,9 @@ class ExportConfig:
         max_colour_fraction: an ultrasound still (``Modality`` ``US``) with more than this
             fraction of coloured pixels inside its crop is taken as colour Doppler and left
             out (:func:`medvid.cleaning.filters.colour_fraction`); None keeps them.
+        marks: which pixels of a still with on-image marks are exported
+            (:mod:`medvid.export.image_marks`): ``keep`` (default: as stored), ``inpaint``,
+            ``clean_twin_or_inpaint`` or ``drop``.
     """
 
     dataset_name: str
@@ -176,6 +180,7 @@ class ExportConfig:
     min_width: int = 0
     min_height: int = 0
     max_colour_fraction: float | None = None
+    marks: Literal["keep", "inpaint", "clean_twin_or_inpaint", "drop"] = "keep"
 
     def __post_init__(self) -> None:
         if not self.dataset_name or not self.dataset_name.strip():
@@ -190,6 +195,8 @@ class ExportConfig:
             raise ValueError(
                 f"duplicates must be 'representative' or 'all', got {self.duplicates!r}"
             )
+        if self.marks not in MARKS_MODES:
+            raise ValueError(f"marks must be one of {MARKS_MODES}, got {self.marks!r}")
 
 
 @dataclass(frozen=True)
@@ -318,6 +325,7 @@ def write_training_dataset(
     duplicate_groups: pd.DataFrame | None = None,
     duplicate_videos: pd.DataFrame | None = None,
     fields_of_view: Mapping[str, tuple[int, int, int, int]] | None = None,
+    inpainted_root: Path | None = None,
 ) -> ExportSummary:
     """Write the training dataset described in the module docstring to ``out_dir``.
 
@@ -360,6 +368,8 @@ def write_training_dataset(
         fields_of_view: ``{video_id: (x0, y0, x1, y1)}`` the image region of a video's frames
             in pixels (x1/y1 exclusive; :mod:`medvid.cleaning.fov`), clipped to each frame's
             ``width``/``height`` when the frames table has them.
+        inpainted_root: folder the stills' ``inpainted_relative_path`` are relative to
+            (:mod:`medvid.export.image_marks`; read only when ``config.marks`` inpaints).
 
     Returns an :class:`ExportSummary`. Raises :class:`PatientIdError` (a ``ValueError``) when a
     ``patient_id`` of ``videos`` or ``still_images`` is neither a medvid pseudonym nor null
@@ -416,6 +426,8 @@ def write_training_dataset(
     }
     rows = joined[~(dead | disturbed)].copy()
     images = still_images if still_images is not None else pd.DataFrame(columns=["image_id"])
+    images, marks = apply_marks(images, config.marks)
+    excluded.update(marks)
     groups = _duplicate_table(duplicate_groups)
     rows, images, duplicates = _drop_copies(rows, images, groups, config.duplicates)
     excluded.update(duplicates)
@@ -654,13 +666,18 @@ def write_training_dataset(
             _place(frames_dir / frame_path[frame_id], folder_root / rel, config.link_mode)
             image_rows.append([rel.as_posix(), frame_id, video_id, label_name, split])
 
-        for path, box in zip(image_paths, _boxes(images), strict=True):
-            if images_root is None or not (images_root / path).is_file():
+        for path, box, source in zip(
+            image_paths,
+            _boxes(images),
+            _image_sources(images, images_root, inpainted_root),
+            strict=True,
+        ):
+            if source is None or not source.is_file():
                 raise FileNotFoundError(f"still image missing: {path}")
             if box is not None:
-                _write_cropped(images_root / path, tmp / IMAGES_DIR / path, box)
+                _write_cropped(source, tmp / IMAGES_DIR / path, box)
             else:
-                _place(images_root / path, tmp / IMAGES_DIR / path, config.link_mode)
+                _place(source, tmp / IMAGES_DIR / path, config.link_mode)
         if image_ids:
             (tmp / IMAGES_CSV).write_bytes(images_csv(images, image_splits))
         (tmp / ANNOTATIONS_CSV).write_bytes(records_to_csv(records))
@@ -791,6 +808,21 @@ def _drop_colour(
             raise FileNotFoundError(f"still image missing or undecodable: {path.name}")
         drop[position] = colour_fraction(image, box) > max_fraction
     return images[~drop].reset_index(drop=True), int(drop.sum())
+
+
+def _image_sources(
+    images: pd.DataFrame, images_root: Path | None, inpainted_root: Path | None
+) -> list[Path | None]:
+    """The file each still is exported from: its inpainted PNG when ``inpainted``, else the
+    stored one; None when its root was not given."""
+    sources = []
+    for row in images.to_dict("records"):
+        if row.get("inpainted"):
+            root, relative = inpainted_root, row["inpainted_relative_path"]
+        else:
+            root, relative = images_root, row["image_relative_path"]
+        sources.append(None if root is None else root / safe_image_paths([str(relative)])[0])
+    return sources
 
 
 def _boxes(table: pd.DataFrame) -> list[tuple[int, int, int, int] | None]:

@@ -29,7 +29,9 @@ IMAGES_CSV: Final = "images.csv"
 #: Columns of ``images.csv`` in order. ``image_relative_path`` is relative to ``images/``;
 #: ``region_*`` the imaging region in pixels (x1/y1 exclusive) from SequenceOfUltrasoundRegions
 #: or detected (``region_source``); ``crop_*`` the box the exported PNG was cropped to (empty:
-#: exported whole; ``width``/``height`` stay those of the source image); ``PhysicalDelta*`` in
+#: exported whole; ``width``/``height`` stay those of the source image); ``has_calipers`` the
+#: mark finder's answer (empty: not looked at) and ``inpainted`` whether the exported PNG is
+#: the still with its marks inpainted (:mod:`medvid.export.image_marks`); ``PhysicalDelta*`` in
 #: the units of ``PhysicalUnits*Direction`` (3 = cm per pixel); ``text_*`` parsed from burned-in
 #: text that stays visible (``text_measurements`` JSON ``[[name, value, unit], ...]``). Text a
 #: spreadsheet would run as a formula is prefixed with ``'``
@@ -51,6 +53,8 @@ IMAGE_COLUMNS: Final[tuple[str, ...]] = (
     "crop_y0",
     "crop_x1",
     "crop_y1",
+    "has_calipers",
+    "inpainted",
     "StudyDate",
     "Modality",
     "Manufacturer",

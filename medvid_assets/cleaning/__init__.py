@@ -1,4 +1,5 @@
-"""Cleaning: duplicate groups over every de-identified still and frame, read by the export."""
+"""Cleaning: duplicate groups over every de-identified still and frame, and the on-image marks
+of every de-identified still, read by the export."""
 
 import dagster as dg
 

@@ -1,4 +1,5 @@
-"""The cleaning stage: which de-identified images are copies of each other.
+"""The cleaning stage: which de-identified images are copies of each other, and which carry
+on-image marks (``image_marks``: found by the mark finder, inpainted, caliper twins).
 
 ``duplicate_groups`` runs in ``export_job`` before ``training_dataset``, which reads its tables
 to keep one image per group and patient and to keep a group on one side of the split. It keeps a
@@ -12,6 +13,12 @@ import pyarrow as pa
 
 from medvid.cleaning.dedup import DuplicateIndex
 from medvid.cleaning.dedup_policy import groups_spanning_patients
+from medvid.cleaning.marks_store import (
+    image_marks_table,
+    marks_preview,
+    read_image_marks,
+    write_image_marks,
+)
 from medvid.cleaning.store import (
     cleanable_videos,
     fields_of_view_table,
@@ -34,14 +41,17 @@ from medvid.dicom.registration import registered_studies
 from medvid.export.gate import exportable_studies
 from medvid.intake.ledger import ledger_entries
 from medvid.settings import CleaningSettings
+from medvid_assets.executors import GPU_OP_TAGS
 from medvid_assets.policy import (
     SettingsResource,
+    markdown_image,
     resolve_settings,
     settings_config,
     table_preview,
 )
 from medvid_assets.runs import record_worker
 from medvid_resources import MediaStore
+from medvid_resources.torch_device import TorchDeviceResource
 
 CleaningConfig = settings_config(CleaningSettings, "CleaningConfig")
 PREVIEW_GROUPS = 10
@@ -170,6 +180,68 @@ def fields_of_view(context: dg.AssetExecutionContext, media_store: MediaStore):
             "by_source": dg.MetadataValue.json({s: sources.count(s) for s in sorted(set(sources))}),
             "table": table_preview(
                 table, ["video_id", "x0", "y0", "x1", "y1", "source"], empty="(no videos)"
+            ),
+        }
+    )
+
+
+@dg.asset(
+    group_name="cleaning",
+    kinds={"pytorch", "parquet", "png"},
+    pool="gpu",
+    op_tags=GPU_OP_TAGS,
+    deps=["dicom_images"],
+    code_version="1",
+    description="On-image marks (calipers, dotted lines, arrows, body markers) of every"
+    " de-identified DICOM still: the shipped mark finder (tiny U-Net) per still and model_id"
+    " (has_calipers, mark pixels, the mask as a PNG), caliper twins within a study (the clean"
+    " twin of a marked still) and, where marks were found, the still inpainted (Telea, full"
+    " resolution) as a PNG. Table image_marks. Incremental: a still is read again only for a"
+    " new model; nothing is dropped here (the export decides, cleaning.marks).",
+)
+def image_marks(
+    context: dg.AssetExecutionContext,
+    media_store: MediaStore,
+    torch_device: TorchDeviceResource,
+):
+    from medvid.cleaning.mark_net import load_mark_net  # torch: only when this asset runs
+
+    record_worker(context)
+    stills = still_images_of(
+        media_store, exportable_studies(media_store, registered_studies(media_store))
+    )
+    finder = load_mark_net()
+    device = torch_device.resolve()
+    context.log.info(f"mark finder {finder.model_id} on {device}: {len(stills)} stills")
+    update = image_marks_table(
+        media_store,
+        stills,
+        read_image_marks(media_store),
+        finder,
+        device=device,
+        num_threads=torch_device.cpu_threads or None,
+    )
+    write_image_marks(media_store, update.table)
+    table = update.table.to_pandas()
+    preview = marks_preview(media_store, table)
+    return dg.MaterializeResult(
+        metadata={
+            "model_id": finder.model_id,
+            "device": device,
+            "still_images": len(table),
+            "read_now": len(update.found),
+            "studies_twinned_now": len(update.studies),
+            "with_calipers": int(table["has_calipers"].sum()),
+            "with_marks": int((table["mark_pixels"] > 0).sum()),
+            "with_clean_twin": int(table["clean_twin"].notna().sum()),
+            "inpainted": int(table["inpainted_key"].notna().sum()),
+            "table": table_preview(
+                update.table,
+                ["image_id", "has_calipers", "mark_pixels", "clean_twin", "inpainted_key"],
+                empty="(no stills)",
+            ),
+            **(
+                {"preview": markdown_image(preview, "still | marks | inpainted")} if preview else {}
             ),
         }
     )

@@ -20,6 +20,7 @@ import medvid
 from medvid.batches import members_of_day
 from medvid.catalog import keys
 from medvid.catalog.keys import Tables, table_key
+from medvid.cleaning.marks_store import read_image_marks
 from medvid.cleaning.store import (
     read_duplicate_groups,
     read_duplicate_videos,
@@ -30,6 +31,7 @@ from medvid.deid.store import known_identifiers_of, patient_of_cine_video
 from medvid.dicom.registration import registered_studies
 from medvid.export.dataset import ExportConfig, write_training_dataset
 from medvid.export.gate import exportable_studies, exportable_videos
+from medvid.export.image_marks import MARKS_EXCLUDED
 from medvid.export.images import IMAGE_COLUMNS
 from medvid.export.labelsets import drop_untrusted_predictions, export_labels
 from medvid.export.phi_scan import scan_export
@@ -112,6 +114,18 @@ def exportable_images(store: MediaStore, studies: list[str]) -> pd.DataFrame:
     )
 
 
+def with_marks(images: pd.DataFrame, store: MediaStore) -> pd.DataFrame:
+    """``images`` with the ``image_marks`` columns the export reads
+    (:mod:`medvid.export.image_marks`): ``has_calipers``, ``clean_twin`` and
+    ``inpainted_relative_path`` (under ``media/inpainted_images/``); null for a still not
+    looked at yet."""
+    marks = read_image_marks(store)
+    relative = marks["inpainted_key"].str.removeprefix(f"{keys.INPAINTED_IMAGES}/")
+    marks = marks.assign(inpainted_relative_path=relative)
+    columns = ["image_id", "has_calipers", "clean_twin", "inpainted_relative_path"]
+    return images.merge(marks[columns], on="image_id", how="left", validate="one_to_one")
+
+
 #: Optional label sets: the export reads them when present; their absence or their updates do
 #: not hold back or trigger the automatic export (only reviewed predictions are exported, and
 #: reviews arrive with the label sheets).
@@ -154,6 +168,7 @@ def _export_settings(context, settings: SettingsResource, config):
         "dicom_images",
         "duplicate_groups",
         "fields_of_view",
+        "image_marks",
         *OPTIONAL_LABEL_SETS,
     ],
     code_version="2",
@@ -166,7 +181,9 @@ def _export_settings(context, settings: SettingsResource, config):
     " videos and studies whose de-identification checks passed; predictions only when reviewed"
     " or asked for. Copies (duplicate_groups) are left out unless cleaning.duplicates is all, and"
     " a duplicate group is never in two splits; frames and stills are cropped to their field of"
-    " view (cleaning.crop_to_field_of_view; crop_x0..crop_y1 columns).",
+    " view (cleaning.crop_to_field_of_view; crop_x0..crop_y1 columns); stills with on-image"
+    " marks are kept as stored unless cleaning.marks says inpaint, clean_twin_or_inpaint or"
+    " drop (has_calipers and inpainted columns of images.csv).",
 )
 def training_dataset(
     context: dg.AssetExecutionContext,
@@ -296,7 +313,7 @@ def write_dataset(
     videos_df = pd.DataFrame(videos, columns=None if videos else ["video_id", "video_hash"])
     if "patient_id" not in videos_df.columns:
         videos_df["patient_id"] = None
-    still_images = exportable_images(media_store, studies)
+    still_images = with_marks(exportable_images(media_store, studies), media_store)
     # a DICOM cine loop belongs to its study's patient, whatever the patients sheet says
     for index, row in videos_df.iterrows():
         if pseudonym := patient_of_cine_video(media_store, row["video_id"]):
@@ -339,6 +356,7 @@ def write_dataset(
             min_width=cleaning.min_width,
             min_height=cleaning.min_height,
             max_colour_fraction=cleaning.max_colour_fraction,
+            marks=cleaning.marks,
         ),
         medvid_version=medvid.__version__,
         sampling_config=sampling,
@@ -348,6 +366,9 @@ def write_dataset(
         duplicate_groups=read_duplicate_groups(media_store),
         duplicate_videos=read_duplicate_videos(media_store),
         fields_of_view=video_boxes(read_fields_of_view(media_store)),
+        inpainted_root=media_store.fetch_prefix(keys.INPAINTED_IMAGES)
+        if cleaning.marks != "keep"
+        else None,
     )
     media_store.publish_prefix(prefix)
     excluded = json.loads((out_dir / "manifest.json").read_text())["excluded"]
@@ -368,7 +389,12 @@ def write_dataset(
             "filtered": dg.MetadataValue.json(
                 {
                     k: excluded[k]
-                    for k in ("colour_doppler_images", "too_small_frames", "too_small_images")
+                    for k in (
+                        "colour_doppler_images",
+                        "too_small_frames",
+                        "too_small_images",
+                        *MARKS_EXCLUDED,
+                    )
                 }
             ),
             "annotations_per_source": dg.MetadataValue.json(

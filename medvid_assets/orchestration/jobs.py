@@ -27,6 +27,7 @@ LABEL_ASSETS = ["label_sheets", "frame_labels", "segment_labels"]
 EXPORT_ASSETS = [
     "duplicate_groups",
     "fields_of_view",
+    "image_marks",
     "training_dataset",
     "quarantine",
     "dicom_studies",
@@ -68,8 +69,8 @@ labels_job = _job(
 export_job = _job(
     "export_job",
     EXPORT_ASSETS,
-    "Group duplicate images and find each video's field of view, then write the training"
-    " dataset, the quarantine table and the study table.",
+    "Group duplicate images, find each video's field of view and the marks on each still,"
+    " then write the training dataset, the quarantine table and the study table.",
 )
 label_model_job = _job(
     "label_model_job",

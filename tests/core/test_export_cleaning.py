@@ -275,3 +275,95 @@ def test_frames_smaller_than_the_minimum_after_the_crop_are_left_out(tmp_path, f
     excluded = json.loads((tmp_path / "ds" / "manifest.json").read_text())["excluded"]
     assert excluded["too_small_frames"] == 5  # A's live frames
     assert VA not in summary.splits
+
+
+@pytest.fixture()
+def marked_stills(tmp_path, still) -> tuple[Path, Path, pd.DataFrame]:
+    """The still with calipers (an inpainted PNG beside it) and its clean twin ``TWIN``."""
+    root, table = still
+    relative = table["image_relative_path"].iloc[0]
+    inpainted_root = tmp_path / "inpainted"
+    (inpainted_root / relative).parent.mkdir(parents=True)
+    filled = cv2.imread(str(root / relative))
+    filled[10:20, 10:20] = 128
+    cv2.imwrite(str(inpainted_root / relative), filled)
+    twin_relative = f"study_s0123456789abcd/image_{TWIN}.png"
+    (root / twin_relative).write_bytes((inpainted_root / relative).read_bytes())
+    marked = table.assign(has_calipers=True, clean_twin=TWIN, inpainted_relative_path=relative)
+    twin = table.assign(
+        image_id=TWIN,
+        image_relative_path=twin_relative,
+        has_calipers=False,
+        clean_twin=None,
+        inpainted_relative_path=None,
+    )
+    return root, inpainted_root, pd.concat([marked, twin], ignore_index=True)
+
+
+TWIN = "i0aaaaaaaaaaaaaaa"
+
+
+def _marks_export(out: Path, frames_root: Path, marked_stills, marks: str, **kwargs):
+    root, inpainted_root, table = marked_stills
+    _export(
+        out,
+        frames_root,
+        still_images=kwargs.pop("still_images", table),
+        images_root=root,
+        inpainted_root=inpainted_root,
+        config={"crop_to_field_of_view": False, "marks": marks},
+    )
+    rows = pd.read_csv(out / "images.csv", dtype=str).set_index("image_id")
+    excluded = json.loads((out / "manifest.json").read_text())["excluded"]
+    return rows, excluded
+
+
+def test_keep_mode_exports_the_stored_pixels_and_says_so(tmp_path, frames_root, marked_stills):
+    root, _, table = marked_stills
+    rows, excluded = _marks_export(tmp_path / "ds", frames_root, marked_stills, "keep")
+    assert rows.loc[STILL, "has_calipers"] == "True" and rows.loc[STILL, "inpainted"] == "False"
+    assert rows.loc[TWIN, "has_calipers"] == "False" and rows.loc[TWIN, "inpainted"] == "False"
+    for relative in table["image_relative_path"]:
+        assert (tmp_path / "ds" / "images" / relative).read_bytes() == (
+            root / relative
+        ).read_bytes()
+    assert excluded["calipered_images"] == excluded["marked_images_with_clean_twin"] == 0
+
+
+def test_inpaint_mode_exports_the_inpainted_still(tmp_path, frames_root, marked_stills):
+    root, inpainted_root, table = marked_stills
+    rows, _ = _marks_export(tmp_path / "ds", frames_root, marked_stills, "inpaint")
+    assert rows.loc[STILL, "inpainted"] == "True" and rows.loc[TWIN, "inpainted"] == "False"
+    relative = rows.loc[STILL, "image_relative_path"]
+    exported = (tmp_path / "ds" / "images" / relative).read_bytes()
+    assert exported == (inpainted_root / relative).read_bytes() != (root / relative).read_bytes()
+
+
+def test_the_clean_twin_is_preferred_to_the_marked_still(tmp_path, frames_root, marked_stills):
+    rows, excluded = _marks_export(
+        tmp_path / "ds", frames_root, marked_stills, "clean_twin_or_inpaint"
+    )
+    assert rows.index.tolist() == [TWIN] and excluded["marked_images_with_clean_twin"] == 1
+    # without its twin in the export, the marked still is exported inpainted
+    _, _, table = marked_stills
+    alone, excluded = _marks_export(
+        tmp_path / "alone",
+        frames_root,
+        marked_stills,
+        "clean_twin_or_inpaint",
+        still_images=table[table["image_id"] == STILL],
+    )
+    assert alone.loc[STILL, "inpainted"] == "True"
+    assert excluded["marked_images_with_clean_twin"] == 0
+
+
+def test_drop_mode_leaves_out_stills_with_calipers_and_counts_them(
+    tmp_path, frames_root, marked_stills
+):
+    rows, excluded = _marks_export(tmp_path / "ds", frames_root, marked_stills, "drop")
+    assert rows.index.tolist() == [TWIN] and excluded["calipered_images"] == 1
+
+
+def test_an_unknown_marks_mode_is_an_error():
+    with pytest.raises(ValueError, match="marks must be one of"):
+        ExportConfig(dataset_name="x", marks="blur")  # type: ignore[arg-type]

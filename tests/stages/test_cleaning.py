@@ -13,10 +13,12 @@ from pathlib import Path
 
 import av
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from medvid.catalog import keys
 from medvid.catalog.keys import Tables, table_key
 from medvid.images import read_rgb
 from tests.stages.conftest import MP4, Home
@@ -113,6 +115,24 @@ def test_the_still_is_cropped_to_its_ultrasound_region(home):
     assert (row["crop_x0"], row["crop_y0"], row["crop_x1"], row["crop_y1"]) == (120, 60, 800, 519)
     image = read_rgb(_export(home) / "images" / row["image_relative_path"])
     assert image.shape == (459, 680, 3)
+
+
+def test_marks_of_the_stills_are_found_and_the_stored_pixels_exported_by_default(home):
+    marks = pd.read_parquet(home.path / table_key(Tables.IMAGE_MARKS))
+    assert len(marks) == 2 and marks["model_id"].nunique() == 1
+    assert marks["clean_twin"].isna().all()  # the RLE copy has the same pixels: no twin
+    meta = _latest(home, "image_marks")
+    assert meta["still_images"].value == 2 and meta["read_now"].value == 2
+    row = pd.read_csv(_export(home) / "images.csv").iloc[0]
+    assert not row["inpainted"]  # cleaning.marks: keep
+    assert row["has_calipers"] == marks.set_index("image_id").loc[row["image_id"], "has_calipers"]
+    exported = read_rgb(_export(home) / "images" / row["image_relative_path"])
+    stored = read_rgb(home.path / keys.DICOM_IMAGES / row["image_relative_path"])
+    np.testing.assert_array_equal(exported, stored[60:519, 120:800])
+    before = (home.path / table_key(Tables.IMAGE_MARKS)).read_bytes()
+    assert home.materialize("image_marks").success
+    assert _latest(home, "image_marks")["read_now"].value == 0
+    assert (home.path / table_key(Tables.IMAGE_MARKS)).read_bytes() == before
 
 
 def test_frames_of_a_reencoded_video_share_groups_with_the_original(home):

@@ -122,7 +122,8 @@ def test_the_export_job_cleans_before_it_exports(tmp_path: Path) -> None:
     defs = build_definitions(tmp_path)
     graph = defs.resolve_asset_graph()
     parents = {k.to_user_string() for k in graph.get(dg.AssetKey("training_dataset")).parent_keys}
-    assert {"duplicate_groups", "fields_of_view"} <= parents
+    assert {"duplicate_groups", "fields_of_view", "image_marks"} <= parents
     job = defs.resolve_job_def("export_job")
     selected = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
-    assert {"duplicate_groups", "fields_of_view", "training_dataset"} <= selected
+    assert {"duplicate_groups", "fields_of_view", "image_marks", "training_dataset"} <= selected
+    assert defs.get_assets_def(dg.AssetKey("image_marks")).op.pool == "gpu"
