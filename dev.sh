@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # medvid developer entry point.
 #   ./dev.sh demo   set up (or reuse) .venv, then run `medvid demo` on the bundled sample clips
-#   ./dev.sh test   set up (or reuse) .venv, then run the test suite
+#   ./dev.sh test   set up (or reuse) .venv, then run the test suite (--stack: the deployment stack tests too)
 #   ./dev.sh setup  only set up
 # MEDVID_VENV overrides the virtualenv folder (default: .venv in the repo).
 set -euo pipefail

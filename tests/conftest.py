@@ -46,3 +46,34 @@ def videos_dir(shared_data: Path) -> Path:
 def samples_dir() -> Path:
     """The small sample clips and sheets bundled in the repo for `medvid demo`."""
     return REPO / "samples"
+
+
+# --- test tiers -------------------------------------------------------------------------------
+# The quick tier (the default, what `./dev.sh test` and CI run) stays within 10 minutes on a
+# 2-core machine. Tests marked `stack` start the deployment topology as processes (PostgreSQL,
+# moto S3, RabbitMQ, code server, daemon, webserver, Celery workers) and take minutes each:
+# `./dev.sh test --stack` (or MEDVID_STACK_TESTS=1) runs them too.
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--stack",
+        action="store_true",
+        default=False,
+        help="also run the tests marked `stack` (the deployment topology as processes; minutes)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "stack: starts the deployment topology as processes (opt in with --stack)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--stack") or os.environ.get("MEDVID_STACK_TESTS") == "1":
+        return
+    skip = pytest.mark.skip(reason="deployment stack test: run with --stack (minutes)")
+    for item in items:
+        if "stack" in item.keywords:
+            item.add_marker(skip)

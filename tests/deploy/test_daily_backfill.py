@@ -76,6 +76,9 @@ class Backfilled:
     seconds: float
 
 
+pytestmark = pytest.mark.stack  # the daemon's backfill loop over 20 runs: minutes
+
+
 @pytest.fixture(scope="module")
 def backfilled(tmp_path_factory, videos_dir) -> Backfilled:
     root = tmp_path_factory.mktemp("daily")

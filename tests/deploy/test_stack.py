@@ -31,7 +31,10 @@ import yaml
 from tests.deploy.conftest import DOCKER, REPO, VENV_BIN
 from tests.deploy.processes import Processes, free_port
 
-pytestmark = pytest.mark.filterwarnings("ignore:Task name 'execute_plan' is already registered")
+pytestmark = [
+    pytest.mark.stack,
+    pytest.mark.filterwarnings("ignore:Task name 'execute_plan' is already registered"),
+]
 
 pytest.importorskip(
     "dagster_celery", reason="the celery extra is not installed: pip install -e '.[celery]'"
