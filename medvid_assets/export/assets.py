@@ -222,6 +222,7 @@ def training_dataset(
         "segment_labels",
         "duplicate_groups",
         "fields_of_view",
+        "image_marks",
     ],
     code_version="1",
     check_specs=_export_check_specs("daily_snapshot"),
