@@ -6,6 +6,7 @@ re-encoded by PyAV (x264 CRF 23), a labels sheet for both clips. Later steps add
 that files the copy under another patient, then ask for every copy.
 """
 
+import json
 import os
 import shutil
 from fractions import Fraction
@@ -22,10 +23,14 @@ from medvid.catalog import keys
 from medvid.catalog.keys import Tables, table_key
 from medvid.images import read_rgb
 from tests.stages.conftest import MP4, Home
+from tests.stages.label_pipeline import LIGHT_TEXT
 
 COPY = "h1n1_reencoded.mp4"
 SALT = "test-salt-not-a-secret"
-SETTINGS = "labels: {label_ids: {viral: 0}}\nexport: {val_ratio: 0.5, phi_scan_ocr_images: 2}\n"
+SETTINGS = (
+    "labels: {label_ids: {viral: 0}}\nexport: {val_ratio: 0.5, phi_scan_ocr_images: 2}\n"
+    + f"text: {json.dumps(LIGHT_TEXT)}\n"  # not a PHI test: see LIGHT_TEXT
+)
 LABELS = f"video,start_s,end_s,label\n{MP4},0,100,viral\n{COPY},0,100,viral\n"
 
 
