@@ -60,8 +60,23 @@ predict:
 export: {{dataset_name: {DATASET}, phi_scan_ocr_images: 1}}
 """
 PATH_JOBS = ["intake_job", "batch_pipeline", "labels_job", "custom_model_job", "export_job"]
-#: Steps of assets declared with medvid_assets.executors.GPU_OP_TAGS in this path.
-GPU_STEPS = {"custom_model_labels"}
+#: The step of the custom model's run (a GPU step: medvid_assets.executors.GPU_OP_TAGS).
+CUSTOM_MODEL_STEPS = {"custom_model_labels"}
+
+
+def gpu_steps() -> set[str]:
+    """Every asset step declared with the gpu queue's op tags (custom_model_labels,
+    image_marks, the label models...)."""
+    from medvid_assets.definitions import defs
+    from medvid_assets.executors import CELERY_QUEUE_TAG, GPU_QUEUE
+
+    return {
+        key.path[-1]
+        for assets_def in defs.assets or []
+        if isinstance(assets_def, dg.AssetsDefinition)
+        for key in assets_def.keys
+        if assets_def.op.tags.get(CELERY_QUEUE_TAG) == GPU_QUEUE
+    }
 
 
 def compose_command(service: str, **replace: str) -> list[str]:
@@ -253,6 +268,8 @@ def test_a_clip_in_the_landing_bucket_becomes_a_dataset_in_the_media_bucket(
             host = socket.gethostname()
             by_job = {r.job_name: r for r in reversed(runs)}  # the latest run of each job
             assert set(PATH_JOBS) <= set(by_job), sorted(by_job)
+            on_gpu = gpu_steps()
+            assert {"custom_model_labels", "image_marks"} <= on_gpu
             for run in runs:
                 assert run.status == dg.DagsterRunStatus.SUCCESS, (run.job_name, run.status)
                 # requested by a sensor, then through the QueuedRunCoordinator's queue
@@ -265,12 +282,11 @@ def test_a_clip_in_the_landing_bucket_becomes_a_dataset_in_the_media_bucket(
                 steps = started_steps(instance, run.run_id)
                 assert steps, run.job_name
                 assert step_workers(instance, run.run_id) == {
-                    step: f"gpu@{host}" if step in GPU_STEPS else f"default@{host}"
-                    for step in steps
+                    step: f"gpu@{host}" if step in on_gpu else f"default@{host}" for step in steps
                 }
             assert by_job["intake_job"].tags["dagster/sensor_name"] == "landing_sensor"
             gpu_run = by_job["custom_model_job"]
-            assert started_steps(instance, gpu_run.run_id) == GPU_STEPS
+            assert started_steps(instance, gpu_run.run_id) == CUSTOM_MODEL_STEPS
             assert gpu_run.tags["medvid/gpu"] == "true"  # one such run at a time (dagster.yaml)
             export_run = by_job["export_job"].run_id
 
