@@ -25,11 +25,13 @@ setup() {
     "$VENV/bin/python" -m pip install -q -e ".[dev]"
     echo "$want" > "$stamp"
   fi
-  # optional system tools: the tesseract OCR engine and the ffmpeg CLI (benchmarks' peer)
-  if ! command -v tesseract >/dev/null 2>&1 || ! command -v ffmpeg >/dev/null 2>&1; then
+  # optional system tools: the tesseract OCR engine, the ffmpeg CLI (benchmarks' peer) and
+  # docker-compose (the deployment tests validate docker/compose.yaml with `docker-compose config`)
+  if ! command -v tesseract >/dev/null 2>&1 || ! command -v ffmpeg >/dev/null 2>&1 \
+    || ! command -v docker-compose >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr ffmpeg) >/dev/null 2>&1 \
-        || echo "note: could not install tesseract-ocr/ffmpeg; tests that need them are skipped"
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr ffmpeg docker-compose) >/dev/null 2>&1 \
+        || echo "note: could not install tesseract-ocr/ffmpeg/docker-compose; tests that need them are skipped"
     fi
   fi
 }

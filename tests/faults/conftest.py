@@ -1,6 +1,7 @@
 """Real faults against real processes: ``medvid run`` as a subprocess, killed with SIGKILL,
 run twice at once, fed bad files beside good ones."""
 
+import json
 import os
 import shutil
 import signal
@@ -12,6 +13,8 @@ from pathlib import Path
 import av
 import pytest
 
+from tests.stages.label_pipeline import LIGHT_TEXT
+
 SALT = "fault-test-salt-not-a-secret"
 
 
@@ -19,6 +22,12 @@ def medvid_process(landing: Path, home: Path, *extra: str) -> subprocess.Popen:
     """``medvid run LANDING --home HOME`` in a child process (default signal handlers: this
     machine's background processes may inherit SIGINT/SIGTERM as ignored)."""
     env = {**os.environ, "MEDVID_DEID_SALT": SALT, "DAGSTER_HOME": str(home)}
+    # fault tests are not PHI tests: the text scan every second (tests.stages.label_pipeline)
+    config = home.parent / "light_text.yaml"
+    if not config.exists():  # written once, whole: a second process may be reading it
+        partial = config.with_suffix(".partial")
+        partial.write_text(f"text: {json.dumps(LIGHT_TEXT)}\n")
+        partial.replace(config)
     return subprocess.Popen(
         [
             sys.executable,
@@ -29,6 +38,8 @@ def medvid_process(landing: Path, home: Path, *extra: str) -> subprocess.Popen:
             "--home",
             str(home),
             "--no-progress",
+            "--config",
+            str(config),
             *extra,
         ],
         stdout=subprocess.PIPE,
