@@ -38,9 +38,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from medvid.catalog import keys
+from medvid.catalog.keys import Tables, protected_table_key, table_key
 from medvid.catalog.schemas import ORIENTATION_PREDICTIONS_SCHEMA
+from medvid.frames.store import live_manifest
 from medvid.labels.schema import model_source
 from medvid.ocr.parse import ORIENTATIONS, normalize_orientation
+from medvid.store import Store, read_table, read_table_or_empty
 
 ITEM_COLUMNS = ("item_id", "kind", "study_id", "relative_path", "text_orientation")
 
@@ -340,6 +344,51 @@ def predict_orientation(
 def empty_predictions() -> pa.Table:
     """An orientation prediction table with no rows."""
     return ORIENTATION_PREDICTIONS_SCHEMA.empty_table()
+
+
+def stored_items(
+    store: Store, studies: Sequence[str], video_ids: Sequence[str] = ()
+) -> tuple[Path, pd.DataFrame]:
+    """The items of a media store and the local root their ``relative_path`` are under.
+
+    Stills: every image of ``dicom_images`` of ``studies`` (their text fields are parsed from
+    the text left visible). Frames: the live frames of ``video_ids`` that ``frame_ocr_text``
+    read (protected; the text itself is not returned, only its orientation); videos without
+    that table add nothing. Fetches the image files it names.
+    """
+    images = [
+        read_table(store, table_key(Tables.DICOM_IMAGES, study)).to_pandas()
+        for study in sorted(set(studies))
+        if store.exists(table_key(Tables.DICOM_IMAGES, study))
+    ]
+    images_root = store.fetch_prefix(keys.DICOM_IMAGES)
+    frames_root = store.local_path(keys.FRAMES)
+    root = common_root([images_root, frames_root])
+    parts = [
+        orientation_items_of_stills(table, images_root.relative_to(root).as_posix())
+        for table in images
+        if len(table)
+    ]
+    for video_id in sorted(set(video_ids)):
+        fields_key = protected_table_key(Tables.FRAME_OCR_TEXT, video_id)
+        if not store.exists(fields_key):
+            continue
+        store.fetch_prefix(keys.frames_prefix(video_id))
+        parts.append(
+            orientation_items_of_frames(
+                live_manifest(store, [video_id]),
+                read_table(store, fields_key).to_pandas(),
+                frames_root.relative_to(root).as_posix(),
+            )
+        )
+    items = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=ITEM_COLUMNS)
+    return root, items
+
+
+def read_orientation_predictions(store: Store) -> pd.DataFrame:
+    """``tables/orientation_predictions.parquet`` as a frame (no rows when absent)."""
+    key = table_key(Tables.ORIENTATION_PREDICTIONS)
+    return read_table_or_empty(store, key, ORIENTATION_PREDICTIONS_SCHEMA).to_pandas()
 
 
 def common_root(roots: Sequence[Path]) -> Path:
