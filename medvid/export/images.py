@@ -107,15 +107,14 @@ def with_orientation(
     (``beats_majority``) unless ``include_untrusted``. Text that was read always wins, even
     over a prediction row for the same item.
     """
-    text = (
-        table[text_column].where(table[text_column].notna() & (table[text_column] != ""))
-        if text_column in table.columns
-        else pd.Series(None, index=table.index, dtype=object)
+    read = table[text_column] if text_column in table.columns else [None] * len(table)
+    text = pd.Series(
+        [t if isinstance(t, str) and t else None for t in read], index=table.index, dtype=object
     )
     out = table.copy()
-    out["orientation"] = text.astype(object)
+    out["orientation"] = text
     out["orientation_source"] = pd.Series(
-        ["text" if pd.notna(t) else None for t in text], index=table.index, dtype=object
+        ["text" if t is not None else None for t in text], index=table.index, dtype=object
     )
     out["orientation_confidence"] = pd.Series(float("nan"), index=table.index)
     if predictions is None or not len(predictions) or not len(table):
@@ -123,7 +122,7 @@ def with_orientation(
     usable = predictions if include_untrusted else predictions[predictions["beats_majority"]]
     usable = usable.drop_duplicates("item_id").set_index("item_id")
     ids = table[id_column].astype(str)
-    fill = text.isna() & ids.isin(usable.index)
+    fill = text.isna().to_numpy() & ids.isin(usable.index).to_numpy()
     chosen = usable.reindex(ids[fill])
     out.loc[fill, "orientation"] = chosen["orientation"].to_numpy()
     out.loc[fill, "orientation_source"] = chosen["label_set"].to_numpy()
