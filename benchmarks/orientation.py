@@ -23,6 +23,8 @@ Reported per seed (the set, the head and the folds all follow the seed):
   same images (what the ``beats_majority_on_held_out_studies`` check compares);
 - ``textless_accuracy``: accuracy of the predictions on the images without text (their true
   orientation is known here), beside the majority class of the weak labels on them;
+- ``--shuffle-labels``: the weak labels permuted across images, a null control: the held-out
+  accuracy must then fall to about the majority class, or the held-out number leaks;
 - ``train_images_per_s`` (weak labels / training seconds: features, 3 folds, calibration,
   refit) and ``predict_images_per_s`` on the CPU with ``--threads`` torch threads.
 """
@@ -86,6 +88,10 @@ def run(args: argparse.Namespace, seed: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         items = synthetic_set(root, args.studies, args.per_study, args.text_fraction, seed)
+        if args.shuffle_labels:  # a null control: weak labels unrelated to the pixels
+            read = items["text_orientation"].notna()
+            shuffled = np.random.default_rng(seed).permutation(items.loc[read, "text_orientation"])
+            items.loc[read, "text_orientation"] = shuffled
         config = OrientationConfig(seed=seed, device="cpu", num_threads=args.threads)
         started = time.perf_counter()
         model = train_orientation_model(root, items, config)
@@ -128,6 +134,12 @@ def main() -> None:
     parser.add_argument("--text-fraction", type=float, default=0.5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--shuffle-labels",
+        action="store_true",
+        help="permute the weak labels across images (null control: held-out accuracy should"
+        " fall to the majority class)",
+    )
     parser.add_argument("--report", type=Path)
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
@@ -136,7 +148,8 @@ def main() -> None:
         print(json.dumps(row))
     frame = pd.DataFrame(rows)
     summary = {
-        "set": f"{args.studies} studies x {args.per_study} images, text on {args.text_fraction}",
+        "set": f"{args.studies} studies x {args.per_study} images, text on {args.text_fraction}"
+        + (", weak labels shuffled" if args.shuffle_labels else ""),
         "held_out_study_accuracy": f"{frame.held_out_study_accuracy.mean():.3f}"
         f" ± {frame.held_out_study_accuracy.std():.3f}",
         "majority_baseline": f"{frame.majority_baseline.mean():.3f}",
