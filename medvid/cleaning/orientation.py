@@ -232,6 +232,26 @@ class OrientationModel:
         }
 
 
+def not_trainable_reason(items: pd.DataFrame, config: OrientationConfig) -> str:
+    """Why the items' weak labels cannot train a model under ``config`` (too few per class,
+    fewer than 2 classes, too few studies), or ``""`` when they can. Reads no image."""
+    labels = weak_labels(items)
+    counts = weak_label_counts(labels)
+    kept = [name for name, n in counts.items() if n >= config.min_per_class]
+    if len(kept) < 2:
+        return (
+            f"{len(kept)} orientation(s) with at least {config.min_per_class} weak labels"
+            f" (read: {counts or 'none'}); 2 are needed"
+        )
+    studies = labels.loc[labels["orientation"].isin(kept), "study_id"].nunique()
+    if studies < config.min_studies:
+        return (
+            f"{studies} studies with weak labels; at least {config.min_studies} are needed to"
+            " hold whole studies out"
+        )
+    return ""
+
+
 def train_orientation_model(
     root: str | Path, items: pd.DataFrame, config: OrientationConfig | None = None
 ) -> OrientationModel:
@@ -245,20 +265,16 @@ def train_orientation_model(
     labels = weak_labels(items)
     counts = weak_label_counts(labels)
     kept = tuple(name for name, n in counts.items() if n >= config.min_per_class)
-    outcome = OrientationModel(trained=False, reason="", weak_labels=counts, folds=config.folds)
-    if len(kept) < 2:
-        outcome.reason = (
-            f"{len(kept)} orientation(s) with at least {config.min_per_class} weak labels"
-            f" (read: {counts or 'none'}); 2 are needed"
-        )
-        return outcome
     labels = labels[labels["orientation"].isin(kept)]
-    outcome.classes, outcome.studies = kept, int(labels["study_id"].nunique())
-    if outcome.studies < config.min_studies:
-        outcome.reason = (
-            f"{outcome.studies} studies with weak labels; at least {config.min_studies} are"
-            " needed to hold whole studies out"
-        )
+    outcome = OrientationModel(
+        trained=False,
+        reason=not_trainable_reason(items, config),
+        classes=kept,
+        weak_labels=counts,
+        studies=int(labels["study_id"].nunique()),
+        folds=config.folds,
+    )
+    if outcome.reason:
         return outcome
 
     from medvid.predict.model import ModelSpec, model_fingerprint  # noqa: PLC0415 (torch)

@@ -6,9 +6,12 @@ names none, predicted from the orientations OCR read on the others (weak labels)
 <model_id>.pt`` + ``.json``, never overwritten; ``models/orientation.json`` records the last
 run, trained or not and why) and its predictions for the images without orientation text
 (``tables/orientation_predictions.parquet``, label set ``model:<model_id>``). Text that was
-read is never overwritten. Torch is imported only when the asset runs. The settings come from
-the home config's ``cleaning.orientation`` section.
+read is never overwritten. It runs in ``export_job`` before ``training_dataset``, which reads
+its table. Torch is imported only when there are weak labels enough to train. The settings
+come from the home config's ``cleaning.orientation`` section.
 """
+
+import dataclasses
 
 import dagster as dg
 import pyarrow as pa
@@ -19,6 +22,7 @@ from medvid.cleaning.orientation import (
     OrientationConfig,
     empty_predictions,
     items_to_predict,
+    not_trainable_reason,
     predict_orientation,
     stored_items,
     train_orientation_model,
@@ -84,22 +88,22 @@ def probe_orientation(
         else []
     )
     root, items = stored_items(media_store, studies, videos)
-    device = torch_device.resolve()
-    model = train_orientation_model(
-        root,
-        items,
-        OrientationConfig(
-            arch=options.arch,
-            input_size=options.input_size,
-            folds=options.folds,
-            min_studies=max(options.min_studies, options.folds),
-            min_per_class=options.min_per_class,
-            seed=options.seed,
-            batch_size=options.batch_size,
-            device=device,
-            num_threads=torch_device.cpu_threads or None,
-        ),
+    orientation_config = OrientationConfig(
+        arch=options.arch,
+        input_size=options.input_size,
+        folds=options.folds,
+        min_studies=max(options.min_studies, options.folds),
+        min_per_class=options.min_per_class,
+        seed=options.seed,
+        batch_size=options.batch_size,
+        num_threads=torch_device.cpu_threads or None,
     )
+    # too few weak labels: no model, and no torch import (the usual case without such text)
+    device = None
+    if not not_trainable_reason(items, orientation_config):
+        device = torch_device.resolve()
+        orientation_config = dataclasses.replace(orientation_config, device=device)
+    model = train_orientation_model(root, items, orientation_config)
     weights_key = None
     predictions: pa.Table = empty_predictions()
     if model.trained:
@@ -134,7 +138,7 @@ def probe_orientation(
             "trained": model.trained,
             **({"not_trained_because": model.reason} if model.reason else {}),
             **({"model_id": model.model_id} if model.model_id else {}),
-            "device": device,
+            **({"device": device} if device else {}),
             "images": int((items["kind"] == "image").sum()),
             "frames": int((items["kind"] == "frame").sum()),
             "weak_labels": dg.MetadataValue.json(model.weak_labels),

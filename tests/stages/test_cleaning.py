@@ -232,6 +232,7 @@ def test_probe_orientation_without_orientation_text_is_not_trained_and_predicts_
     assert meta["trained"].value is False
     assert meta["not_trained_because"].text.startswith("0 orientation(s) with at least 5")
     assert (meta["images"].value, meta["predicted"].value) == (2, 0)
+    assert "device" not in meta  # nothing to train: torch not even imported
     assert pd.read_parquet(home.path / table_key(Tables.ORIENTATION_PREDICTIONS)).empty
     record = json.loads((home.path / keys.CURRENT_ORIENTATION_MODEL).read_text())
     assert (record["trained"], record["weights_key"]) == (False, None)

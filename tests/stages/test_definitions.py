@@ -140,3 +140,7 @@ def test_probe_orientation_is_a_gpu_op_the_export_reads(tmp_path: Path) -> None:
     assert asset.op.pool == "gpu"
     checks = {k.name for k in asset.check_keys}
     assert checks == {"beats_majority_on_held_out_studies"}
+    job = defs.resolve_job_def("export_job")
+    assert "probe_orientation" in {
+        k.to_user_string() for k in job.asset_layer.executable_asset_keys
+    }
