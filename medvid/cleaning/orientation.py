@@ -401,6 +401,21 @@ def stored_items(
     return root, items
 
 
+def frame_text_orientations(store: Store, video_ids: Sequence[str]) -> pd.DataFrame:
+    """``frame_id``, ``text_orientation`` of every frame of ``video_ids`` that
+    ``frame_ocr_text`` read (its parsed orientation, null when the text named none; the text
+    itself, protected, is not returned). No rows for videos without that table."""
+    parts = []
+    for video_id in sorted(set(video_ids)):
+        key = protected_table_key(Tables.FRAME_OCR_TEXT, video_id)
+        if store.exists(key):
+            fields = read_table(store, key).select(["frame_id", "orientation"]).to_pandas()
+            parts.append(fields.rename(columns={"orientation": "text_orientation"}))
+    if not parts:
+        return pd.DataFrame(columns=["frame_id", "text_orientation"])
+    return pd.concat(parts, ignore_index=True).drop_duplicates("frame_id")
+
+
 def read_orientation_predictions(store: Store) -> pd.DataFrame:
     """``tables/orientation_predictions.parquet`` as a frame (no rows when absent)."""
     key = table_key(Tables.ORIENTATION_PREDICTIONS)

@@ -193,6 +193,9 @@ def test_predictions_fill_only_the_images_without_orientation_text(synthetic_set
     model = train_orientation_model(root, items, FAST)
     assert model.trained and model.classes == ("TRANS", "LONG")
     assert model.studies == 6 and model.held_out_accuracy is not None
+    # the engine held out whole studies (6 groups), not images (24 with text)
+    held_out = model.metadata["held_out"]
+    assert (held_out["patients"], held_out["folds"], held_out["frames"]) == (6, 3, 24)
     predictions = predict_orientation(
         root, items, model.model, model.spec, model.model_id, model.beats_majority, device="cpu"
     ).to_pandas()
