@@ -230,3 +230,23 @@ def test_cleaning_duplicates_all_exports_every_copy(home):
     home.run()
     assert len(pd.read_csv(_export(home) / "images.csv")) == 2
     assert _latest(home, "training_dataset")["duplicates_dropped"].value == 0
+
+
+def test_probe_orientation_without_orientation_text_is_not_trained_and_predicts_nothing(home):
+    # the real stills carry no orientation text (nor does any shared image): no weak labels
+    assert home.materialize("probe_orientation").success
+    meta = _latest(home, "probe_orientation")
+    assert meta["trained"].value is False
+    assert meta["not_trained_because"].text.startswith("0 orientation(s) with at least 5")
+    assert (meta["images"].value, meta["predicted"].value) == (2, 0)
+    assert "device" not in meta  # nothing to train: torch not even imported
+    assert pd.read_parquet(home.path / table_key(Tables.ORIENTATION_PREDICTIONS)).empty
+    record = json.loads((home.path / keys.CURRENT_ORIENTATION_MODEL).read_text())
+    assert (record["trained"], record["weights_key"]) == (False, None)
+    check = home.instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("probe_orientation"), "beats_majority_on_held_out_studies"),
+        limit=1,
+    )[0].event.dagster_event.event_specific_data
+    assert (check.passed, check.severity) == (False, dg.AssetCheckSeverity.WARN)
+    row = pd.read_csv(_export(home) / "images.csv").iloc[0]
+    assert pd.isna(row["orientation"]) and pd.isna(row["orientation_source"])

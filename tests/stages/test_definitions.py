@@ -127,3 +127,20 @@ def test_the_export_job_cleans_before_it_exports(tmp_path: Path) -> None:
     selected = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
     assert {"duplicate_groups", "fields_of_view", "image_marks", "training_dataset"} <= selected
     assert defs.get_assets_def(dg.AssetKey("image_marks")).op.pool == "gpu"
+
+
+def test_probe_orientation_is_a_gpu_op_the_export_reads(tmp_path: Path) -> None:
+    defs = build_definitions(tmp_path)
+    graph = defs.resolve_asset_graph()
+    parents = {k.to_user_string() for k in graph.get(dg.AssetKey("training_dataset")).parent_keys}
+    assert "probe_orientation" in parents
+    upstream = graph.get(dg.AssetKey("probe_orientation")).parent_keys
+    assert {k.to_user_string() for k in upstream} == {"dicom_images", "frame_ocr_text"}
+    asset = defs.get_assets_def(dg.AssetKey("probe_orientation"))
+    assert asset.op.pool == "gpu"
+    checks = {k.name for k in asset.check_keys}
+    assert checks == {"beats_majority_on_held_out_studies"}
+    job = defs.resolve_job_def("export_job")
+    assert "probe_orientation" in {
+        k.to_user_string() for k in job.asset_layer.executable_asset_keys
+    }
