@@ -12,7 +12,7 @@ import pytest
 
 from medvid.export.annotations import ANNOTATION_COLUMNS
 from medvid.ids import content_id, sha256_file
-from tests.stages.label_pipeline import LIGHT_TEXT
+from tests.stages.label_pipeline import LIGHT_EXPORT, LIGHT_TEXT
 
 CLIPS = {
     "covid19us_Reg_northumbria_1009_vid1.avi": "healthy",
@@ -47,15 +47,18 @@ def landing(tmp_path: Path, videos_dir: Path) -> Path:
     return folder
 
 
-#: Not PHI tests (tests/cli/test_cli_dicom.py is): the text scan every second (LIGHT_TEXT).
+#: Not PHI tests (tests/cli/test_cli_dicom.py is): the light text scan (LIGHT_TEXT) and PHI-scan
+#: sample (LIGHT_EXPORT).
 LIGHT_TEXT_YAML = f"text: {json.dumps(LIGHT_TEXT)}\n"
+LIGHT_EXPORT_YAML = f"export: {json.dumps(LIGHT_EXPORT)}\n"
 
 
 def test_run_exports_a_dataset_then_processes_only_a_new_file(tmp_path, landing, videos_dir):
     home = tmp_path / "home"
     config = tmp_path / "config.yaml"
     config.write_text(
-        "frames:\n  strategy: every_n\n  every_n: 4\nexport:\n  dataset_name: lung\n"
+        "frames:\n  strategy: every_n\n  every_n: 4\n"
+        + f"export: {json.dumps({**LIGHT_EXPORT, 'dataset_name': 'lung'})}\n"
         + LIGHT_TEXT_YAML
     )
 
@@ -102,7 +105,7 @@ def test_predict_section_trains_a_blitz_model_and_labels_the_unlabelled_video(
         "frames: {strategy: every_n, every_n: 6}\n"
         "predict:\n"
         "  model: {strategy: blitz, epochs: 1, input_size: 64, min_images_per_epoch: 32}\n"
-        "  predicted_labels: {smoothing_window: 3}\n" + LIGHT_TEXT_YAML
+        "  predicted_labels: {smoothing_window: 3}\n" + LIGHT_TEXT_YAML + LIGHT_EXPORT_YAML
     )
     result = medvid("run", str(landing), "--home", str(home), "--config", str(config), home=home)
     assert result.returncode == 0, result.stdout + result.stderr

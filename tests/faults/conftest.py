@@ -13,7 +13,7 @@ from pathlib import Path
 import av
 import pytest
 
-from tests.stages.label_pipeline import LIGHT_TEXT
+from tests.stages.label_pipeline import LIGHT_EXPORT, LIGHT_TEXT
 
 SALT = "fault-test-salt-not-a-secret"
 
@@ -22,11 +22,11 @@ def medvid_process(landing: Path, home: Path, *extra: str) -> subprocess.Popen:
     """``medvid run LANDING --home HOME`` in a child process (default signal handlers: this
     machine's background processes may inherit SIGINT/SIGTERM as ignored)."""
     env = {**os.environ, "MEDVID_DEID_SALT": SALT, "DAGSTER_HOME": str(home)}
-    # fault tests are not PHI tests: the text scan every second (tests.stages.label_pipeline)
+    # fault tests are not PHI tests: the light text scan and PHI-scan sample (label_pipeline)
     config = home.parent / "light_text.yaml"
     if not config.exists():  # written once, whole: a second process may be reading it
         partial = config.with_suffix(".partial")
-        partial.write_text(f"text: {json.dumps(LIGHT_TEXT)}\n")
+        partial.write_text(f"text: {json.dumps(LIGHT_TEXT)}\nexport: {json.dumps(LIGHT_EXPORT)}\n")
         partial.replace(config)
     return subprocess.Popen(
         [

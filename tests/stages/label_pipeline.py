@@ -102,10 +102,12 @@ def member_metadata(resources: dict, asset: str, member: str) -> dict:
 
 #: The text scan of the label and prediction fixtures: a detection every second and one text frame
 #: plus one random frame in the residual check. These fixtures test labels, models and cleaning,
-#: not the PHI guarantee (tests/core/test_video_text.py, tests/stages/test_dicom.py,
-#: tests/cli/test_cli_dicom.py and benchmarks/phi.py keep the default 0.25 s); the whole-video
-#: scan is most of a pipeline's time.
+#: not the PHI guarantee (tests/core/test_video_text.py, the cine-loop and endoscopy tests of
+#: tests/stages/test_dicom.py, tests/cli/test_cli_dicom.py and benchmarks/phi.py keep the
+#: default 0.25 s); the whole-video scan is most of a pipeline's time.
 LIGHT_TEXT = {"detect_interval_s": 1.0, "residual_text_frames": 1, "residual_random_frames": 1}
+#: Likewise the export's blocking PHI scan OCRs 2 sampled images instead of 16 (about 1 s each).
+LIGHT_EXPORT = {"phi_scan_ocr_images": 2}
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,15 @@ def process_clips(
         shutil.copyfile(videos_dir / clip, home / "landing" / clip)
     for name, text in (sheets or {}).items():
         (home / "landing" / name).write_text(text)
-    write_settings(home, {"frames": EVERY_10, "text": LIGHT_TEXT, "labels": labels_config or {}})
+    write_settings(
+        home,
+        {
+            "frames": EVERY_10,
+            "text": LIGHT_TEXT,
+            "labels": labels_config or {},
+            "export": LIGHT_EXPORT,
+        },
+    )
     with dg.instance_for_test() as instance:
         resources = medvid_resources(home)
         keys = ("landing_zone", "media_store", "settings")

@@ -1,6 +1,7 @@
 """The DICOM stage on every file of ../shared/data/dicom, the cine-loop handover to the video
 path, bad inputs, and the residual-PHI gate."""
 
+import json
 import os
 import shutil
 import zipfile
@@ -24,6 +25,7 @@ from medvid.store import read_json
 from medvid_resources.ocr import OcrEngineResource
 from tests.core.dicom_fixtures import FAKE_PATIENT, fake_patient_cine, fake_patient_image
 from tests.stages.conftest import Home
+from tests.stages.label_pipeline import LIGHT_TEXT
 
 SALT = "test-salt-not-a-secret"  # the one the medvid_home fixture sets
 
@@ -86,6 +88,9 @@ def every_file(tmp_path_factory, shared_data):
     try:
         with dg.instance_for_test() as instance:
             home = Home(root / "home", root / "landing", instance)
+            # headers and stills are what this fixture tests; its two cine loops' text scan is
+            # test_cine_loop_goes_down_the_video_path_with_its_text_redacted's (default scan)
+            home.configure(f"text: {json.dumps(LIGHT_TEXT)}\n")
             launched = home.run("intake", "batch")
             yield home, launched
     finally:
