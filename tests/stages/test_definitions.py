@@ -154,19 +154,15 @@ def test_batch_keys_are_dagsters_own_and_built_once_an_hour() -> None:
     plain = dg.MultiPartitionsDefinition(
         {d.name: d.partitions_def for d in batch_partitions.partitions_defs}
     )
-    utc = dt.UTC
-    for instant in (
-        dt.datetime(2026, 11, 30, 23, 59, 59, tzinfo=utc),  # the last second of a day
-        dt.datetime(2026, 12, 1, 0, 0, 0, tzinfo=utc),  # the first second of the next
-        dt.datetime(2026, 12, 1, 5, 29, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30))),
-    ):
-        mine = batch_partitions.get_partition_keys(current_time=instant)
-        assert mine == plain.get_partition_keys(current_time=instant), instant
-    assert mine[-1] == "2026-11-30|15"  # 05:29 at +05:30 is 23:59 UTC the day before
-    first = batch_partitions.get_partition_keys(
-        current_time=dt.datetime(2026, 12, 2, 10, 1, tzinfo=utc)
-    )
-    again = batch_partitions.get_partition_keys(
-        current_time=dt.datetime(2026, 12, 2, 10, 59, tzinfo=utc)
-    )
-    assert again is first  # the same list, not rebuilt
+    last_second = dt.datetime(2026, 11, 30, 23, 59, 59, tzinfo=dt.UTC)
+    keys = batch_partitions.get_partition_keys(current_time=last_second)
+    # 05:29 at +05:30 is 23:59 UTC: the same hour, so the same list, not rebuilt
+    india = dt.timezone(dt.timedelta(hours=5, minutes=30))
+    later = dt.datetime(2026, 12, 1, 5, 29, tzinfo=india)
+    assert batch_partitions.get_partition_keys(current_time=later) is keys
+    assert keys == plain.get_partition_keys(current_time=last_second)
+    assert keys[-1] == "2026-11-30|15"
+    next_day = dt.datetime(2026, 12, 1, 0, 0, 0, tzinfo=dt.UTC)  # a new day's 16 batches
+    keys = batch_partitions.get_partition_keys(current_time=next_day)
+    assert keys == plain.get_partition_keys(current_time=next_day)
+    assert keys[-1] == "2026-12-01|15"
