@@ -49,37 +49,9 @@ from medvid.labels.queue import queue_frames
 from medvid.labels.schema import LabelSchema, empty_frame_labels
 from medvid.labels.store import read_label_schema, reviewed_training_labels, videos_with_frames
 from medvid.plots import confusion_matrix_png, labelling_cost_curve_png, training_curve_png
-from medvid.predict.data import DEFAULT_AUGMENT
 from medvid.predict.errors import TrainingDataError
-from medvid.predict.evaluate import EvaluationConfig, evaluate_by_patient, evaluation_markdown
-from medvid.predict.infer import PREDICTION_FLAGS_SCHEMA, predict_frames, predict_with_flags
-from medvid.predict.model import ModelSpec, load_model, model_fingerprint, save_model
-from medvid.predict.pretrain import (
-    PretrainConfig,
-    backbone_fingerprint,
-    backbone_state,
-    pretrain_backbone,
-    save_backbone,
-)
 from medvid.predict.selection import DEFAULT_HAMMING_THRESHOLD
 from medvid.predict.store import patients_of_videos, read_current_backbone
-from medvid.predict.strategies import (
-    labels_to_items,
-    load_custom_callable,
-    predict_with_callable,
-    queue_answers,
-    read_labelling_answers,
-    select_frames_for_labelling,
-    write_labelling_queue,
-)
-from medvid.predict.train import (
-    TrainConfig,
-    every_nth_frame,
-    majority_baseline,
-    split_by_patient,
-    train_classifier,
-)
-from medvid.predict.trust import TrustReference
 from medvid.previews import contact_sheet, encode_jpeg
 from medvid.settings import (
     CustomModelSettings,
@@ -151,6 +123,12 @@ class ColdLabelQueueConfig(dg.Config):
 def cold_label_queue(
     context: dg.AssetExecutionContext, config: ColdLabelQueueConfig, media_store: MediaStore
 ) -> dg.MaterializeResult:
+    from medvid.predict.strategies import (
+        queue_answers,
+        select_frames_for_labelling,
+        write_labelling_queue,
+    )
+
     record_worker(context)
     video_ids = videos_with_frames(media_store)
     manifest = live_manifest(media_store, video_ids)
@@ -213,6 +191,8 @@ class ColdLabelAnswersConfig(dg.Config):
 def cold_label_answers(
     context: dg.AssetExecutionContext, config: ColdLabelAnswersConfig, media_store: MediaStore
 ) -> dg.MaterializeResult:
+    from medvid.predict.strategies import queue_answers, read_labelling_answers
+
     record_worker(context)
     schema = read_label_schema(media_store)
     now = dt.datetime.now(dt.UTC)
@@ -287,6 +267,14 @@ def pretrained_backbone(
     torch_device: TorchDeviceResource,
     settings: SettingsResource,
 ):
+    from medvid.predict.pretrain import (
+        PretrainConfig,
+        backbone_fingerprint,
+        backbone_state,
+        pretrain_backbone,
+        save_backbone,
+    )
+
     record_worker(context)
     options, recorded = resolve_settings(context, settings, "predict.pretrain", config)
     model_options, _ = resolve_settings(context, settings, "predict.model")
@@ -437,6 +425,17 @@ def label_model(
     torch_device: TorchDeviceResource,
     settings: SettingsResource,
 ):
+    from medvid.predict.data import DEFAULT_AUGMENT
+    from medvid.predict.model import ModelSpec, load_model, model_fingerprint, save_model
+    from medvid.predict.strategies import labels_to_items
+    from medvid.predict.train import (
+        TrainConfig,
+        every_nth_frame,
+        majority_baseline,
+        split_by_patient,
+        train_classifier,
+    )
+
     record_worker(context)
     options, recorded = resolve_settings(context, settings, "predict.model", config)
     config = options
@@ -649,6 +648,10 @@ def predicted_labels(
     torch_device: TorchDeviceResource,
     settings: SettingsResource,
 ):
+    from medvid.predict.infer import PREDICTION_FLAGS_SCHEMA, predict_frames, predict_with_flags
+    from medvid.predict.model import load_model
+    from medvid.predict.trust import TrustReference
+
     current = read_current_model(media_store)
     loaded = load_model(media_store.fetch(current["weights_key"]))
     trained = {**loaded.metadata.get("trained_on", {}), **loaded.metadata.get("validated_on", {})}
@@ -726,6 +729,8 @@ def custom_model_labels(
     media_store: MediaStore,
     settings: SettingsResource,
 ):
+    from medvid.predict.strategies import load_custom_callable, predict_with_callable
+
     if not options.function:
         raise dg.Failure("no custom model: set predict.custom_model.function (package.module:fn)")
     manifest = live_manifest(media_store, [member_id])
@@ -794,6 +799,8 @@ def label_prediction_evaluation(
     torch_device: TorchDeviceResource,
     settings: SettingsResource,
 ) -> dg.MaterializeResult:
+    from medvid.predict.evaluate import EvaluationConfig, evaluate_by_patient, evaluation_markdown
+
     record_worker(context)
     options, recorded = resolve_settings(context, settings, "predict.evaluation", config)
     video_ids = videos_with_frames(media_store)
