@@ -5,9 +5,9 @@ seconds per stage (frame extraction, burned-in text scan, residual check: from t
 status records), the share of OCR in a video's time, orchestration overhead (each run's wall
 time minus its steps', and the command's wall time minus its runs'), and memory: the resident
 set of the ``medvid run`` process tree (the process and its children, e.g. tesseract) sampled
-every 50 ms from ``/proc``, its peak, the peak while each asset's step ran (steps' start and end
-from the instance's step statistics), and the resident set after each run (whether memory
-comes back between runs).
+every 50 ms from ``/proc`` (see below), its peak, the peak while each asset's step ran (steps'
+start and end from the instance's step statistics), and the resident set after each run
+(whether memory comes back between runs).
 
 Usage::
 
@@ -20,8 +20,9 @@ Defaults: the clips of ``../shared/data/videos`` and two DICOM files of ``../sha
 and label sheets). ``--copies N`` lands every clip N times (re-encoded at another CRF so each
 copy is new content) to show how time and memory grow with the number of videos.
 
-The memory sampler reads ``/proc`` (Linux only). Resident sets of the processes in the tree
-are summed, so pages they share are counted once per process (an upper bound).
+The memory sampler reads ``/proc`` (Linux only): the resident set of the ``medvid run``
+process plus the pages private to each of its children (tesseract, ffmpeg; a child forked from
+medvid shares its parent's pages until it execs, and is not counted twice).
 """
 
 from __future__ import annotations
@@ -84,9 +85,22 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 SAMPLE_INTERVAL_S = 0.05
 
 
+def _private_bytes(pid: int) -> int:
+    """Pages only process ``pid`` holds (``Private_Clean`` + ``Private_Dirty`` of
+    ``/proc/PID/smaps_rollup``): a child forked from medvid shares its parent's pages until it
+    execs, and counting its resident set would count them twice."""
+    total = 0
+    with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+        for line in f:
+            if line.startswith((b"Private_Clean:", b"Private_Dirty:")):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
 def tree_rss(root: int) -> int:
-    """Resident bytes of process ``root`` and all its descendants, from ``/proc/PID/stat``
-    (parent ids) and ``/proc/PID/statm`` (resident pages); 0 when ``root`` is gone."""
+    """Resident bytes of process ``root`` (``/proc/PID/statm``) plus the pages private to each
+    of its descendants (:func:`_private_bytes`; parent ids from ``/proc/PID/stat``); 0 when
+    ``root`` is gone."""
     parents: dict[int, list[int]] = defaultdict(list)
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -99,12 +113,16 @@ def tree_rss(root: int) -> int:
         # the command name (field 2) may hold spaces; fields after its closing ')' are fixed
         parent = int(stat[stat.rindex(b")") + 2 :].split()[1])
         parents[parent].append(int(entry.name))
-    total, todo = 0, [root]
+    try:
+        with open(f"/proc/{root}/statm", "rb") as f:
+            total = int(f.read().split()[1]) * PAGE_SIZE
+    except OSError:
+        return 0
+    todo = list(parents.get(root, ()))
     while todo:
         pid = todo.pop()
         try:
-            with open(f"/proc/{pid}/statm", "rb") as f:
-                total += int(f.read().split()[1]) * PAGE_SIZE
+            total += _private_bytes(pid)
         except OSError:
             continue
         todo.extend(parents.get(pid, ()))
