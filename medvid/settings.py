@@ -307,8 +307,10 @@ class ExportSettings(_Section):
     export flagged frames; ``link_mode`` ``hardlink`` (falls back to copy) or ``copy``;
     predictions only when reviewed, unless ``include_predictions`` or their model ids are in
     ``prediction_model_ids``, and then only those not flagged by the model's trust checks
-    unless ``include_untrusted_predictions``; ``phi_scan_ocr_images`` exported images are read
-    by OCR in the blocking PHI scan (every text file and table is read whole)."""
+    unless ``include_untrusted_predictions`` (which also lets in probe orientations of a model
+    that did not beat the majority class on held-out studies); ``phi_scan_ocr_images``
+    exported images are read by OCR in the blocking PHI scan (every text file and table is read
+    whole)."""
 
     dataset_name: str = "default"
     val_ratio: float = 0.2
@@ -322,11 +324,36 @@ class ExportSettings(_Section):
     include_untrusted_predictions: bool = Field(
         False,
         description="Export unreviewed predictions that predicted_labels flagged (low"
-        " confidence or out-of-distribution video) too.",
+        " confidence or out-of-distribution video) too, and probe orientations from a model"
+        " that did not beat the majority class on held-out studies.",
     )
     phi_scan_ocr_images: int = Field(
         16, description="Exported images the blocking PHI scan reads by OCR (a seeded sample)."
     )
+
+
+class OrientationSettings(_Section):
+    """The probe-orientation model (``probe_orientation``, :mod:`medvid.cleaning.orientation`):
+    the orientations OCR read on stills (and on frames, ``frames``) are weak labels for a head
+    on a frozen ``arch`` backbone at ``input_size`` px, held out by study in ``folds`` folds;
+    it is trained only with ``min_per_class`` weak labels for at least 2 orientations and
+    ``min_studies`` studies (else "not trained", nothing predicted); ``batch_size`` images per
+    forward pass when predicting; ``seed``: head and folds."""
+
+    arch: Literal["tiny", "small", "resnet18", "resnet34"] = Field(
+        "small", description="Frozen backbone (random weights) under the fitted head."
+    )
+    input_size: int = Field(64, ge=32, description="Square network input (px).")
+    folds: int = Field(3, ge=2, description="Folds of the held-out-by-study accuracy.")
+    min_studies: int = Field(3, ge=2, description="Fewer studies with weak labels: not trained.")
+    min_per_class: int = Field(
+        5, ge=1, description="Weak labels an orientation needs to be a class."
+    )
+    frames: bool = Field(
+        True, description="Also use the frames OCR read (frame_ocr_text), each video a group."
+    )
+    batch_size: int = Field(64, ge=1, description="Images per forward pass when predicting.")
+    seed: int = 0
 
 
 class CleaningSettings(_Section):
@@ -349,7 +376,10 @@ class CleaningSettings(_Section):
     other vendors, 2 of 2 real ones, so nothing is altered or dropped on its word),
     ``inpaint`` (export the inpainted still), ``clean_twin_or_inpaint`` (leave out a marked
     still whose clean caliper twin is exported, inpaint the others) or ``drop`` (leave out
-    stills with calipers)."""
+    stills with calipers). ``orientation``: the probe-orientation model for images whose text
+    names no orientation (:class:`OrientationSettings`); images.csv's ``orientation`` is the
+    text's, else the prediction of a model that beat the majority class on held-out studies
+    (any model's with ``export.include_untrusted_predictions``)."""
 
     duplicate_radius: int = Field(
         4, ge=0, le=32, description="pHash Hamming radius (bits) of near-duplicate images."
@@ -374,6 +404,7 @@ class CleaningSettings(_Section):
         description="Stills with on-image marks: keep (as stored), inpaint, clean_twin_or_inpaint"
         " (the clean caliper twin, else inpainted) or drop (stills with calipers).",
     )
+    orientation: OrientationSettings = Field(default_factory=OrientationSettings)
 
 
 class MedvidSettings(_Section):

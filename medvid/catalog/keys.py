@@ -69,6 +69,10 @@ BACKBONES = f"{MODELS}/backbones"
 """``<backbone_id>.pt`` + ``.json``: SimCLR-pretrained backbones (never overwritten)."""
 CURRENT_BACKBONE = f"{MODELS}/backbone.json"
 """Names the backbone a label model with ``backbone: pretrained`` starts from."""
+ORIENTATION_MODELS = f"{MODELS}/orientation"
+"""``<model_id>.pt`` + ``.json``: probe-orientation classifiers (never overwritten)."""
+CURRENT_ORIENTATION_MODEL = f"{MODELS}/orientation.json"
+"""The last ``probe_orientation`` run: trained or not (and why), the model it wrote."""
 LABELLING_QUEUE = "labelling/cold_label_queue"
 """``.csv`` and ``.json``: the cold-label queue a person fills in."""
 LABELBOX_EXPORTS = "labelbox/exports"
@@ -119,6 +123,9 @@ class Tables:
     IMAGE_MARKS = "image_marks"
     """Per de-identified still: marks found, caliper twin, inpainted image
     (:mod:`medvid.cleaning.marks_store`)."""
+    ORIENTATION_PREDICTIONS = "orientation_predictions"
+    """Probe orientation predicted for stills and frames whose text gave none
+    (:data:`medvid.catalog.schemas.ORIENTATION_PREDICTIONS_SCHEMA`)."""
 
 
 def table_key(name: str, partition_key: str | None = None) -> str:
@@ -234,6 +241,10 @@ def model_key(model_id: str) -> str:
 
 def backbone_key(backbone_id: str) -> str:
     return f"{BACKBONES}/{backbone_id}.pt"
+
+
+def orientation_model_key(model_id: str) -> str:
+    return f"{ORIENTATION_MODELS}/{model_id}.pt"
 
 
 def export_prefix(dataset_name: str) -> str:

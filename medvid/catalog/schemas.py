@@ -132,6 +132,29 @@ parsed from it (:func:`medvid.ocr.parse_annotation_text`; ``measurements`` as JS
 ``[[name, value, unit], ...]``)."""
 
 
+ORIENTATION_PREDICTIONS_SCHEMA = pa.schema(
+    [
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("study_id", pa.string(), nullable=False),
+        pa.field("orientation", pa.string(), nullable=False),
+        pa.field("confidence", pa.float32(), nullable=False),
+        pa.field("label_set", pa.string(), nullable=False),
+        pa.field("model_id", pa.string(), nullable=False),
+        pa.field("beats_majority", pa.bool_(), nullable=False),
+    ]
+)
+"""``orientation_predictions``: one row per still or frame whose burned-in text named no probe
+orientation, predicted by the probe-orientation model (:mod:`medvid.cleaning.orientation`).
+``item_id`` is the ``image_id`` (``kind`` ``image``) or ``frame_id`` (``kind`` ``frame``);
+``study_id`` the group it was held out with (``study:<study_key>`` or ``video:<video_id>``);
+``orientation`` one of :data:`medvid.ocr.parse.ORIENTATIONS`; ``confidence`` the calibrated
+softmax probability of that class in [0, 1]; ``label_set`` ``model:<model_id>``;
+``beats_majority`` whether the model's accuracy on held-out studies was above the majority
+class (the export uses only those rows unless ``export.include_untrusted_predictions``). Never
+holds a row for an item whose text named an orientation."""
+
+
 INSTANCE_EXTRA_COLUMNS = [
     ("study_key", pa.string()),
     ("instance_id", pa.string()),

@@ -16,6 +16,9 @@ Field of view: :mod:`~medvid.cleaning.fov` (the DICOM ultrasound region, else de
 video's moving pixels or a still's lit region). The media store's duplicate tables:
 :mod:`medvid.cleaning.store`; the marks of its stills: :mod:`medvid.cleaning.marks_store`
 (neither imported here).
+
+Probe orientation: :mod:`medvid.cleaning.orientation` (weak labels from the orientation text
+OCR read, the label-model engine held out by study; not imported here).
 """
 
 from medvid.cleaning.dedup import (

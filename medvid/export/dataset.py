@@ -32,6 +32,10 @@ with :func:`medvid.io.atomic_dir`, so readers see the old dataset or the new one
 - ``images/study_<study_key>/image_<image_id>.png`` and ``images.csv`` — de-identified still
   images (single-frame DICOM), when given, split by patient together with the videos
   (:mod:`medvid.export.images`).
+- ``frame_orientations.csv`` — the probe orientation of exported frames that have one
+  (``frame_id, video_id, frame_relative_path, split, orientation, orientation_source,
+  orientation_confidence``: the text OCR read on the frame, else a model's prediction,
+  :func:`medvid.export.images.with_orientation`), when given and any exported frame has one.
 
 Which frames: those with at least one annotation, minus dead frames (unless
 ``include_dead``) and disturbed frames (when ``include_disturbed`` is off), minus copies
@@ -89,6 +93,7 @@ from medvid.export.image_marks import MARKS_MODES, apply_marks
 from medvid.export.images import (
     IMAGES_CSV,
     IMAGES_DIR,
+    ORIENTATION_COLUMNS,
     image_groups,
     images_csv,
     safe_image_paths,
@@ -112,6 +117,14 @@ IMAGEFOLDER_CSV: Final = "imagefolder.csv"
 FRAMES_DIR: Final = "frames"
 NEGATIVE_CLASS_DIR: Final = "_negative"
 MANIFEST_FORMAT_VERSION: Final = 1
+FRAME_ORIENTATIONS_CSV: Final = "frame_orientations.csv"
+FRAME_ORIENTATION_COLUMNS: Final = (
+    "frame_id",
+    "video_id",
+    "frame_relative_path",
+    "split",
+    *ORIENTATION_COLUMNS,
+)
 
 LinkMode = Literal["hardlink", "copy"]
 Progress = Callable[[int, int], None]
@@ -326,6 +339,7 @@ def write_training_dataset(
     duplicate_videos: pd.DataFrame | None = None,
     fields_of_view: Mapping[str, tuple[int, int, int, int]] | None = None,
     inpainted_root: Path | None = None,
+    frame_orientations: pd.DataFrame | None = None,
 ) -> ExportSummary:
     """Write the training dataset described in the module docstring to ``out_dir``.
 
@@ -370,6 +384,10 @@ def write_training_dataset(
             ``width``/``height`` when the frames table has them.
         inpainted_root: folder the stills' ``inpainted_relative_path`` are relative to
             (:mod:`medvid.export.image_marks`; read only when ``config.marks`` inpaints).
+        frame_orientations: ``frame_id`` and
+            :data:`~medvid.export.images.ORIENTATION_COLUMNS` per frame
+            (:func:`~medvid.export.images.with_orientation`); the exported frames with an
+            ``orientation`` are written to ``frame_orientations.csv``. None: no such file.
 
     Returns an :class:`ExportSummary`. Raises :class:`PatientIdError` (a ``ValueError``) when a
     ``patient_id`` of ``videos`` or ``still_images`` is neither a medvid pseudonym nor null
@@ -506,6 +524,7 @@ def write_training_dataset(
         seed=config.seed,
     )
     image_splits = {key: splits.pop(key) for key in sorted(image_ids)}
+    oriented = _frame_orientations(exported_frames, frame_orientations, splits)
     rows["_split"] = rows["video_id"].map(splits)
     split_names = sorted(set(splits.values()), key=["train", "val"].index)
     image_paths = safe_image_paths(list(images.get("image_relative_path", [])))
@@ -556,6 +575,7 @@ def write_training_dataset(
         "counts": counts,
         "source_video_sha256": sorted(str(h) for h in exported_videos["video_hash"]),
         "n_images": len(image_ids),
+        "n_frames_with_orientation": len(oriented),
         "images_per_split": {
             name: sum(split == name for split in image_splits.values()) for name in ("train", "val")
         },
@@ -570,6 +590,7 @@ def write_training_dataset(
             "multilabel_json": MULTILABEL_JSON,
             "dataset_json": DATASET_JSON,
             **({"images_dir": IMAGES_DIR, "images_csv": IMAGES_CSV} if image_ids else {}),
+            **({"frame_orientations_csv": FRAME_ORIENTATIONS_CSV} if len(oriented) else {}),
         },
     }
 
@@ -680,6 +701,10 @@ def write_training_dataset(
                 _place(source, tmp / IMAGES_DIR / path, config.link_mode)
         if image_ids:
             (tmp / IMAGES_CSV).write_bytes(images_csv(images, image_splits))
+        if len(oriented):
+            (tmp / FRAME_ORIENTATIONS_CSV).write_bytes(
+                _csv_bytes(list(FRAME_ORIENTATION_COLUMNS), oriented.values.tolist())
+            )
         (tmp / ANNOTATIONS_CSV).write_bytes(records_to_csv(records))
         (tmp / ANNOTATIONS_JSON).write_bytes(records_to_json(records))
         (tmp / SPLITS_CSV).write_bytes(
@@ -703,6 +728,25 @@ def write_training_dataset(
         splits=splits,
         duplicates_dropped=duplicates["duplicate_frames"] + duplicates["duplicate_images"],
     )
+
+
+def _frame_orientations(
+    exported_frames: pd.DataFrame,
+    frame_orientations: pd.DataFrame | None,
+    splits: Mapping[str, str],
+) -> pd.DataFrame:
+    """Rows of ``frame_orientations.csv`` (:data:`FRAME_ORIENTATION_COLUMNS`): the exported
+    frames with an orientation, in (video, frame number) order."""
+    if frame_orientations is None or not len(frame_orientations) or not len(exported_frames):
+        return pd.DataFrame(columns=list(FRAME_ORIENTATION_COLUMNS))
+    given = frame_orientations.assign(frame_id=frame_orientations["frame_id"].astype(str))
+    given = given[given["orientation"].notna()].drop_duplicates("frame_id")
+    rows = exported_frames.merge(given[["frame_id", *ORIENTATION_COLUMNS]], on="frame_id")
+    rows = rows.sort_values(["video_id", "frame_number"], kind="stable")
+    rows["split"] = rows["video_id"].map(splits)
+    confidence = pd.to_numeric(rows["orientation_confidence"], errors="coerce")
+    rows["orientation_confidence"] = [None if pd.isna(c) else float(c) for c in confidence]
+    return rows.loc[:, list(FRAME_ORIENTATION_COLUMNS)].reset_index(drop=True)
 
 
 #: JPEG quality of a cropped frame (a second encode: kept high so the crop adds little loss).

@@ -31,7 +31,10 @@ IMAGES_CSV: Final = "images.csv"
 #: or detected (``region_source``); ``crop_*`` the box the exported PNG was cropped to (empty:
 #: exported whole; ``width``/``height`` stay those of the source image); ``has_calipers`` the
 #: mark finder's answer (empty: not looked at) and ``inpainted`` whether the exported PNG is
-#: the still with its marks inpainted (:mod:`medvid.export.image_marks`); ``PhysicalDelta*`` in
+#: the still with its marks inpainted (:mod:`medvid.export.image_marks`); ``orientation`` the
+#: probe orientation, ``orientation_source`` ``text`` (read on the image: ``text_orientation``)
+#: or ``model:<model_id>`` (predicted, :mod:`medvid.cleaning.orientation`) with its
+#: ``orientation_confidence`` (empty for text; :func:`with_orientation`); ``PhysicalDelta*`` in
 #: the units of ``PhysicalUnits*Direction`` (3 = cm per pixel); ``text_*`` parsed from burned-in
 #: text that stays visible (``text_measurements`` JSON ``[[name, value, unit], ...]``). Text a
 #: spreadsheet would run as a formula is prefixed with ``'``
@@ -55,6 +58,9 @@ IMAGE_COLUMNS: Final[tuple[str, ...]] = (
     "crop_y1",
     "has_calipers",
     "inpainted",
+    "orientation",
+    "orientation_source",
+    "orientation_confidence",
     "StudyDate",
     "Modality",
     "Manufacturer",
@@ -77,6 +83,51 @@ IMAGE_COLUMNS: Final[tuple[str, ...]] = (
 
 #: Columns a caller's still-image table must have (the rest may be absent: exported empty).
 REQUIRED_COLUMNS: Final = ("image_id", "patient_id", "image_relative_path")
+
+
+#: Columns :func:`with_orientation` adds.
+ORIENTATION_COLUMNS: Final = ("orientation", "orientation_source", "orientation_confidence")
+
+
+def with_orientation(
+    table: pd.DataFrame,
+    predictions: pd.DataFrame | None,
+    *,
+    id_column: str = "image_id",
+    text_column: str = "text_orientation",
+    include_untrusted: bool = False,
+) -> pd.DataFrame:
+    """``table`` with :data:`ORIENTATION_COLUMNS`: the orientation its text named (source
+    ``text``, no confidence) or else the model's prediction (source its ``label_set``,
+    ``model:<model_id>``, and its confidence), else empty.
+
+    ``predictions``: rows of ``orientation_predictions``
+    (:data:`medvid.catalog.schemas.ORIENTATION_PREDICTIONS_SCHEMA`) or ``None``; a prediction
+    is used only when its model beat the majority class on held-out studies
+    (``beats_majority``) unless ``include_untrusted``. Text that was read always wins, even
+    over a prediction row for the same item.
+    """
+    read = table[text_column] if text_column in table.columns else [None] * len(table)
+    text = pd.Series(
+        [t if isinstance(t, str) and t else None for t in read], index=table.index, dtype=object
+    )
+    out = table.copy()
+    out["orientation"] = text
+    out["orientation_source"] = pd.Series(
+        ["text" if t is not None else None for t in text], index=table.index, dtype=object
+    )
+    out["orientation_confidence"] = pd.Series(float("nan"), index=table.index)
+    if predictions is None or not len(predictions) or not len(table):
+        return out
+    usable = predictions if include_untrusted else predictions[predictions["beats_majority"]]
+    usable = usable.drop_duplicates("item_id").set_index("item_id")
+    ids = table[id_column].astype(str)
+    fill = text.isna().to_numpy() & ids.isin(usable.index).to_numpy()
+    chosen = usable.reindex(ids[fill])
+    out.loc[fill, "orientation"] = chosen["orientation"].to_numpy()
+    out.loc[fill, "orientation_source"] = chosen["label_set"].to_numpy()
+    out.loc[fill, "orientation_confidence"] = chosen["confidence"].astype(float).round(4).to_numpy()
+    return out
 
 
 def _cell(value: object) -> str:

@@ -100,6 +100,7 @@ _VOCABULARY: Final = """
     positive_frames attributes format label_vector label_mask path medvid.multilabel/1
     train val true false sheet labelbox segment manual model labels_sheet labeller negative
     dicom detected none video frame study images multilabel dataset manifest
+    frame_orientations_csv n_frames_with_orientation text
 """
 #: Words medvid writes on its own: column names, JSON keys (manifest.json, dataset.json,
 #: multilabel.json), split, source and folder names, fixed values. Compared

@@ -1,10 +1,13 @@
 """Extract sampled frames from normalized clips to image files plus a frame manifest table.
 
 One streaming pass per clip: the decoder (FFmpeg frame threads) hands over one frame at a time;
-the main thread measures it on a 128-px grayscale copy of its luma plane (pHash, dead/disturbed
-flags) and decides whether to keep it; kept frames go to a small thread pool that encodes them
-(:mod:`medvid.frames.encode`: JPEG straight from the decoder's YUV 4:2:0 planes with
-libjpeg-turbo, burned-in text blacked out on the way; both release the GIL) and writes them.
+the main thread takes a 128-px grayscale copy of its luma plane, compares it with the previous
+frame's (stillness is a run over every decoded frame) and decides whether to keep the frame
+(strategy ``unique`` hashes it for that); kept frames go to a small thread pool that measures
+them on that copy (pHash, dead/disturbed flags), encodes them (:mod:`medvid.frames.encode`: JPEG
+straight from the decoder's YUV 4:2:0 planes with libjpeg-turbo, burned-in text blacked out on
+the way; OpenCV, numpy and libjpeg-turbo release the GIL) and writes them; their manifest rows
+come back in frame order.
 
 Memory stays flat however long the video is: the pool's queue is bounded by frames and by bytes,
 and manifest rows go to Arrow every thousand. A very large frame is not copied around: an
@@ -27,6 +30,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -183,8 +187,14 @@ def extract_frames(
     video_dir_name = f"video_{video_id}"
     if redaction is not None and redaction.is_empty:
         redaction = None
-    rows: dict[str, list] = {field.name: [] for field in FRAME_MANIFEST_SCHEMA}
+    rows: list[tuple] = []
     batches: list[pa.RecordBatch] = []
+
+    def add_rows(measured: list[tuple]) -> None:
+        rows.extend(measured)
+        if len(rows) >= _ROWS_PER_BATCH:
+            batches.append(_record_batch(rows))
+
     last_kept_hash: int | None = None
     decoded_total = 0
 
@@ -194,7 +204,7 @@ def extract_frames(
         ThreadPoolExecutor(max_workers=_ENCODE_WORKERS, thread_name_prefix="frames") as pool,
     ):
         out_prefix = f"{out_dir}{os.sep}"
-        encoder = _EncodeQueue(pool, image_format, jpeg_quality, redaction)
+        encoder = _EncodeQueue(pool, image_format, jpeg_quality, redaction, quality, add_rows)
         try:
             for clip in clips:
                 with open_video(clip.path) as stream:
@@ -219,8 +229,9 @@ def extract_frames(
                         still_frames = (
                             still_frames + 1 if is_still(gray, previous_small, quality) else 0
                         )
-                        frame_hash = phash64(gray) if wanted else 0
+                        frame_hash = None
                         if keep_mask is None:
+                            frame_hash = phash64(gray)
                             wanted = (
                                 last_kept_hash is None
                                 or hamming(frame_hash, last_kept_hash) >= sampling.unique_hamming
@@ -229,17 +240,9 @@ def extract_frames(
                             last_kept_hash = frame_hash
                             if frame.pts is not None and start_pts is None:
                                 start_pts = frame.pts
-                            measures = frame_quality(
-                                gray,
-                                still_frames / float(fps),
-                                quality,
-                                decoder_corrupt=frame.is_corrupt or clip.is_damaged(frame_number),
-                            )
                             name = f"frame_{frame_id(video_id, frame_number)}.{image_format}"
-                            rel_path = f"{video_dir_name}/{name}"
                             width = frame.width - clip.pad_right
                             height = frame.height - clip.pad_bottom
-                            encoder.put(frame, out_prefix + name, width, height, frame_number)
                             if frame.pts is None:
                                 pts = None
                                 timestamp = clip.time_offset_s + index / float(fps)
@@ -248,24 +251,28 @@ def extract_frames(
                                 timestamp = clip.time_offset_s + float(
                                     (frame.pts - (start_pts or 0)) * time_base
                                 )
-                            rows["frame_id"].append(frame_id(video_id, frame_number))
-                            rows["video_id"].append(video_id)
-                            rows["frame_number"].append(frame_number)
-                            rows["clip_index"].append(clip.clip_index)
-                            rows["pts"].append(pts)
-                            rows["time_base"].append(time_base_str)
-                            rows["frame_timestamp"].append(timestamp)
-                            rows["frame_relative_path"].append(rel_path)
-                            rows["width"].append(width)
-                            rows["height"].append(height)
-                            rows["phash"].append(phash_hex(frame_hash))
-                            rows["mean_intensity"].append(measures.mean_intensity)
-                            rows["laplacian_var"].append(measures.laplacian_var)
-                            rows["is_dead"].append(measures.is_dead)
-                            rows["dead_reason"].append(measures.dead_reason)
-                            rows["is_disturbed"].append(measures.is_disturbed)
-                            if len(rows["frame_id"]) == _ROWS_PER_BATCH:
-                                batches.append(_record_batch(rows))
+                            row = (
+                                frame_id(video_id, frame_number),
+                                video_id,
+                                frame_number,
+                                clip.clip_index,
+                                pts,
+                                time_base_str,
+                                timestamp,
+                                f"{video_dir_name}/{name}",
+                                width,
+                                height,
+                            )
+                            measure = _Measure(
+                                row,
+                                gray,
+                                frame_hash,
+                                still_frames / float(fps),
+                                frame.is_corrupt or clip.is_damaged(frame_number),
+                            )
+                            encoder.put(
+                                frame, out_prefix + name, width, height, frame_number, measure
+                            )
                         previous_small = gray
                         decoded_total += 1
                         if progress is not None:
@@ -282,13 +289,41 @@ def extract_frames(
     return pa.Table.from_batches(batches, schema=FRAME_MANIFEST_SCHEMA).combine_chunks()
 
 
-def _record_batch(rows: dict[str, list]) -> pa.RecordBatch:
-    """The rows gathered so far as Arrow (about 200 bytes a row instead of about 1.4 KiB of
-    Python objects), emptying the lists."""
-    batch = pa.RecordBatch.from_pydict(rows, schema=FRAME_MANIFEST_SCHEMA)
-    for values in rows.values():
-        values.clear()
+def _record_batch(rows: list[tuple]) -> pa.RecordBatch:
+    """The rows gathered so far (tuples in :data:`FRAME_MANIFEST_SCHEMA`'s field order) as Arrow
+    (about 200 bytes a row instead of about 1.4 KiB of Python objects), emptying the list."""
+    columns = zip(*rows, strict=True) if rows else ([] for _ in FRAME_MANIFEST_SCHEMA)
+    batch = pa.RecordBatch.from_arrays(
+        [
+            pa.array(values, type=field.type)
+            for values, field in zip(columns, FRAME_MANIFEST_SCHEMA, strict=True)
+        ],
+        schema=FRAME_MANIFEST_SCHEMA,
+    )
+    rows.clear()
     return batch
+
+
+class _Measure(NamedTuple):
+    """What an encode worker needs to measure a kept frame and complete its manifest row."""
+
+    row: tuple
+    """The row's fields up to ``height``, in :data:`FRAME_MANIFEST_SCHEMA`'s order."""
+    gray: np.ndarray
+    """The frame's :func:`luma_small` copy (read only)."""
+    frame_hash: int | None
+    """Its pHash when already computed (strategy ``unique``), else ``None``."""
+    still_for_s: float
+    decoder_corrupt: bool
+
+
+def _measured_row(measure: _Measure, thresholds: QualityThresholds) -> tuple:
+    """The complete manifest row of a kept frame: pHash and quality flags of its small copy."""
+    frame_hash = measure.frame_hash if measure.frame_hash is not None else phash64(measure.gray)
+    quality = frame_quality(
+        measure.gray, measure.still_for_s, thresholds, decoder_corrupt=measure.decoder_corrupt
+    )
+    return (*measure.row, phash_hex(frame_hash), *quality)
 
 
 @contextmanager
@@ -313,7 +348,9 @@ def _opencv_threads(count: int) -> Iterator[None]:
 class _EncodeQueue:
     """Hands kept frames to the encode pool in batches of about :data:`_BATCH_PIXELS`, with at
     most :data:`_IN_FLIGHT_BYTES` of decoded pictures (and at least one batch) waiting or in
-    encoding: :meth:`put` blocks until older batches are written."""
+    encoding: :meth:`put` blocks until older batches are written. The workers measure the
+    frames queued with a :class:`_Measure`; their manifest rows go to ``on_rows`` in the order
+    the frames were queued, as their batches are awaited."""
 
     def __init__(
         self,
@@ -321,17 +358,28 @@ class _EncodeQueue:
         image_format: ImageFormat,
         jpeg_quality: int,
         redaction: Redaction | None,
+        thresholds: QualityThresholds = QualityThresholds(),  # noqa: B008 (frozen, immutable)
+        on_rows: Callable[[list[tuple]], None] | None = None,
     ) -> None:
         self._pool = pool
-        self._settings = (image_format, jpeg_quality, redaction)
-        self._batch: list[tuple[VideoFrame, str, int, int, int]] = []
+        self._settings = (image_format, jpeg_quality, redaction, thresholds)
+        self._on_rows = on_rows
+        self._batch: list[_Queued] = []
         self._batch_pixels = 0
-        self._pending: deque[tuple[Future[None], int]] = deque()
+        self._pending: deque[tuple[Future[list[tuple]], int]] = deque()
         self._pending_bytes = 0
 
-    def put(self, frame: VideoFrame, path: str, width: int, height: int, number: int) -> None:
+    def put(
+        self,
+        frame: VideoFrame,
+        path: str,
+        width: int,
+        height: int,
+        number: int,
+        measure: _Measure | None = None,
+    ) -> None:
         """Queue one frame for :func:`_write_frames`."""
-        self._batch.append((frame, path, width, height, number))
+        self._batch.append((frame, path, width, height, number, measure))
         self._batch_pixels += frame.width * frame.height
         if self._batch_pixels >= _BATCH_PIXELS:
             self._submit()
@@ -363,17 +411,31 @@ class _EncodeQueue:
     def _wait_oldest(self) -> None:
         future, picture_bytes = self._pending.popleft()
         self._pending_bytes -= picture_bytes
-        future.result()
+        rows = future.result()
+        if rows and self._on_rows is not None:
+            self._on_rows(rows)
+
+
+_Queued = tuple[VideoFrame, str, int, int, int, _Measure | None]
+"""A queued frame: the frame, its file's path, image width and height, frame number, and what
+to measure (``None``: nothing)."""
 
 
 def _write_frames(
-    batch: list[tuple[VideoFrame, str, int, int, int]],
+    batch: list[_Queued],
     image_format: ImageFormat,
     jpeg_quality: int,
     redaction: Redaction | None,
-) -> None:
-    for frame, path, width, height, number in batch:
+    thresholds: QualityThresholds,
+) -> list[tuple]:
+    """Measure, encode and write a batch (in an encode worker); the measured frames' manifest
+    rows, in batch order."""
+    rows = []
+    for frame, path, width, height, number, measure in batch:
+        if measure is not None:
+            rows.append(_measured_row(measure, thresholds))
         _write_frame(frame, path, width, height, image_format, jpeg_quality, redaction, number)
+    return rows
 
 
 def _write_frame(

@@ -89,6 +89,19 @@ _DEVICE_RE = re.compile(
 _NOT_A_NAME = {"LT", "RT", "LEFT", "RIGHT", "BREAST", "FN", "DEPTH", "CM", "MM"} | set(_ORIENTATION)
 
 
+#: The probe orientations text can name, in the order of the ACR BI-RADS US lexicon.
+ORIENTATIONS = ("TRANS", "LONG", "SAG", "RAD", "ARAD", "OBL")
+
+
+def normalize_orientation(value: str | None) -> str | None:
+    """The code (one of :data:`ORIENTATIONS`) of an orientation word or code, e.g.
+    ``"transverse"`` -> ``"TRANS"``, ``"Anti-Radial"`` -> ``"ARAD"``; ``None`` for ``None``,
+    blanks and words that name no orientation."""
+    if value is None:
+        return None
+    return _ORIENTATION.get(str(value).strip().upper().replace("-", ""))
+
+
 def _number(text: str) -> float:
     return float(text.replace(",", "."))
 

@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision
 from torch import nn
 
 import medvid
@@ -105,6 +104,8 @@ def backbone_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     torchvision ResNets."""
     if isinstance(model, ConvNet):
         return model.forward_features(images)
+    import torchvision  # noqa: PLC0415 (about 2 s: only the ResNet architectures need it)
+
     if isinstance(model, torchvision.models.ResNet):
         x = model.maxpool(model.relu(model.bn1(model.conv1(images))))
         x = model.layer4(model.layer3(model.layer2(model.layer1(x))))
@@ -183,6 +184,8 @@ def build_model(spec: ModelSpec, weights_path: str | Path | None = None) -> nn.M
     if spec.arch in CONVNET_WIDTHS:
         model: nn.Module = ConvNet(CONVNET_WIDTHS[spec.arch], len(spec.classes))
     else:
+        import torchvision  # noqa: PLC0415 (about 2 s: only the ResNet architectures need it)
+
         constructor = getattr(torchvision.models, spec.arch)
         model = constructor(weights=None, num_classes=len(spec.classes))
     if weights_path is None:

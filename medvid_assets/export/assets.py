@@ -21,6 +21,7 @@ from medvid.batches import members_of_day
 from medvid.catalog import keys
 from medvid.catalog.keys import Tables, table_key
 from medvid.cleaning.marks_store import read_image_marks
+from medvid.cleaning.orientation import frame_text_orientations, read_orientation_predictions
 from medvid.cleaning.store import (
     read_duplicate_groups,
     read_duplicate_videos,
@@ -32,7 +33,7 @@ from medvid.dicom.registration import registered_studies
 from medvid.export.dataset import ExportConfig, write_training_dataset
 from medvid.export.gate import exportable_studies, exportable_videos
 from medvid.export.image_marks import MARKS_EXCLUDED
-from medvid.export.images import IMAGE_COLUMNS
+from medvid.export.images import IMAGE_COLUMNS, with_orientation
 from medvid.export.labelsets import drop_untrusted_predictions, export_labels
 from medvid.export.phi_scan import scan_export
 from medvid.export.verify import verify_export
@@ -169,6 +170,7 @@ def _export_settings(context, settings: SettingsResource, config):
         "duplicate_groups",
         "fields_of_view",
         "image_marks",
+        "probe_orientation",
         *OPTIONAL_LABEL_SETS,
     ],
     code_version="2",
@@ -183,7 +185,10 @@ def _export_settings(context, settings: SettingsResource, config):
     " a duplicate group is never in two splits; frames and stills are cropped to their field of"
     " view (cleaning.crop_to_field_of_view; crop_x0..crop_y1 columns); stills with on-image"
     " marks are kept as stored unless cleaning.marks says inpaint, clean_twin_or_inpaint or"
-    " drop (has_calipers and inpainted columns of images.csv).",
+    " drop (has_calipers and inpainted columns of images.csv); images.csv's orientation is the"
+    " one the text named, else probe_orientation's prediction from a model that beat the"
+    " majority class on held-out studies (orientation_source, orientation_confidence); the same"
+    " for the frames OCR read, in frame_orientations.csv.",
 )
 def training_dataset(
     context: dg.AssetExecutionContext,
@@ -314,7 +319,18 @@ def write_dataset(
     videos_df = pd.DataFrame(videos, columns=None if videos else ["video_id", "video_hash"])
     if "patient_id" not in videos_df.columns:
         videos_df["patient_id"] = None
-    still_images = with_marks(exportable_images(media_store, studies), media_store)
+    orientations = read_orientation_predictions(media_store)
+    still_images = with_orientation(
+        with_marks(exportable_images(media_store, studies), media_store),
+        orientations[orientations["kind"] == "image"],
+        include_untrusted=config.include_untrusted_predictions,
+    )
+    frame_orientations = with_orientation(
+        frame_text_orientations(media_store, video_ids),
+        orientations[orientations["kind"] == "frame"],
+        id_column="frame_id",
+        include_untrusted=config.include_untrusted_predictions,
+    )
     # a DICOM cine loop belongs to its study's patient, whatever the patients sheet says
     for index, row in videos_df.iterrows():
         if pseudonym := patient_of_cine_video(media_store, row["video_id"]):
@@ -370,6 +386,7 @@ def write_dataset(
         inpainted_root=media_store.fetch_prefix(keys.INPAINTED_IMAGES)
         if cleaning.marks != "keep"
         else None,
+        frame_orientations=frame_orientations,
     )
     media_store.publish_prefix(prefix)
     excluded = json.loads((out_dir / "manifest.json").read_text())["excluded"]

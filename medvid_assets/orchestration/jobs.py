@@ -28,6 +28,7 @@ EXPORT_ASSETS = [
     "duplicate_groups",
     "fields_of_view",
     "image_marks",
+    "probe_orientation",
     "training_dataset",
     "quarantine",
     "dicom_studies",

@@ -123,6 +123,7 @@ class ColdLabelQueueConfig(dg.Config):
 def cold_label_queue(
     context: dg.AssetExecutionContext, config: ColdLabelQueueConfig, media_store: MediaStore
 ) -> dg.MaterializeResult:
+    # torch loads here, not when the definitions load (about 6 s per process)
     from medvid.predict.strategies import (
         queue_answers,
         select_frames_for_labelling,
@@ -191,6 +192,7 @@ class ColdLabelAnswersConfig(dg.Config):
 def cold_label_answers(
     context: dg.AssetExecutionContext, config: ColdLabelAnswersConfig, media_store: MediaStore
 ) -> dg.MaterializeResult:
+    # torch loads here, not when the definitions load (about 6 s per process)
     from medvid.predict.strategies import queue_answers, read_labelling_answers
 
     record_worker(context)
@@ -267,6 +269,7 @@ def pretrained_backbone(
     torch_device: TorchDeviceResource,
     settings: SettingsResource,
 ):
+    # torch loads here, not when the definitions load (about 6 s per process)
     from medvid.predict.pretrain import (
         PretrainConfig,
         backbone_fingerprint,
@@ -425,6 +428,7 @@ def label_model(
     torch_device: TorchDeviceResource,
     settings: SettingsResource,
 ):
+    # torch loads here, not when the definitions load (about 6 s per process)
     from medvid.predict.data import DEFAULT_AUGMENT
     from medvid.predict.model import ModelSpec, load_model, model_fingerprint, save_model
     from medvid.predict.strategies import labels_to_items
@@ -648,6 +652,7 @@ def predicted_labels(
     torch_device: TorchDeviceResource,
     settings: SettingsResource,
 ):
+    # torch loads here, not when the definitions load (about 6 s per process)
     from medvid.predict.infer import PREDICTION_FLAGS_SCHEMA, predict_frames, predict_with_flags
     from medvid.predict.model import load_model
     from medvid.predict.trust import TrustReference
@@ -729,6 +734,7 @@ def custom_model_labels(
     media_store: MediaStore,
     settings: SettingsResource,
 ):
+    # torch loads here, not when the definitions load (about 6 s per process)
     from medvid.predict.strategies import load_custom_callable, predict_with_callable
 
     if not options.function:
@@ -799,7 +805,12 @@ def label_prediction_evaluation(
     torch_device: TorchDeviceResource,
     settings: SettingsResource,
 ) -> dg.MaterializeResult:
-    from medvid.predict.evaluate import EvaluationConfig, evaluate_by_patient, evaluation_markdown
+    # torch loads here, not when the definitions load (about 6 s per process)
+    from medvid.predict.evaluate import (
+        EvaluationConfig,
+        evaluate_by_patient,
+        evaluation_markdown,
+    )
 
     record_worker(context)
     options, recorded = resolve_settings(context, settings, "predict.evaluation", config)

@@ -29,6 +29,8 @@ from medvid.export import (
     verify_export,
     write_training_dataset,
 )
+from medvid.export.dataset import FRAME_ORIENTATION_COLUMNS
+from medvid.export.phi_scan import scan_export
 from medvid.ids import frame_id
 from medvid.labels.schema import LabelSchema, frame_labels_from_pandas
 from medvid.labels.sheets import labels_from_ranges
@@ -205,7 +207,9 @@ def _video_table() -> pd.DataFrame:
     )
 
 
-def _export(out: Path, frames_root: Path, **config: object) -> ExportSummary:
+def _export(
+    out: Path, frames_root: Path, frame_orientations: pd.DataFrame | None = None, **config: object
+) -> ExportSummary:
     frames = _frame_table()
     return write_training_dataset(
         out,
@@ -221,6 +225,7 @@ def _export(out: Path, frames_root: Path, **config: object) -> ExportSummary:
         ),
         medvid_version="0.1.0",
         sampling_config={"every_nth_frame": 5},
+        frame_orientations=frame_orientations,
     )
 
 
@@ -589,3 +594,46 @@ def test_cells_a_spreadsheet_would_run_are_quoted_in_csv_and_kept_in_json(
     assert document["videos"][0]["attributes"] == {"diagnosis": payload}
     assert document["frame_annotations"][0]["annotator"] == "=cmd|' /C calc'!A0"
     assert verify_export(tmp_path / "ds") == []
+
+
+def test_frame_orientations_csv_lists_the_exported_frames_with_an_orientation(
+    tmp_path: Path, frames_root: Path
+) -> None:
+    orientations = pd.DataFrame(
+        {
+            "frame_id": [frame_id(VB, 5), frame_id(VB, 0), frame_id(VA, 25), frame_id(VD, 10)],
+            "orientation": ["LONG", "TRANS", "SAG", None],
+            "orientation_source": ["model:0123456789abcdef", "text", "text", None],
+            "orientation_confidence": [0.8123, None, None, None],
+        }
+    )
+    summary = _export(tmp_path / "ds", frames_root, frame_orientations=orientations)
+    split = summary.splits[VB]
+    assert _read_csv(tmp_path / "ds" / "frame_orientations.csv") == [
+        list(FRAME_ORIENTATION_COLUMNS),
+        [
+            frame_id(VB, 0),
+            VB,
+            f"video_{VB}/frame_{frame_id(VB, 0)}.jpg",
+            split,
+            "TRANS",
+            "text",
+            "",
+        ],
+        [
+            frame_id(VB, 5),
+            VB,
+            f"video_{VB}/frame_{frame_id(VB, 5)}.jpg",
+            split,
+            "LONG",
+            "model:0123456789abcdef",
+            "0.8123",
+        ],
+    ]  # VA 25 is dead (not exported), VD 10 has no orientation
+    manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    assert manifest["n_frames_with_orientation"] == 2
+    assert manifest["files"]["frame_orientations_csv"] == "frame_orientations.csv"
+    assert verify_export(tmp_path / "ds") == []
+    assert scan_export(tmp_path / "ds", identifiers=["Doe", "John"]) == []  # nothing flagged
+    _export(tmp_path / "plain", frames_root)
+    assert not (tmp_path / "plain" / "frame_orientations.csv").exists()

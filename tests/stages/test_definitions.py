@@ -143,3 +143,46 @@ def test_the_export_job_cleans_before_it_exports(tmp_path: Path) -> None:
     selected = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
     assert {"duplicate_groups", "fields_of_view", "image_marks", "training_dataset"} <= selected
     assert defs.get_assets_def(dg.AssetKey("image_marks")).op.pool == "gpu"
+
+
+def test_probe_orientation_is_a_gpu_op_the_export_reads(tmp_path: Path) -> None:
+    defs = build_definitions(tmp_path)
+    graph = defs.resolve_asset_graph()
+    parents = {k.to_user_string() for k in graph.get(dg.AssetKey("training_dataset")).parent_keys}
+    assert "probe_orientation" in parents
+    upstream = graph.get(dg.AssetKey("probe_orientation")).parent_keys
+    assert {k.to_user_string() for k in upstream} == {"dicom_images", "frame_ocr_text"}
+    asset = defs.get_assets_def(dg.AssetKey("probe_orientation"))
+    assert asset.op.pool == "gpu"
+    checks = {k.name for k in asset.check_keys}
+    assert checks == {"beats_majority_on_held_out_studies"}
+    job = defs.resolve_job_def("export_job")
+    assert "probe_orientation" in {
+        k.to_user_string() for k in job.asset_layer.executable_asset_keys
+    }
+
+
+def test_batch_keys_are_dagsters_own_and_built_once_an_hour() -> None:
+    import datetime as dt
+
+    from medvid_assets.partitions import batch_partitions
+
+    plain = dg.MultiPartitionsDefinition(
+        {d.name: d.partitions_def for d in batch_partitions.partitions_defs}
+    )
+    utc = dt.UTC
+    for instant in (
+        dt.datetime(2026, 11, 30, 23, 59, 59, tzinfo=utc),  # the last second of a day
+        dt.datetime(2026, 12, 1, 0, 0, 0, tzinfo=utc),  # the first second of the next
+        dt.datetime(2026, 12, 1, 5, 29, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30))),
+    ):
+        mine = batch_partitions.get_partition_keys(current_time=instant)
+        assert mine == plain.get_partition_keys(current_time=instant), instant
+    assert mine[-1] == "2026-11-30|15"  # 05:29 at +05:30 is 23:59 UTC the day before
+    first = batch_partitions.get_partition_keys(
+        current_time=dt.datetime(2026, 12, 2, 10, 1, tzinfo=utc)
+    )
+    again = batch_partitions.get_partition_keys(
+        current_time=dt.datetime(2026, 12, 2, 10, 59, tzinfo=utc)
+    )
+    assert again is first  # the same list, not rebuilt
