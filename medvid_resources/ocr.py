@@ -6,7 +6,7 @@
   use them.
 - ``still_engine()``: every text line of a still image, unreadable ones too (DICOM images).
 - ``residual_engines()``: the independent residual check's readers (rapidocr's models enlarged
-  2x, and tesseract when installed).
+  2x, the same sessions as ``detector()`` and ``recognizer()``, and tesseract when installed).
 - ``engine()``: the configured general-purpose engine (``rapidocr``, ``tesseract`` or
   ``easyocr`` with local weights), for on-demand OCR of frames.
 
@@ -87,7 +87,10 @@ class OcrEngineResource(dg.ConfigurableResource):
         from medvid.deid.residual import default_residual_engines
 
         return self._cached(
-            "residual", lambda: default_residual_engines(device=self.device, threads=self.threads)
+            "residual",
+            lambda: default_residual_engines(
+                detector=self.detector(), recognizer=self.recognizer()
+            ),
         )
 
 

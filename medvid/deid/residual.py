@@ -73,17 +73,25 @@ def residual_check_frames(
 
 
 def default_residual_engines(
-    *, upscale: float = 2.0, max_side: int = 2048, device: Device = "cpu", threads: int = 0
+    *,
+    upscale: float = 2.0,
+    max_side: int = 2048,
+    device: Device = "cpu",
+    threads: int = 0,
+    detector: TextDetector | None = None,
+    recognizer: TextRecognizer | None = None,
 ) -> list[OcrEngine]:
     """The check's readers, each enlarging ``upscale`` times (less when the long side would
     pass ``max_side`` pixels: 1.6x for a 1280-pixel screen; a bound on cost): rapidocr's models
     (:class:`medvid.ocr.detect.DetectionOcrEngine`, detector input enlarged, every box
     reported) and, when the binary is installed, tesseract (``psm`` 11, enlarged before
-    reading)."""
+    reading). ``detector`` and ``recognizer``: models to share with the text scan (the check
+    differs from it in scale and frames, not in weights; one pair of onnxruntime sessions is
+    about 120 MiB resident); new ones on ``device`` when not given."""
     engines: list[OcrEngine] = [
         DetectionOcrEngine(
-            detector=TextDetector(device=device, threads=threads),
-            recognizer=TextRecognizer(device=device, threads=threads),
+            detector=detector or TextDetector(device=device, threads=threads),
+            recognizer=recognizer or TextRecognizer(device=device, threads=threads),
             scale=upscale,
             max_side=max_side,
         )

@@ -14,6 +14,7 @@ import pyarrow as pa
 from medvid.cleaning.dedup import DuplicateIndex
 from medvid.cleaning.dedup_policy import groups_spanning_patients
 from medvid.cleaning.marks_store import (
+    IMAGE_MARKS_SCHEMA,
     image_marks_table,
     marks_preview,
     read_image_marks,
@@ -204,12 +205,18 @@ def image_marks(
     media_store: MediaStore,
     torch_device: TorchDeviceResource,
 ):
-    from medvid.cleaning.mark_net import load_mark_net  # torch: only when this asset runs
-
     record_worker(context)
     stills = still_images_of(
         media_store, exportable_studies(media_store, registered_studies(media_store))
     )
+    if stills.empty:
+        # nothing for the finder to read (the table of no stills is empty whatever the model),
+        # so torch (~0.8 GiB resident) is not loaded
+        write_image_marks(media_store, IMAGE_MARKS_SCHEMA.empty_table())
+        context.log.info("no de-identified stills: mark finder not loaded")
+        return dg.MaterializeResult(metadata={"still_images": 0, "read_now": 0})
+    from medvid.cleaning.mark_net import load_mark_net  # torch: only when there are stills
+
     finder = load_mark_net()
     device = torch_device.resolve()
     context.log.info(f"mark finder {finder.model_id} on {device}: {len(stills)} stills")

@@ -107,7 +107,7 @@ def video_frames(
     )
     phi = load_phi(media_store, read_ledger_entry(media_store, member_id).origin)
     findings = residual_text_findings(
-        [(n, read_rgb(frames_root / path_of[n])) for n in picks],
+        ((n, read_rgb(frames_root / path_of[n])) for n in picks),  # one frame in memory at a time
         ocr_engine.residual_engines(),
         phi=phi,
     )

@@ -398,3 +398,34 @@ def test_tesseract_enlargement_is_bounded_by_max_side(shared_data: Path) -> None
     bounded = TesseractEngine(upscale=4.0, max_side=1280).read(image)  # stays at 1x
     assert any("4" in b.text and "cm" in b.text for b in bounded)
     assert all(b.x + b.w <= 1280 and b.y + b.h <= 960 for b in bounded)
+
+
+class _RecordingSession:
+    """An onnxruntime session that records the input shape of every call."""
+
+    def __init__(self, session) -> None:
+        self.session, self.shapes = session, []
+
+    def run(self, outputs, feeds):
+        self.shapes += [next(iter(feeds.values())).shape]
+        return self.session.run(outputs, feeds)
+
+
+def test_recognizer_calls_stay_within_max_batch_pixels(recognizer: TextRecognizer) -> None:
+    lines = [LINE[:n] for n in (4, 8, 12, 16, 21)] + [f"{LINE} {LINE}", f"{LINE} {LINE} {LINE}"]
+    crops = []
+    for line in lines:
+        (w, h), _ = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, 0.6, 1)
+        crop = np.full((h + 10, w + 10, 3), 255, np.uint8)
+        crops.append(cv2.putText(crop, line, (5, h + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.6, 0, 1))
+    capped = TextRecognizer(threads=1, max_batch_pixels=48 * 800 * 2)
+    capped._session = recording = _RecordingSession(capped._session)
+    readings = capped.recognize(crops)
+    assert sorted(n for n, _, _, _ in recording.shapes) != [len(crops)]
+    for n, _, height, width in recording.shapes:
+        assert n == 1 or n * height * width <= capped.max_batch_pixels
+    # the single lines read as in one call of all seven; the doubled and tripled ones are
+    # padded differently there, which can change a letter (O for 0): not compared
+    uncapped = recognizer.recognize(crops)
+    assert [text for text, _ in readings[:5]] == [text for text, _ in uncapped[:5]]
+    assert readings[0][0] == "ID 5"

@@ -9,6 +9,8 @@ that files the copy under another patient, then ask for every copy.
 import json
 import os
 import shutil
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -250,3 +252,29 @@ def test_probe_orientation_without_orientation_text_is_not_trained_and_predicts_
     assert (check.passed, check.severity) == (False, dg.AssetCheckSeverity.WARN)
     row = pd.read_csv(_export(home) / "images.csv").iloc[0]
     assert pd.isna(row["orientation"]) and pd.isna(row["orientation_source"])
+
+
+# A fresh interpreter (torch not yet imported) materializes image_marks on an empty home.
+NO_STILLS = """
+import sys
+from pathlib import Path
+import dagster as dg
+from medvid.cleaning.marks_store import read_image_marks
+from medvid_assets.definitions import build_definitions
+from medvid_resources import LocalMediaStore
+home = Path(sys.argv[1])
+defs = build_definitions(home)
+asset = defs.get_assets_def(dg.AssetKey("image_marks"))
+resources = {k: defs.resources[k] for k in asset.required_resource_keys if k in defs.resources}
+with dg.DagsterInstance.ephemeral() as instance:
+    result = dg.materialize([asset], instance=instance, resources=resources)
+rows = len(read_image_marks(LocalMediaStore(root=str(home))))
+print(result.success, rows, "torch" in sys.modules)
+"""
+
+
+def test_without_stills_image_marks_writes_an_empty_table_without_loading_torch(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", NO_STILLS, str(tmp_path)], capture_output=True, text=True
+    )
+    assert done.stdout.split() == ["True", "0", "False"], done.stderr[-2000:]

@@ -1,6 +1,8 @@
 """The one Definitions: every stage loads without any Labelbox setting, the asset graph keeps
 its names and lineage (a rename shows up here), and stages never import each other."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -38,6 +40,20 @@ def test_definitions_load_without_labelbox_settings(tmp_path: Path, monkeypatch)
     assert {"labelbox", "torch_device"} <= set(defs.resources)
     for job in JOBS:
         assert defs.resolve_job_def(job.name).name == job.name
+
+
+def test_loading_the_definitions_does_not_import_torch(tmp_path: Path) -> None:
+    # torch and torchvision are ~0.8 GB resident: only the steps that train or predict load them
+    code = (
+        "import sys; from pathlib import Path;"
+        "from medvid_assets.definitions import build_definitions;"
+        f"build_definitions(Path({str(tmp_path)!r}));"
+        "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert loaded.strip() == "[]"
 
 
 def test_label_assets_keep_their_names_and_upstreams(tmp_path: Path) -> None:
