@@ -11,6 +11,7 @@ from medvid.quarantine import quarantine_records
 from medvid.video.probe import probe_video
 from medvid_assets.export.assets import EXPORT_CHECKS
 from tests.stages.conftest import AVI, MP4, drop
+from tests.stages.label_pipeline import LIGHT_EXPORT, LIGHT_TEXT
 
 
 def test_avi_is_copied_normalized_and_sampled_with_redacted_frames(medvid_home, videos_dir):
@@ -87,7 +88,9 @@ def test_labels_sheet_marks_frames_in_ranges_and_export_passes_checks(medvid_hom
         f"video,start_s,end_s,label\n{MP4},1.0,2.0,b_lines\n{AVI},0,10,a_lines\n"
     )
     (landing / "patients.csv").write_text(f"video,patient_id,score\n{MP4},P1,3\n{AVI},P2,0\n")
-    medvid_home.configure("export: {dataset_name: t, val_ratio: 0.5}\n")
+    # a labels and export test: the light text scan and PHI-scan sample (label_pipeline)
+    export = {**LIGHT_EXPORT, "dataset_name": "t", "val_ratio": 0.5}
+    medvid_home.configure(f"export: {json.dumps(export)}\ntext: {json.dumps(LIGHT_TEXT)}\n")
     launched = medvid_home.run()
     assert not launched.failed
     home = medvid_home.path
