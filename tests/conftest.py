@@ -68,6 +68,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 #: Free memory-backed space the temporary folders need before they go there.
 MEMORY_TMP_MIN_FREE = 8 * 2**30
+#: The memory-backed folder this session made (removed at the end).
+_MEMORY_TMP = pytest.StashKey[str]()
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest's tmp_path plugin reads --basetemp
@@ -88,9 +90,6 @@ def pytest_configure(config: pytest.Config) -> None:
     ):
         config.option.basetemp = tempfile.mkdtemp(prefix="medvid-pytest-", dir="/dev/shm")
         config.stash[_MEMORY_TMP] = config.option.basetemp
-
-
-_MEMORY_TMP = pytest.StashKey[str]()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

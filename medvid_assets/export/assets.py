@@ -160,6 +160,11 @@ def _export_settings(context, settings: SettingsResource, config):
     return config, cleaning, recorded
 
 
+#: The cleaning stage's tables :func:`write_dataset` reads: both exports depend on every one, so
+#: neither runs before them (daily_snapshot had missed image_marks, then probe_orientation).
+CLEANING_TABLES = ("duplicate_groups", "fields_of_view", "image_marks", "probe_orientation")
+
+
 @dg.asset(
     group_name="export",
     kinds={"csv", "json", "jpeg"},
@@ -167,10 +172,7 @@ def _export_settings(context, settings: SettingsResource, config):
         "frame_labels",
         "segment_labels",
         "dicom_images",
-        "duplicate_groups",
-        "fields_of_view",
-        "image_marks",
-        "probe_orientation",
+        *CLEANING_TABLES,
         *OPTIONAL_LABEL_SETS,
     ],
     code_version="2",
@@ -225,9 +227,7 @@ def training_dataset(
         dg.AssetDep("dicom_images", partition_mapping=FROM_THE_DAYS_BATCHES),
         "frame_labels",
         "segment_labels",
-        "duplicate_groups",
-        "fields_of_view",
-        "image_marks",
+        *CLEANING_TABLES,
     ],
     code_version="1",
     check_specs=_export_check_specs("daily_snapshot"),

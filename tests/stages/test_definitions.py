@@ -148,8 +148,9 @@ def test_the_export_job_cleans_before_it_exports(tmp_path: Path) -> None:
 def test_probe_orientation_is_a_gpu_op_the_export_reads(tmp_path: Path) -> None:
     defs = build_definitions(tmp_path)
     graph = defs.resolve_asset_graph()
-    parents = {k.to_user_string() for k in graph.get(dg.AssetKey("training_dataset")).parent_keys}
-    assert "probe_orientation" in parents
+    for export in ("training_dataset", "daily_snapshot"):
+        parents = {k.to_user_string() for k in graph.get(dg.AssetKey(export)).parent_keys}
+        assert "probe_orientation" in parents, export
     upstream = graph.get(dg.AssetKey("probe_orientation")).parent_keys
     assert {k.to_user_string() for k in upstream} == {"dicom_images", "frame_ocr_text"}
     asset = defs.get_assets_def(dg.AssetKey("probe_orientation"))
