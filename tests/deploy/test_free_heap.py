@@ -1,4 +1,5 @@
-"""``medvid run`` hands the heap a run freed back to the operating system after each run."""
+"""``release_free_heap`` (what ``launch.execute`` calls after each run) hands the heap a process
+freed back to the operating system."""
 
 import subprocess
 import sys
@@ -26,7 +27,7 @@ print(release_free_heap(), before - rss())
 """
 
 
-def test_the_heap_a_run_freed_is_returned_to_the_os() -> None:
+def test_release_free_heap_returns_the_freed_heap_to_the_os() -> None:
     done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True)
     trimmed, returned_mib = done.stdout.split()
     assert trimmed == "True"
