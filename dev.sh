@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV="${MEDVID_VENV:-.venv}"
+# medvid.memory.MALLOC_TUNABLES for everything started from here (tests, demo); kept if set
+export GLIBC_TUNABLES="${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=8388608}"
 PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 

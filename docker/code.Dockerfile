@@ -35,8 +35,11 @@ RUN apt-get update \
     && groupadd --system --gid 10001 medvid \
     && useradd --system --uid 10001 --gid medvid --home-dir /opt/dagster --no-create-home medvid
 COPY --from=build /opt/venv /opt/venv
+# GLIBC_TUNABLES: medvid.memory.MALLOC_TUNABLES (large blocks out of the heap, on huge pages);
+# every process of the image (code server, run workers, Celery workers) starts with it
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
+    GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=8388608 \
     DAGSTER_HOME=/opt/dagster/dagster_home \
     MEDVID_HOME=/opt/dagster/medvid
 COPY docker/dagster.yaml /opt/dagster/dagster_home/dagster.yaml

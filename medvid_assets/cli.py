@@ -9,6 +9,8 @@ schedule and the UI read too. Inputs already processed are skipped. Two invocati
 never run at once: the second waits for the first (``--no-wait``: it exits with status 3).
 Runs left STARTED by a killed process and temporary files of dead writers are cleaned up first.
 Exit status: 0 when every run succeeded (quarantined inputs are not failures), 1 otherwise.
+The command first restarts itself (same PID) with medvid's glibc malloc settings
+(:data:`medvid.memory.MALLOC_TUNABLES`); ``MEDVID_MALLOC_TUNABLES=0`` turns that off.
 
 ``medvid demo`` runs the same on the sample clips and sheets bundled with medvid.
 """
@@ -320,5 +322,14 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if summary.failed_runs else 0
 
 
-if __name__ == "__main__":
+def console() -> None:
+    """The ``medvid`` command's entry point: restarted first with medvid's malloc settings
+    (:func:`medvid.memory.reexec_with_malloc_tunables`, same PID), then :func:`main`."""
+    from medvid.memory import reexec_with_malloc_tunables
+
+    reexec_with_malloc_tunables()
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    console()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from medvid.memory import release_free_heap
 from medvid_assets.executors import GPU_RUN_TAGS
 from medvid_assets.partitions import batch_partitions, landing_days
 
@@ -36,12 +37,30 @@ EXPORT_ASSETS = [
 ]
 
 
+@dg.success_hook(name="release_free_heap_after_step")
+def _release_after_success(_context: dg.HookContext) -> None:
+    release_free_heap()
+
+
+@dg.failure_hook(name="release_free_heap_after_failed_step")
+def _release_after_failure(_context: dg.HookContext) -> None:
+    release_free_heap()
+
+
+#: Every job's hooks: after each step, success or failure, the heap the step freed goes back to
+#: the operating system (:func:`medvid.memory.release_free_heap`), so the next step's peak does
+#: not land on top of the last one's detector activations. Steps of the in-process executor
+#: share one process; the multiprocess executor's steps each have their own anyway.
+STEP_HOOKS = {_release_after_success, _release_after_failure}
+
+
 def _job(name: str, assets: list[str], description: str, partitions_def=None, **kwargs):
     return dg.define_asset_job(
         name,
         selection=dg.AssetSelection.assets(*assets),
         partitions_def=partitions_def,
         description=description,
+        hooks=STEP_HOOKS,
         **kwargs,
     )
 

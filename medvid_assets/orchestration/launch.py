@@ -1,8 +1,6 @@
 """Launching planned runs in this process, through the instance: what the ``medvid`` command
 does, and what tests use to run medvid end to end exactly as the sensors would."""
 
-import ctypes
-import ctypes.util
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,6 +9,7 @@ import dagster as dg
 
 from medvid.intake.ledger import has_intake_record
 from medvid.intake.pending import look
+from medvid.memory import release_free_heap
 from medvid.processes import process_token
 from medvid_assets.orchestration.planner import PlannedRun, plan
 from medvid_assets.runs import LAUNCHER_TAG
@@ -30,24 +29,6 @@ class Launched:
 
     def units(self, prefix: str = "") -> list[str]:
         return [run.unit for run, _ in self.runs if run.unit.startswith(prefix)]
-
-
-def release_free_heap() -> bool:
-    """Hand the heap memory this process has freed back to the operating system.
-
-    glibc's ``malloc`` keeps freed memory in its arenas for reuse; after a run that decoded
-    frames and ran the text detector (onnxruntime allocates each activation with ``malloc``:
-    about 0.2 GiB per million input pixels), hundreds of MiB stay resident though free.
-    ``malloc_trim(0)`` (glibc, ``malloc.h``) returns them. Returns False where there is no
-    glibc (musl, macOS): nothing is done there."""
-    name = ctypes.util.find_library("c")
-    try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError, TypeError):
-        return False
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    trim(0)
-    return True
 
 
 def execute(
