@@ -11,9 +11,11 @@ It is trained only on synthetic marks (:func:`medvid.cleaning.marks.render_marks
 clean real frames (:func:`train_mark_net`; ``benchmarks/cleaning.py --train`` reproduces the
 shipped weights), seeded: the same seed, frames and thread count give the same weights.
 
-Weights are two files side by side, written atomically: ``<name>.pt`` (the ``state_dict``) and
+Weights are files side by side, written atomically: ``<name>.pt`` (the ``state_dict``),
 ``<name>.json`` (format, ``model_id`` = content hash of the weights, the training settings and
-metrics). :data:`DEFAULT_WEIGHTS` are shipped in the package.
+metrics) and ``<name>.onnx``, the same network for onnxruntime
+(:func:`export_mark_net_onnx`; :mod:`medvid.cleaning.mark_onnx` runs it without torch).
+:data:`DEFAULT_WEIGHTS` are shipped in the package.
 """
 
 from __future__ import annotations
@@ -30,14 +32,23 @@ import numpy as np
 import torch
 from torch import nn
 
+from medvid.cleaning.mark_onnx import (
+    DEFAULT_WEIGHTS,
+    ONNX_INPUT,
+    ONNX_OUTPUT,
+    MarkFinding,
+    checked_image,
+    file_sha256,
+    finding,
+    onnx_twin_path,
+    tile_probabilities,
+)
 from medvid.cleaning.marks import render_marks
 from medvid.io import write_bytes_atomic, write_json_atomic
 from medvid.predict.errors import ModelFileError
 from medvid.predict.model import model_fingerprint, sidecar_path, state_dict_bytes
 
 SIDECAR_FORMAT = "medvid.cleaning.mark_net/1"
-DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "mark_net.pt"
-"""The shipped weights (trained by ``benchmarks/cleaning.py --train``)."""
 WIDTHS = (8, 16, 32)
 
 
@@ -84,26 +95,9 @@ class LoadedMarkNet:
     model_id: str
     metadata: dict[str, Any]
 
-
-@dataclass(frozen=True)
-class MarkFinding:
-    """What :func:`find_marks` found in one image.
-
-    Attributes:
-        has_calipers: at least ``min_caliper_pixels`` caliper pixels.
-        mask: ``(H, W) bool``, pixels of any mark (probability >= ``threshold``).
-        caliper_mask: ``(H, W) bool``, pixels of caliper crosses.
-        caliper_pixels: number of ``True`` in ``caliper_mask``.
-    """
-
-    has_calipers: bool
-    mask: np.ndarray
-    caliper_mask: np.ndarray
-    caliper_pixels: int
-
-    def __iter__(self):
-        """Unpacks as ``has_calipers, mask``."""
-        return iter((self.has_calipers, self.mask))
+    def find(self, image: np.ndarray, *, device: str | None = None) -> MarkFinding:
+        """:func:`find_marks` of ``image`` with this network on ``device``."""
+        return find_marks(image, self.model, device=device)
 
 
 @dataclass(frozen=True)
@@ -268,16 +262,88 @@ def train_mark_net(
     return model, metadata
 
 
-def save_mark_net(model: MarkNet, path: str | Path, metadata: dict[str, Any] | None = None) -> str:
-    """Write ``path`` (state dict) and its ``.json`` sidecar atomically; returns ``model_id``
-    (16 hex digits of a sha256 over the weights: same weights, same id and same bytes)."""
+def save_mark_net(
+    model: MarkNet,
+    path: str | Path,
+    metadata: dict[str, Any] | None = None,
+    *,
+    onnx_twin: bool = True,
+) -> str:
+    """Write ``path`` (state dict) and its ``.json`` sidecar atomically, and with ``onnx_twin``
+    (when the ``onnx`` package is installed: the ``dev`` extra) the ONNX twin
+    (:func:`export_mark_net_onnx`) with its sha256 in the sidecar; returns ``model_id`` (16 hex
+    digits of a sha256 over the weights: same weights, same id and same bytes)."""
     model_id = model_fingerprint(model)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     write_bytes_atomic(path, state_dict_bytes(state))
-    sidecar = {"format": SIDECAR_FORMAT, "model_id": model_id, "widths": list(WIDTHS)}
+    sidecar: dict[str, Any] = {"format": SIDECAR_FORMAT, "model_id": model_id}
+    sidecar["widths"] = list(WIDTHS)
     sidecar["metadata"] = metadata or {}
+    if onnx_twin and _onnx_installed():
+        twin = export_mark_net_onnx(model, onnx_twin_path(path), model_id)
+        sidecar["onnx"] = {"model_id": model_id, "sha256": file_sha256(twin)}
     write_json_atomic(sidecar_path(path), sidecar)
     return model_id
+
+
+def _onnx_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnx") is not None
+
+
+class _Probabilities(nn.Module):
+    def __init__(self, model: MarkNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.model(x))
+
+
+ONNX_OPSET = 17
+
+
+def export_mark_net_onnx(model: MarkNet, path: str | Path, model_id: str | None = None) -> Path:
+    """Write ``model`` as ONNX to ``path`` atomically: input ``image`` ``(B, 3, H, W) float32``
+    in 0..1, output ``probability`` ``(B, 2, H, W) float32`` (the sigmoid of the logits), batch
+    and sides dynamic, opset :data:`ONNX_OPSET`, BatchNorm folded into the convolutions (eval
+    mode, constant folding), ``model_id`` (default: the weights' fingerprint) in the graph's
+    metadata. torch's TorchScript-based exporter; the same weights give the same bytes.
+
+    Raises:
+        ModuleNotFoundError: the ``onnx`` package (``dev`` extra) is not installed."""
+    import copy
+    import io
+    import warnings
+
+    import onnx
+
+    model_id = model_id or model_fingerprint(model)
+    net = _Probabilities(copy.deepcopy(model).cpu()).eval()
+    buffer = io.BytesIO()
+    axes = {0: "batch", 2: "height", 3: "width"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(
+            net,
+            (torch.zeros(1, 3, 64, 64),),
+            buffer,
+            input_names=[ONNX_INPUT],
+            output_names=[ONNX_OUTPUT],
+            dynamic_axes={ONNX_INPUT: axes, ONNX_OUTPUT: axes},
+            opset_version=ONNX_OPSET,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    graph = onnx.load_from_string(buffer.getvalue())
+    graph.producer_name, graph.producer_version = "medvid.cleaning.mark_net", ""
+    graph.doc_string = "MarkNet: probabilities of any mark (0) and caliper crosses (1)"
+    del graph.metadata_props[:]
+    entry = graph.metadata_props.add()
+    entry.key, entry.value = "model_id", model_id
+    write_bytes_atomic(path, graph.SerializeToString(deterministic=True))
+    return Path(path)
 
 
 def load_mark_net(path: str | Path = DEFAULT_WEIGHTS) -> LoadedMarkNet:
@@ -329,29 +395,17 @@ def mark_probabilities(
 
     Images larger than ``tile_px`` on a side are cut into tiles of ``tile_px`` with a 32-pixel
     overlap (beyond the network's receptive field) and stitched, bounding memory; the result
-    equals one pass up to float rounding.
+    equals one pass up to float rounding (:func:`medvid.cleaning.mark_onnx.tile_probabilities`,
+    which the ONNX finder uses too).
     """
     device = device or default_device()
     model = model.to(device).eval()
-    height, width = image.shape[:2]
-    out = np.zeros((2, height, width), np.float32)
-    overlap = 32
-    step = tile_px - 2 * overlap
-    for top in range(0, height, step):
-        for left in range(0, width, step):
-            y0, x0 = max(top - overlap, 0), max(left - overlap, 0)
-            y1, x1 = min(top + step + overlap, height), min(left + step + overlap, width)
-            tile = image[y0:y1, x0:x1]
-            pad_y, pad_x = (-tile.shape[0]) % 4, (-tile.shape[1]) % 4
-            if pad_y or pad_x:
-                tile = cv2.copyMakeBorder(tile, 0, pad_y, 0, pad_x, cv2.BORDER_REFLECT_101)
-            logits = model(_to_tensor(tile[None]).to(device))[0]
-            probability = torch.sigmoid(logits).cpu().numpy()
-            inner_y1, inner_x1 = min(top + step, height), min(left + step, width)
-            out[:, top:inner_y1, left:inner_x1] = probability[
-                :, top - y0 : inner_y1 - y0, left - x0 : inner_x1 - x0
-            ]
-    return out
+
+    def run(tile: np.ndarray) -> np.ndarray:
+        logits = model(_to_tensor(tile[None]).to(device))[0]
+        return torch.sigmoid(logits).cpu().numpy()
+
+    return tile_probabilities(image, run, tile_px=tile_px)
 
 
 def find_marks(
@@ -376,15 +430,6 @@ def find_marks(
         ValueError: not an ``(H, W[, 3]) uint8`` image, or a side under 8 pixels.
         ModelFileError: no model given and the shipped weights cannot be read.
     """
-    image = np.asarray(image)
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=2)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
-    if min(image.shape[:2]) < 8:
-        raise ValueError(f"image too small for the mark finder: {image.shape}")
+    image = checked_image(image)
     probability = mark_probabilities(model or _default_model(), image, device=device)
-    mask = probability[0] >= threshold
-    caliper_mask = probability[1] >= threshold
-    caliper_pixels = int(caliper_mask.sum())
-    return MarkFinding(caliper_pixels >= min_caliper_pixels, mask, caliper_mask, caliper_pixels)
+    return finding(probability, threshold=threshold, min_caliper_pixels=min_caliper_pixels)

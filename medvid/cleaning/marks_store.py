@@ -1,7 +1,8 @@
 """On-image marks of the de-identified stills in the media store: found, masked, inpainted.
 
 For every de-identified still (the items :func:`medvid.cleaning.store.still_images_of` lists)
-the mark finder (:func:`medvid.cleaning.mark_net.find_marks`) is run once per mark-finder
+the mark finder (:func:`medvid.cleaning.mark_onnx.load_mark_finder`: onnxruntime, or torch where
+it must) is run once per mark-finder
 ``model_id``; its mask is written as a PNG, and where marks were found the still with its marks
 filled (:func:`medvid.cleaning.inpaint.inpaint`, Telea at full resolution, the mask grown by
 1 pixel) is written as a PNG too. Caliper twins (:func:`medvid.cleaning.twins.find_twins`) are
@@ -20,6 +21,7 @@ The finder's ``has_calipers`` is positive on 2 of 2 real clean stills of other v
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -77,12 +79,13 @@ class MarksUpdate:
 
 @contextlib.contextmanager
 def torch_threads(count: int | None) -> Iterator[None]:
-    """Run the block with ``count`` torch CPU threads (None: unchanged), then restore."""
-    import torch
-
-    if not count:
+    """Run the block with ``count`` torch CPU threads (None: unchanged), then restore; nothing
+    when torch is not loaded (the ONNX finder's threads are its session's)."""
+    if not count or "torch" not in sys.modules:
         yield
         return
+    import torch
+
     before = torch.get_num_threads()
     torch.set_num_threads(count)
     try:
@@ -119,9 +122,7 @@ def write_image_marks(store: Store, table: pa.Table) -> None:
 
 def _find(store, still, pixels, finder, device) -> dict:
     """Find the marks of one still, write its mask and (marks found) its inpainted PNG."""
-    from medvid.cleaning.mark_net import find_marks
-
-    finding = find_marks(pixels, finder.model, device=device)
+    finding = finder.find(pixels, device=device)
     relative = str(still["image_relative_path"])
     mask_key = f"{keys.MARK_MASKS}/{relative}"
     _write_png(store, mask_key, finding.mask.astype(np.uint8) * 255)
@@ -156,8 +157,10 @@ def image_marks_table(
         stills: ``image_id``, ``study_key``, ``image_relative_path`` (under
             ``media/dicom_images/``), as :func:`medvid.cleaning.store.still_images_of` lists.
         previous: the last ``image_marks`` (:func:`read_image_marks`).
-        finder: a :class:`~medvid.cleaning.mark_net.LoadedMarkNet`.
-        device: torch device of the finder.
+        finder: a :class:`~medvid.cleaning.mark_onnx.MarkFinder`: an
+            :class:`~medvid.cleaning.mark_onnx.OnnxMarkFinder` or a
+            :class:`~medvid.cleaning.mark_net.LoadedMarkNet`; ``model_id`` is the weights'.
+        device: torch device of a torch finder (an ONNX finder's session decides its own).
         num_threads: torch CPU threads while finding (None: torch's setting).
         stage: the quarantine stage of a still that cannot be read.
 

@@ -71,7 +71,14 @@ def bundled_model(kind: Literal["det", "rec", "cls"]) -> Path:
     return found[0]
 
 
-def _session(model: Path, device: Device, threads: int, *, memory_arena: bool = True):
+def onnx_session(model: Path, device: Device, threads: int, *, memory_arena: bool = True):
+    """An onnxruntime ``InferenceSession`` of the ONNX file ``model`` on :func:`execution_providers`
+    of ``device``, ``threads`` intra-op threads (0: onnxruntime's default), all graph
+    optimisations, and onnxruntime's CPU memory arena only with ``memory_arena``.
+
+    Raises:
+        ValueError: an unknown device name.
+        onnxruntime's errors: the file is missing or not a model it can run."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -158,7 +165,7 @@ class TextDetector:
         from rapidocr.ch_ppocr_det.utils import DBPostProcess
 
         self.model_path = bundled_model("det")
-        self._session = _session(self.model_path, device, threads, memory_arena=False)
+        self._session = onnx_session(self.model_path, device, threads, memory_arena=False)
         self._input = self._session.get_inputs()[0].name
         self.provider = self._session.get_providers()[0]
         self.batch_size = max(1, batch_size)
@@ -254,7 +261,7 @@ class TextRecognizer:
         from rapidocr.ch_ppocr_rec.utils import CTCLabelDecode
 
         self.model_path = bundled_model("rec")
-        self._session = _session(self.model_path, device, threads, memory_arena=False)
+        self._session = onnx_session(self.model_path, device, threads, memory_arena=False)
         self._input = self._session.get_inputs()[0].name
         self.provider = self._session.get_providers()[0]
         self.batch_size = max(1, batch_size)

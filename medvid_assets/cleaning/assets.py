@@ -188,13 +188,14 @@ def fields_of_view(context: dg.AssetExecutionContext, media_store: MediaStore):
 
 @dg.asset(
     group_name="cleaning",
-    kinds={"pytorch", "parquet", "png"},
+    kinds={"onnx", "pytorch", "parquet", "png"},
     pool="gpu",
     op_tags=GPU_OP_TAGS,
     deps=["dicom_images"],
     code_version="1",
     description="On-image marks (calipers, dotted lines, arrows, body markers) of every"
-    " de-identified DICOM still: the shipped mark finder (tiny U-Net) per still and model_id"
+    " de-identified DICOM still: the shipped mark finder (tiny U-Net; onnxruntime, torch only"
+    " for a GPU onnxruntime lacks) per still and model_id"
     " (has_calipers, mark pixels, the mask as a PNG), caliper twins within a study (the clean"
     " twin of a marked still) and, where marks were found, the still inpainted (Telea, full"
     " resolution) as a PNG. Table image_marks. Incremental: a still is read again only for a"
@@ -211,15 +212,18 @@ def image_marks(
     )
     if stills.empty:
         # nothing for the finder to read (the table of no stills is empty whatever the model),
-        # so torch (~0.8 GiB resident) is not loaded
+        # so no finder is loaded
         write_image_marks(media_store, IMAGE_MARKS_SCHEMA.empty_table())
         context.log.info("no de-identified stills: mark finder not loaded")
         return dg.MaterializeResult(metadata={"still_images": 0, "read_now": 0})
-    from medvid.cleaning.mark_net import load_mark_net  # torch: only when there are stills
+    from medvid.cleaning.mark_onnx import load_mark_finder
 
-    finder = load_mark_net()
-    device = torch_device.resolve()
-    context.log.info(f"mark finder {finder.model_id} on {device}: {len(stills)} stills")
+    # onnxruntime unless a GPU asks for torch: torch alone is ~0.8 GiB resident
+    chosen = load_mark_finder(
+        torch_device.device, threads=torch_device.cpu_threads, log=context.log.warning
+    )
+    finder, device = chosen.finder, chosen.device
+    context.log.info(f"mark finder {finder.model_id} on {chosen.runtime}: {len(stills)} stills")
     update = image_marks_table(
         media_store,
         stills,
@@ -235,6 +239,7 @@ def image_marks(
         metadata={
             "model_id": finder.model_id,
             "device": device,
+            "runtime": chosen.runtime,
             "still_images": len(table),
             "read_now": len(update.found),
             "studies_twinned_now": len(update.studies),

@@ -15,7 +15,7 @@ import pytest
 
 from medvid.cleaning import render_marks
 from medvid.cleaning.inpaint import dilate_mask
-from medvid.cleaning.mark_net import load_mark_net
+from medvid.cleaning.mark_onnx import load_mark_finder
 from medvid.cleaning.marks_store import (
     INPAINT_DILATE_PX,
     image_marks_table,
@@ -42,7 +42,11 @@ def _put(store: LocalMediaStore, study: str, image_id: str, rgb: np.ndarray) -> 
 
 @pytest.fixture(scope="module")
 def finder():
-    return load_mark_net()
+    # what image_marks runs on a CPU: the ONNX twin (tests/core/test_cleaning_mark_onnx.py:
+    # the torch finder writes the same table and PNGs)
+    chosen = load_mark_finder("cpu", threads=1)
+    assert chosen.runtime == "onnxruntime-cpu"
+    return chosen.finder
 
 
 @pytest.fixture(scope="module")
