@@ -132,6 +132,8 @@ def test_marks_of_the_stills_are_found_and_the_stored_pixels_exported_by_default
     assert marks["clean_twin"].isna().all()  # the RLE copy has the same pixels: no twin
     meta = _latest(home, "image_marks")
     assert meta["still_images"].value == 2 and meta["read_now"].value == 2
+    if meta["device"].value == "cpu":  # on a CPU the ONNX twin, not torch
+        assert meta["runtime"].value == "onnxruntime-cpu"
     row = pd.read_csv(_export(home) / "images.csv").iloc[0]
     assert not row["inpainted"]  # cleaning.marks: keep
     assert row["has_calipers"] == marks.set_index("image_id").loc[row["image_id"], "has_calipers"]
