@@ -100,8 +100,11 @@ def _private_bytes(pid: int) -> int:
 def tree_rss(root: int) -> int:
     """Resident bytes of process ``root`` (``/proc/PID/statm``) plus the pages private to each
     of its descendants (:func:`_private_bytes`; parent ids from ``/proc/PID/stat``); 0 when
-    ``root`` is gone."""
+    ``root`` is gone. A child that has not called ``exec`` yet (its stack starts where its
+    parent's does) is left out: made by ``vfork`` (CPython's ``subprocess`` does that) it
+    shares its parent's memory, and ``smaps_rollup`` shows the parent's pages as its own."""
     parents: dict[int, list[int]] = defaultdict(list)
+    stack_of: dict[int, bytes] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -111,21 +114,24 @@ def tree_rss(root: int) -> int:
         except OSError:
             continue
         # the command name (field 2) may hold spaces; fields after its closing ')' are fixed
-        parent = int(stat[stat.rindex(b")") + 2 :].split()[1])
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        parent = int(fields[1])
         parents[parent].append(int(entry.name))
+        stack_of[int(entry.name)] = fields[25]  # startstack (field 28)
     try:
         with open(f"/proc/{root}/statm", "rb") as f:
             total = int(f.read().split()[1]) * PAGE_SIZE
     except OSError:
         return 0
-    todo = list(parents.get(root, ()))
+    todo = [(pid, root) for pid in parents.get(root, ())]
     while todo:
-        pid = todo.pop()
-        try:
-            total += _private_bytes(pid)
-        except OSError:
-            continue
-        todo.extend(parents.get(pid, ()))
+        pid, parent = todo.pop()
+        if stack_of.get(pid) != stack_of.get(parent):
+            try:
+                total += _private_bytes(pid)
+            except OSError:
+                continue
+        todo.extend((child, pid) for child in parents.get(pid, ()))
     return total
 
 
