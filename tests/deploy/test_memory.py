@@ -4,6 +4,7 @@ process freed back to the operating system; the ``medvid`` command restarts itse
 ``dev.sh`` start their processes with the same tunables."""
 
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -78,6 +79,10 @@ def _thp_usable() -> bool:
     return path.is_file() and "[never]" not in path.read_text()
 
 
+GLIBC = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
+
+
+@GLIBC
 @pytest.mark.skipif(not _thp_usable(), reason="no transparent huge pages: medvid leaves malloc be")
 def test_reexec_keeps_the_pid_and_glibc_honours_the_tunables() -> None:
     env = _environment_without_tunables()
@@ -93,6 +98,7 @@ def test_reexec_keeps_the_pid_and_glibc_honours_the_tunables() -> None:
     assert (pid_after, tunables_after, mapped) == (pid_before, MALLOC_TUNABLES, "True")
 
 
+@GLIBC
 def test_without_the_tunables_the_threshold_rises_and_the_heap_serves_the_block() -> None:
     # the probe's claim has teeth: with medvid's settings turned off, the 9 MiB block is heap
     env = _environment_without_tunables()
