@@ -13,12 +13,24 @@ command, the Docker images and ``dev.sh``) keeps such blocks out of the heap in 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import os
 import platform
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+
+
+@functools.cache
+def _malloc_trim():
+    """glibc's ``malloc_trim``, looked up once among the symbols this process has loaded (no
+    ``find_library``, which may start ``ldconfig``); None without glibc."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
 
 
 def release_free_heap() -> bool:
@@ -27,12 +39,9 @@ def release_free_heap() -> bool:
     ``malloc_trim(0)`` (glibc, ``malloc.h``) releases the free memory of every arena. It costs
     about a millisecond per hundred MiB freed; the pages are faulted in again when reused.
     Returns False where there is no glibc (musl, macOS): nothing is done there."""
-    name = ctypes.util.find_library("c")
-    try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError, TypeError):
+    trim = _malloc_trim()
+    if trim is None:
         return False
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     trim(0)
     return True
 

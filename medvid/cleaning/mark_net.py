@@ -20,7 +20,6 @@ metrics) and ``<name>.onnx``, the same network for onnxruntime
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -36,19 +35,20 @@ from medvid.cleaning.mark_onnx import (
     DEFAULT_WEIGHTS,
     ONNX_INPUT,
     ONNX_OUTPUT,
+    SIDECAR_FORMAT,
     MarkFinding,
     checked_image,
-    file_sha256,
     finding,
     onnx_twin_path,
+    read_sidecar,
     tile_probabilities,
 )
 from medvid.cleaning.marks import render_marks
+from medvid.ids import sha256_file
 from medvid.io import write_bytes_atomic, write_json_atomic
 from medvid.predict.errors import ModelFileError
 from medvid.predict.model import model_fingerprint, sidecar_path, state_dict_bytes
 
-SIDECAR_FORMAT = "medvid.cleaning.mark_net/1"
 WIDTHS = (8, 16, 32)
 
 
@@ -276,12 +276,11 @@ def save_mark_net(
     model_id = model_fingerprint(model)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     write_bytes_atomic(path, state_dict_bytes(state))
-    sidecar: dict[str, Any] = {"format": SIDECAR_FORMAT, "model_id": model_id}
-    sidecar["widths"] = list(WIDTHS)
+    sidecar = {"format": SIDECAR_FORMAT, "model_id": model_id, "widths": list(WIDTHS)}
     sidecar["metadata"] = metadata or {}
     if onnx_twin and _onnx_installed():
         twin = export_mark_net_onnx(model, onnx_twin_path(path), model_id)
-        sidecar["onnx"] = {"model_id": model_id, "sha256": file_sha256(twin)}
+        sidecar["onnx"] = {"model_id": model_id, "sha256": sha256_file(twin)}
     write_json_atomic(sidecar_path(path), sidecar)
     return model_id
 
@@ -357,13 +356,11 @@ def load_mark_net(path: str | Path = DEFAULT_WEIGHTS) -> LoadedMarkNet:
     side = sidecar_path(path)
     if not path.is_file() or not side.is_file():
         raise ModelFileError(f"mark-net weights or sidecar missing: {path}, {side}")
+    sidecar = read_sidecar(path)
     try:
-        sidecar = json.loads(side.read_text())
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # JSON, pickle, zip and runtime errors of damaged files
-        raise ModelFileError(f"mark-net files {path} cannot be read: {exc}") from None
-    if not isinstance(sidecar, dict) or sidecar.get("format") != SIDECAR_FORMAT:
-        raise ModelFileError(f"{side} is not a {SIDECAR_FORMAT} sidecar")
+    except Exception as exc:  # pickle, zip and runtime errors of damaged files
+        raise ModelFileError(f"mark-net weights {path} cannot be read: {exc}") from None
     model = MarkNet(tuple(sidecar.get("widths", WIDTHS)))
     try:
         model.load_state_dict(state)

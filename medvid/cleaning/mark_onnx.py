@@ -18,7 +18,6 @@ check and :class:`MarkFinding` live here and the torch finder uses them too.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,8 +27,10 @@ from typing import Any, Literal, Protocol
 import cv2
 import numpy as np
 
+from medvid.ids import sha256_file
 from medvid.predict.errors import ModelFileError
 
+SIDECAR_FORMAT = "medvid.cleaning.mark_net/1"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "mark_net.pt"
 """The shipped weights (trained by ``benchmarks/cleaning.py --train``)."""
@@ -130,22 +131,18 @@ def onnx_twin_path(weights: str | Path) -> Path:
     return Path(weights).with_suffix(".onnx")
 
 
-def file_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def read_sidecar(weights: str | Path) -> dict[str, Any]:
     """The JSON sidecar beside ``weights`` (``mark_net.pt`` -> ``mark_net.json``).
 
     Raises:
-        ModelFileError: missing or not JSON."""
+        ModelFileError: missing, not JSON, or not a :data:`SIDECAR_FORMAT` sidecar."""
     side = Path(weights).with_suffix(".json")
     try:
         sidecar = json.loads(side.read_text())
     except (OSError, ValueError) as exc:
         raise ModelFileError(f"mark-net sidecar {side} cannot be read: {exc}") from None
-    if not isinstance(sidecar, dict):
-        raise ModelFileError(f"{side} is not a mark-net sidecar")
+    if not isinstance(sidecar, dict) or sidecar.get("format") != SIDECAR_FORMAT:
+        raise ModelFileError(f"{side} is not a {SIDECAR_FORMAT} sidecar")
     return sidecar
 
 
@@ -209,7 +206,7 @@ def load_onnx_mark_finder(
     if not isinstance(record, dict) or not twin.is_file():
         raise ModelFileError(f"no ONNX twin of {weights} (file {twin}, sidecar entry 'onnx')")
     model_id = sidecar.get("model_id")
-    if record.get("model_id") != model_id or record.get("sha256") != file_sha256(twin):
+    if record.get("model_id") != model_id or record.get("sha256") != sha256_file(twin):
         raise ModelFileError(
             f"{twin} is not the twin of the weights {model_id} (exported from "
             f"{record.get('model_id')}, or changed since)"

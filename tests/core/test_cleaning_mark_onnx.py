@@ -24,12 +24,12 @@ from medvid.cleaning.mark_net import (
 )
 from medvid.cleaning.mark_onnx import (
     DEFAULT_WEIGHTS,
-    file_sha256,
     load_mark_finder,
     load_onnx_mark_finder,
     onnx_twin_path,
 )
 from medvid.cleaning.marks_store import image_marks_table, read_image_marks
+from medvid.ids import sha256_file
 from medvid.predict.errors import ModelFileError
 from medvid_resources import LocalMediaStore
 from tests.core.conftest import decode_rgb
@@ -62,7 +62,7 @@ def test_the_shipped_twin_is_the_shipped_weights(torch_net, onnx_finder) -> None
     assert onnx_finder.model_id == torch_net.model_id == sidecar["model_id"]
     assert sidecar["onnx"] == {
         "model_id": torch_net.model_id,
-        "sha256": file_sha256(onnx_twin_path(DEFAULT_WEIGHTS)),
+        "sha256": sha256_file(onnx_twin_path(DEFAULT_WEIGHTS)),
     }
 
 
@@ -134,6 +134,17 @@ def test_a_stale_or_missing_twin_falls_back_to_torch_and_says_so(tmp_path, torch
     assert load_onnx_mark_finder(weights).model_id == torch_net.model_id
     onnx_twin_path(weights).write_bytes(onnx_twin_path(weights).read_bytes() + b"\0")
     with pytest.raises(ModelFileError, match="not the twin"):
+        load_onnx_mark_finder(weights)
+    # a twin of other weights whose hash was written into the sidecar: the graph says so
+    export_mark_net_onnx(torch_net.model, onnx_twin_path(weights), "0123456789abcdef")
+    sidecar = json.loads(weights.with_suffix(".json").read_text())
+    sidecar["onnx"]["sha256"] = sha256_file(onnx_twin_path(weights))
+    weights.with_suffix(".json").write_text(json.dumps(sidecar))
+    with pytest.raises(ModelFileError, match="carries model_id 0123456789abcdef"):
+        load_onnx_mark_finder(weights)
+    # a sidecar of another kind of model
+    weights.with_suffix(".json").write_text(json.dumps({"format": "medvid.predict.model/1"}))
+    with pytest.raises(ModelFileError, match="is not a medvid.cleaning.mark_net/1 sidecar"):
         load_onnx_mark_finder(weights)
 
 
