@@ -212,7 +212,7 @@ def load_onnx_mark_finder(
             f"{record.get('model_id')}, or changed since)"
         )
     try:
-        # no arena: with it tiled stills ran ~15% faster but the process peaked 0.25 GiB higher
+        # no arena: with it tiled stills ran ~15% faster but the process peaked 0.4 GiB higher
         # (benchmarks/README.md, "Mark finder runtime")
         session = onnx_session(twin, device, threads, memory_arena=False)
     except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
