@@ -114,7 +114,9 @@ class TextSettings(_Section):
     track; ``min_confidence``: below it text is unreadable and masked; ``span_margin``: detection
     points each masked span is extended by on each side. The residual check then reads the
     written frames where text was seen (at most ``residual_text_frames``) and
-    ``residual_random_frames`` others again, enlarged 2x, with rapidocr and tesseract."""
+    ``residual_random_frames`` others again, enlarged 2x, with rapidocr and tesseract; words it
+    reads that match no PHI pattern are masked in every frame and the frames read again, at most
+    ``residual_repair_rounds`` times (:func:`medvid.deid.residual.residual_check`)."""
 
     detect_interval_s: float = 0.25
     min_text_height_px: float = 8.0
@@ -123,6 +125,7 @@ class TextSettings(_Section):
     span_margin: int = 1
     residual_text_frames: int = 4
     residual_random_frames: int = 2
+    residual_repair_rounds: int = 2
 
 
 class RedactionSettings(_Section):

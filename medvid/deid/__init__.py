@@ -11,7 +11,8 @@
   :class:`RedactionBox`
 - video_text: :func:`scan_video_text` -> :class:`VideoTextScan` (:class:`VideoRedactionPlan`,
   :class:`TextTrack`), :class:`TextScanSettings`
-- residual: :func:`residual_check_frames`, :func:`residual_text_findings`,
+- residual: :func:`residual_check` (check written frames, mask what cannot be told from PHI,
+  check again), :func:`residual_check_frames`, :func:`residual_text_findings`,
   :func:`default_residual_engines`, :func:`residual_hit`
 
 The pseudonym map, :class:`PhiValues` and OCR text are PHI: they stay in the protected zone.
@@ -46,7 +47,9 @@ from medvid.deid.pixels import (
     text_decision,
 )
 from medvid.deid.residual import (
+    ResidualCheck,
     default_residual_engines,
+    residual_check,
     residual_check_frames,
     residual_hit,
     residual_text_findings,
@@ -87,6 +90,8 @@ __all__ = [
     "pseudonymize_patients",
     "redact_pixels",
     "replace_pixels",
+    "ResidualCheck",
+    "residual_check",
     "residual_header_phi",
     "residual_check_frames",
     "residual_hit",

@@ -18,20 +18,32 @@ or a number of three or more digits once the allow-listed clinical constructs ar
 (:func:`medvid.ocr.parse.non_clinical_remainder`). Clinical annotations the plan keeps read as
 nothing left; OCR noise on speckle reads as short fragments, tiny boxes or low confidence.
 Findings name the frame, engine, reason and position, never the text.
+
+When every hit of a reading is "readable text" only (no PHI pattern: the reader is unsure, e.g.
+tesseract reading "lee" into the specular highlights of an endoscopy frame at confidence 0.7),
+:func:`residual_check` masks the boxes read, grown by half their height, in *every* written
+frame, writes the frames again and reads the same frames again (at most ``repair_rounds``
+times, at most ``max_masked_fraction`` of the frame). When unsure whether text is PHI, mask it;
+a PHI hit, or text still read after the rounds, fails the check (closed).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from medvid.deid.phi import PhiValues, phi_hits
+from medvid.deid.redaction_plan import Box
+from medvid.deid.text_tracking import grow
 from medvid.deid.video_text import VideoRedactionPlan
+from medvid.frames.encode import Redaction
 from medvid.ocr.detect import DetectionOcrEngine, Device, TextDetector, TextRecognizer
 from medvid.ocr.engines import OcrBox, OcrEngine, OcrEngineUnavailableError, TesseractEngine
 from medvid.ocr.parse import non_clinical_remainder
@@ -117,7 +129,7 @@ def residual_hit(text: str, phi: PhiValues | None, confidence: float = 1.0) -> l
         and confidence >= READABLE_TEXT_CONFIDENCE
         and _WORD.search(non_clinical_remainder(text))
     ):
-        reasons.append("readable text")
+        reasons.append(READABLE_TEXT)
     return reasons
 
 
@@ -138,6 +150,63 @@ def _read(engine: OcrEngine, image: np.ndarray, upscale: float) -> list[OcrBox]:
     ]
 
 
+#: The reason of a hit that matches no PHI pattern (:func:`residual_hit`).
+READABLE_TEXT = "readable text"
+
+
+@dataclass(frozen=True)
+class ResidualHit:
+    """One reading of the residual check that is a leak (:func:`residual_hit`): on written frame
+    ``frame_number``, by engine ``engine``, for ``reasons``, in ``box`` (pixels of the frame; its
+    text is never put in a finding)."""
+
+    frame_number: int
+    engine: str
+    reasons: tuple[str, ...]
+    box: OcrBox
+
+    @property
+    def finding(self) -> str:
+        """E.g. ``"frame 57: tesseract: id-like number at x=60 y=128 w=110 h=14"``."""
+        b = self.box
+        return (
+            f"frame {self.frame_number}: {self.engine}: {', '.join(self.reasons)} at "
+            f"x={b.x} y={b.y} w={b.w} h={b.h}"
+        )
+
+    @property
+    def uncertain(self) -> bool:
+        """True when the only reason is :data:`READABLE_TEXT`: a word read with no PHI pattern,
+        possibly a misreading of image texture. :func:`residual_check` masks these."""
+        return self.reasons == (READABLE_TEXT,)
+
+
+def residual_text_hits(
+    frames: Iterable[tuple[int, np.ndarray]],
+    engines: Sequence[OcrEngine],
+    *,
+    phi: PhiValues | None = None,
+    upscale: float = 1.0,
+    min_confidence: float = 0.5,
+    min_height_px: int = 6,
+) -> list[ResidualHit]:
+    """Read each ``(frame_number, (H, W, 3) uint8 RGB written frame)`` with every engine (the
+    engines of :func:`default_residual_engines` enlarge 2x themselves; ``upscale`` enlarges the
+    frame once more before any engine); one hit per reading that is a leak
+    (:func:`residual_hit`), read with confidence ``min_confidence`` or more in a box at least
+    ``min_height_px`` pixels tall (of the frame; smaller boxes are speckle read as letters).
+    An empty list is the pass condition."""
+    hits = []
+    for frame_number, image in frames:
+        for engine in engines:
+            for box in _read(engine, image, upscale):
+                if box.confidence < min_confidence or box.h < min_height_px:
+                    continue
+                if reasons := residual_hit(box.text, phi, box.confidence):
+                    hits.append(ResidualHit(frame_number, engine.name, tuple(reasons), box))
+    return hits
+
+
 def residual_text_findings(
     frames: Iterable[tuple[int, np.ndarray]],
     engines: Sequence[OcrEngine],
@@ -153,15 +222,137 @@ def residual_text_findings(
     confidence ``min_confidence`` or more in a box at least ``min_height_px`` pixels tall (of
     the frame; smaller boxes are speckle read as letters), e.g. ``"frame 57: tesseract:
     id-like number at x=60 y=128 w=110 h=14"``. An empty list is the pass condition."""
-    findings = []
-    for frame_number, image in frames:
-        for engine in engines:
-            for box in _read(engine, image, upscale):
-                if box.confidence < min_confidence or box.h < min_height_px:
-                    continue
-                if reasons := residual_hit(box.text, phi, box.confidence):
-                    findings.append(
-                        f"frame {frame_number}: {engine.name}: {', '.join(reasons)} at "
-                        f"x={box.x} y={box.y} w={box.w} h={box.h}"
-                    )
-    return findings
+    hits = residual_text_hits(
+        frames,
+        engines,
+        phi=phi,
+        upscale=upscale,
+        min_confidence=min_confidence,
+        min_height_px=min_height_px,
+    )
+    return [hit.finding for hit in hits]
+
+
+@dataclass(frozen=True)
+class ResidualCheck:
+    """The outcome of :func:`residual_check`.
+
+    Attributes:
+        findings: one line per hit of the last reading (:attr:`ResidualHit.finding`); empty is
+            the pass condition.
+        redaction: the redaction the written frames carry now (the one given plus
+            ``masked``).
+        masked: boxes the check added, ``(x0, y0, x1, y1)`` pixels of the frame, masked in
+            every written frame.
+        repaired: the findings that were masked, round by round.
+        frames_read: the written frames read (the same in every round).
+        rounds: readings done (1 without a repair).
+    """
+
+    findings: list[str]
+    redaction: Redaction
+    masked: tuple[Box, ...]
+    repaired: list[str]
+    frames_read: tuple[int, ...]
+    rounds: int
+
+    @property
+    def passed(self) -> bool:
+        return not self.findings
+
+
+def repair_boxes(
+    hits: Sequence[ResidualHit],
+    width: int,
+    height: int,
+    *,
+    max_masked_fraction: float,
+    masked: Sequence[Box] = (),
+) -> list[Box] | None:
+    """The new boxes that mask ``hits`` (each grown by half its height, at least 2 pixels,
+    clipped to the ``width`` x ``height`` frame), or None when they may not be repaired: no
+    hits, a hit with a PHI reason, or these boxes and those ``masked`` before add up to more
+    than ``max_masked_fraction`` of the frame's area."""
+    if not hits or not all(hit.uncertain for hit in hits):
+        return None
+    boxes: list[Box] = []
+    for hit in hits:
+        b = hit.box
+        box = grow((b.x, b.y, b.x + b.w, b.y + b.h), max(2, b.h // 2), width, height)
+        if box not in boxes and box not in masked:
+            boxes.append(box)
+    area = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in [*masked, *boxes])
+    return boxes if boxes and area <= max_masked_fraction * width * height else None
+
+
+def residual_check(
+    write: Callable[[Redaction], Sequence[int]],
+    read: Callable[[int], np.ndarray],
+    plan: VideoRedactionPlan,
+    engines: Sequence[OcrEngine],
+    *,
+    redaction: Redaction,
+    phi: PhiValues | None = None,
+    random_frames: int = 2,
+    seed: int = 0,
+    max_text_frames: int | None = 4,
+    repair_rounds: int = 2,
+    max_masked_fraction: float = 0.05,
+) -> ResidualCheck:
+    """Write a video's frames with ``redaction`` and check them; mask what the check reads but
+    cannot tell from PHI, and check again.
+
+    ``write(redaction)`` writes every sampled frame with ``redaction`` (replacing earlier
+    writes) and returns the written frame numbers; ``read(frame_number)`` gives a written frame
+    back, ``(H, W, 3) uint8 RGB``. The frames read are :func:`residual_check_frames` (``plan``,
+    ``random_frames``, ``seed``, ``max_text_frames``), by every engine (:func:`residual_text_hits`
+    with ``phi``). When every hit is :attr:`ResidualHit.uncertain` and their boxes
+    (:func:`repair_boxes`) cover at most ``max_masked_fraction`` of the frame, the boxes join
+    ``redaction.boxes`` (masked in every frame: text the plan missed is not only where it was
+    read), the frames are written again and the same frames read again, at most
+    ``repair_rounds`` times. A PHI hit is never repaired: the plan missed PHI, and the check
+    fails closed with it.
+    """
+    written = write(redaction)
+    picks = residual_check_frames(
+        plan,
+        written,
+        random_frames=random_frames,
+        seed=seed,
+        max_text_frames=max_text_frames,
+    )
+    masked: list[Box] = []
+    repaired: list[str] = []
+    rounds = 0
+    while True:
+        rounds += 1
+        shape: tuple[int, ...] = ()
+
+        def frames():
+            nonlocal shape
+            for number in picks:  # one frame in memory at a time
+                image = read(number)
+                shape = image.shape
+                yield number, image
+
+        hits = residual_text_hits(frames(), engines, phi=phi)
+        if not hits or rounds > repair_rounds:
+            break
+        height, width = shape[:2]
+        boxes = repair_boxes(
+            hits, width, height, max_masked_fraction=max_masked_fraction, masked=masked
+        )
+        if boxes is None:
+            break
+        masked += boxes
+        repaired += [hit.finding for hit in hits]
+        redaction = dataclasses.replace(redaction, boxes=tuple(redaction.boxes) + tuple(boxes))
+        write(redaction)
+    return ResidualCheck(
+        findings=[hit.finding for hit in hits],
+        redaction=redaction,
+        masked=tuple(masked),
+        repaired=repaired,
+        frames_read=tuple(picks),
+        rounds=rounds,
+    )

@@ -48,10 +48,18 @@ def union(boxes: list[Box]) -> Box | None:
 
 
 def write_deid_status(
-    store: Store, scope: str, key: str, *, passed: bool, checked: int, findings: list[str]
+    store: Store,
+    scope: str,
+    key: str,
+    *,
+    passed: bool,
+    checked: int,
+    findings: list[str],
+    masked_by_check: list[list[int]] | None = None,
 ) -> None:
     """Record the outcome of a de-identification check of ``key`` in ``scope`` (``video``,
-    ``study_header``, ``study_pixels``)."""
+    ``study_header``, ``study_pixels``); ``masked_by_check``: boxes ``[x0, y0, x1, y1]`` (pixels)
+    the check masked in every frame (:func:`medvid.deid.residual.residual_check`)."""
     write_json(
         store,
         keys.deid_status_key(scope, key),
@@ -59,6 +67,7 @@ def write_deid_status(
             "passed": passed,
             "checked": checked,
             "findings": findings,
+            **({"masked_by_check": masked_by_check} if masked_by_check is not None else {}),
             "checked_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         },
     )

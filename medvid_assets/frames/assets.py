@@ -5,11 +5,14 @@ flagged), every video of a batch, with the residual checks that read written fra
 import time
 
 import dagster as dg
+import numpy as np
+import pyarrow as pa
 
 from medvid.catalog import keys
 from medvid.catalog.keys import Tables, table_key
-from medvid.deid.residual import residual_check_frames, residual_text_findings
+from medvid.deid.residual import residual_check
 from medvid.deid.store import load_phi, read_redaction, read_redaction_plan, write_deid_status
+from medvid.frames.encode import Redaction
 from medvid.frames.extract import extract_frames
 from medvid.frames.store import sampling_consistency, with_sampling_record
 from medvid.images import read_rgb
@@ -31,9 +34,51 @@ CHECKS = {
     " sampling asks for.",
     "no_residual_phi": "Written frames read again (every one where text was detected, up to"
     " the configured number, plus random ones), enlarged 2x, with rapidocr and tesseract: no PHI"
-    " and no readable text beyond allow-listed clinical annotation. A video with findings stays"
-    " out of exports and uploads.",
+    " and no readable text beyond allow-listed clinical annotation (words matching no PHI pattern"
+    " are masked in every frame and read again). A video with findings stays out of exports and"
+    " uploads.",
 }
+
+
+class _FrameWriter:
+    """Writes a video's sampled frames (:func:`medvid.frames.extract.extract_frames`) with a
+    given redaction, as often as the residual check asks; keeps the last frame manifest."""
+
+    def __init__(self, clips, member_id: str, frames_root, options: FrameSettings, total: int):
+        self._args = (clips, member_id, frames_root)
+        self._options = options
+        self._total = total
+        self.table: pa.Table | None = None
+        self.path_of: dict[int, str] = {}
+        self.extract_s = 0.0
+
+    def __call__(self, redaction: Redaction) -> list[int]:
+        """Write every sampled frame with ``redaction``; the frame numbers written."""
+        began = time.perf_counter()
+        clips, member_id, frames_root = self._args
+        options = self._options
+        table = extract_frames(
+            clips,
+            member_id,
+            frames_root,
+            sampling=options.sampling(),
+            quality=options.thresholds(),
+            image_format=options.image_format,
+            jpeg_quality=options.jpeg_quality,
+            total_frames=self._total,
+            redaction=redaction,
+        )
+        fps = float(clips[0].fps)
+        self.table = with_sampling_record(table, options.sampling(), self._total, fps)
+        numbers = table.column("frame_number").to_pylist()
+        paths = table.column("frame_relative_path").to_pylist()
+        self.path_of = {int(n): p for n, p in zip(numbers, paths, strict=True)}
+        self.extract_s += time.perf_counter() - began
+        return list(self.path_of)
+
+    def read(self, frame_number: int) -> np.ndarray:
+        """Written frame ``frame_number``, ``(H, W, 3) uint8 RGB``."""
+        return read_rgb(self._args[2] / self.path_of[frame_number])
 
 
 @dg.asset(
@@ -41,7 +86,7 @@ CHECKS = {
     group_name="frames",
     kinds={"parquet", "jpeg"},
     deps=["normalized_videos", "video_redaction_plan"],
-    code_version="3",
+    code_version="4",
     check_specs=[
         dg.AssetCheckSpec(name, asset="video_frames", description=text)
         for name, text in CHECKS.items()
@@ -71,50 +116,42 @@ def video_frames(
     clips = read_clips(media_store, member_id)
     total = sum(c.frame_count for c in clips)
     frames_root = media_store.local_path(f"{keys.FRAMES}/.keep").parent
-    table = extract_frames(
-        clips,
-        member_id,
-        frames_root,
-        sampling=options.sampling(),
-        quality=options.thresholds(),
-        image_format=options.image_format,
-        jpeg_quality=options.jpeg_quality,
-        total_frames=total,
+    writer = _FrameWriter(clips, member_id, frames_root, options, total)
+    # the independent residual check reads written frames; what it cannot tell from PHI is
+    # masked in every frame and the frames are written again (medvid.deid.residual_check)
+    text = settings.load().text
+    check = residual_check(
+        writer,
+        writer.read,
+        read_redaction_plan(media_store, member_id),
+        ocr_engine.residual_engines(),
         redaction=read_redaction(media_store, member_id),
+        phi=load_phi(media_store, read_ledger_entry(media_store, member_id).origin),
+        random_frames=text.residual_random_frames,
+        seed=int(member_id[:8], 16),
+        max_text_frames=text.residual_text_frames,
+        repair_rounds=text.residual_repair_rounds,
     )
-    table = with_sampling_record(table, options.sampling(), total, float(clips[0].fps))
+    findings = check.findings
+    manifest = writer.table.to_pandas()
     media_store.publish_prefix(keys.frames_prefix(member_id))
-    write_table(media_store, table_key(Tables.VIDEO_FRAMES, member_id), table)
-    manifest = table.to_pandas()
+    write_table(media_store, table_key(Tables.VIDEO_FRAMES, member_id), writer.table)
     preview = None
     if len(manifest):
         paths = [frames_root / p for p in manifest["frame_relative_path"]]
         preview = encode_jpeg(contact_sheet(paths))
         write_bytes_atomic(media_store.local_path(keys.contact_sheet_key(member_id)), preview)
         media_store.publish(keys.contact_sheet_key(member_id))
-    extracted = time.perf_counter()
-    # the independent residual check, on the written frames
-    text = settings.load().text
-    plan = read_redaction_plan(media_store, member_id)
-    numbers = manifest["frame_number"].astype(int).tolist()
-    path_of = dict(zip(numbers, manifest["frame_relative_path"], strict=True))
-    picks = residual_check_frames(
-        plan,
-        list(path_of),
-        random_frames=text.residual_random_frames,
-        seed=int(member_id[:8], 16),
-        max_text_frames=text.residual_text_frames,
-    )
-    phi = load_phi(media_store, read_ledger_entry(media_store, member_id).origin)
-    findings = residual_text_findings(
-        ((n, read_rgb(frames_root / path_of[n])) for n in picks),  # one frame in memory at a time
-        ocr_engine.residual_engines(),
-        phi=phi,
-    )
     write_deid_status(
-        media_store, "video", member_id, passed=not findings, checked=len(picks), findings=findings
+        media_store,
+        "video",
+        member_id,
+        passed=check.passed,
+        checked=len(check.frames_read),
+        findings=findings,
+        masked_by_check=[list(box) for box in check.masked],
     )
-    residual_s = time.perf_counter() - extracted
+    residual_s = time.perf_counter() - started - writer.extract_s
     passed, _, _, description = sampling_consistency(media_store, member_id)
     return MemberResult(
         metadata={
@@ -122,8 +159,10 @@ def video_frames(
             "frames_kept": len(manifest),
             "dead": int(manifest["is_dead"].sum()) if len(manifest) else 0,
             "disturbed": int(manifest["is_disturbed"].sum()) if len(manifest) else 0,
-            "residual_frames_read": len(picks),
-            "extract_s": round(extracted - started, 3),
+            "residual_frames_read": len(check.frames_read),
+            "residual_rounds": check.rounds,
+            "residual_masked_boxes": len(check.masked),
+            "extract_s": round(writer.extract_s, 3),
             "residual_check_s": round(residual_s, 3),
         },
         checks={
