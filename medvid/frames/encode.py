@@ -7,16 +7,23 @@ range expansion, so the frame is never converted to BGR and back, and its chroma
 subsampled a second time. Limited-range ("TV", Y 16..235, C 16..240) video is expanded to full
 range per plane, exactly as the BGR path's colour conversion would (ITU-R BT.601 / JFIF 1.02).
 
+BT.709 video (HD: the endoscopy clip of ``shared/data``) is converted to JPEG's BT.601 YCbCr on
+the planes as well: the two matrices share their luma-from-grey row, so grey stays grey; chroma is
+re-mixed at its own resolution (a 2x2 matrix) and luma gets a correction from the co-sited chroma
+sample (:func:`jpeg_ycbcr_planes`). That is the BGR round trip's arithmetic without the trip
+(swscale to BGR, then libjpeg back to YCbCr and 4:2:0), minus the clipping of out-of-gamut
+colours to RGB: within 0.75 grey levels of the exact conversion, where swscale's fast path sits
+about one level below it.
+
 Everything else goes through BGR, as before: PNG output, formats other than yuv420p/yuvj420p, and
-colour matrices other than BT.601 (e.g. BT.709 HD video, whose chroma must be re-mixed: swscale
-converts it to BGR with the matrix the stream declares).
+other colour matrices (swscale converts them to BGR with the matrix the stream declares).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Literal
 
 import cv2
@@ -31,6 +38,10 @@ Box = tuple[int, int, int, int]
 _FULL_RANGE = 2  # AVCOL_RANGE_JPEG
 # AVColorSpace values whose YCbCr is JPEG's (BT.601): unspecified, BT.470BG, SMPTE 170M.
 _BT601_COLORSPACES = frozenset({2, 5, 6})
+# Luma weights (Kr, Kb) of the other matrices converted on the planes, by AVColorSpace value:
+# BT.709 (ITU-R BT.709-6 item 3.2).
+_PLANE_CONVERTED_KR_KB = {1: (0.2126, 0.0722)}
+_BT601_KR_KB = (0.299, 0.114)  # ITU-R BT.601-7 item 2.5.1, JFIF 1.02
 _YUV420_FORMATS = frozenset({"yuv420p", "yuvj420p"})
 # Limited to full range as out = in * scale + offset, saturated to 0..255 (BT.601 section 2.5.3:
 # Y' black 16, white 235; colour difference 128 +- 112).
@@ -206,10 +217,14 @@ def jpeg_ycbcr_planes(
     Returns:
         Fresh, writable full-range BT.601 ``Y (height, width)``, ``Cb`` and ``Cr``
         ``(ceil(height/2), ceil(width/2))`` ``uint8`` planes; ``None`` when the frame is not
-        yuv420p/yuvj420p or its colour matrix is not BT.601 (unspecified counts as BT.601, as
-        in :func:`frame_to_bgr`): those need a real colour conversion.
+        yuv420p/yuvj420p or its colour matrix is neither BT.601 (unspecified counts as BT.601,
+        as in :func:`frame_to_bgr`) nor BT.709 (converted here, see the module docstring):
+        those go through BGR.
     """
-    if frame.format.name not in _YUV420_FORMATS or frame.colorspace not in _BT601_COLORSPACES:
+    colorspace = frame.colorspace
+    if frame.format.name not in _YUV420_FORMATS or (
+        colorspace not in _BT601_COLORSPACES and colorspace not in _PLANE_CONVERTED_KR_KB
+    ):
         return None
     chroma_width, chroma_height = (width + 1) // 2, (height + 1) // 2
     y, cb, cr = (
@@ -219,7 +234,10 @@ def jpeg_ycbcr_planes(
     y = y[:height, :width]
     cb = cb[:chroma_height, :chroma_width]
     cr = cr[:chroma_height, :chroma_width]
-    if frame.format.name == "yuvj420p" or frame.color_range == _FULL_RANGE:
+    full_range = frame.format.name == "yuvj420p" or frame.color_range == _FULL_RANGE
+    if colorspace in _PLANE_CONVERTED_KR_KB:
+        return _to_bt601_planes(y, cb, cr, _plane_conversion(colorspace, full_range))
+    if full_range:
         # copies: the decoder may still read these planes as references for later frames
         return y.copy(), cb.copy(), cr.copy()
     # One saturating multiply-add per plane (OpenCV SIMD): equal to a lookup table for all 256
@@ -228,6 +246,81 @@ def jpeg_ycbcr_planes(
         cv2.addWeighted(y, _LUMA_SCALE, y, 0.0, _LUMA_OFFSET),
         cv2.addWeighted(cb, _CHROMA_SCALE, cb, 0.0, _CHROMA_OFFSET),
         cv2.addWeighted(cr, _CHROMA_SCALE, cr, 0.0, _CHROMA_OFFSET),
+    )
+
+
+@cache
+def _plane_conversion(colorspace: int, full_range: bool) -> tuple[float, ...]:
+    """``addWeighted`` coefficients from ``colorspace``'s YCbCr (limited or full range) to
+    full-range BT.601 YCbCr, for :func:`_to_bt601_planes`.
+
+    With ``E`` the matrix from R'G'B' to ``(Y, Pb, Pr)`` (Y in 0..1, Pb/Pr in -0.5..0.5) for
+    luma weights ``(Kr, Kb)`` (BT.601 item 2.5.2, BT.709 item 3.2-3.3), ``T = E_601 @
+    inv(E_src)`` maps the source's ``(Y, Pb, Pr)`` to BT.601's. Both matrices give grey for
+    ``Pb = Pr = 0``, so ``T``'s first column is ``(1, 0, 0)``: the new chroma depends on the old
+    chroma only, the new luma on the old luma plus a chroma term.
+
+    Returns:
+        ``(luma_scale, luma_offset, corr_cb, corr_cr, corr_offset, cb_cb, cb_cr, cb_offset,
+        cr_cb, cr_cr, cr_offset)``: ``Y' = luma_scale * Y + C / 2 + luma_offset`` with ``C =
+        corr_cb * Cb + corr_cr * Cr + corr_offset`` (twice the chroma term plus 128, so that it
+        fits a ``uint8`` at half a level's resolution: at most 87 levels either side of 128 for
+        any 8-bit input), ``Cb' = cb_cb * Cb + cb_cr * Cr + cb_offset``, ``Cr'`` likewise.
+    """
+
+    def rgb_to_ypbpr(kr: float, kb: float) -> np.ndarray:
+        kg = 1.0 - kr - kb
+        return np.array(
+            [
+                [kr, kg, kb],
+                [-kr / (2 - 2 * kb), -kg / (2 - 2 * kb), 0.5],
+                [0.5, -kg / (2 - 2 * kr), -kb / (2 - 2 * kr)],
+            ]
+        )
+
+    to_601 = rgb_to_ypbpr(*_BT601_KR_KB) @ np.linalg.inv(
+        rgb_to_ypbpr(*_PLANE_CONVERTED_KR_KB[colorspace])
+    )
+    # source code values to (Y, Pb, Pr) times 255, i.e. to full-range code values
+    if full_range:
+        luma_scale, luma_black, chroma_scale = 1.0, 0.0, 1.0
+    else:
+        luma_scale, luma_black, chroma_scale = _LUMA_SCALE, 16.0, _CHROMA_SCALE
+    corr_cb, corr_cr = (2 * chroma_scale * to_601[0, 1], 2 * chroma_scale * to_601[0, 2])
+    coefficients = [luma_scale, -luma_scale * luma_black - 64.0]
+    coefficients += [corr_cb, corr_cr, 128.0 - 128.0 * (corr_cb + corr_cr)]
+    for row in (1, 2):
+        from_cb, from_cr = chroma_scale * to_601[row, 1], chroma_scale * to_601[row, 2]
+        coefficients += [from_cb, from_cr, 128.0 - 128.0 * (from_cb + from_cr)]
+    return tuple(float(c) for c in coefficients)
+
+
+def _to_bt601_planes(
+    y: np.ndarray, cb: np.ndarray, cr: np.ndarray, conversion: tuple[float, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """New full-range BT.601 planes from another matrix's 4:2:0 planes (views into the decoded
+    frame, cropped), with :func:`_plane_conversion`'s coefficients.
+
+    Each luma pixel takes the chroma term of the chroma sample covering it (nearest: the sample
+    a 4:2:0 decoder without chroma interpolation, like swscale's unscaled converters, pairs it
+    with). Saturating OpenCV arithmetic throughout, SIMD on ``uint8``; the term is upsampled
+    horizontally by interleaving it with itself and vertically by using it for both rows of
+    each pair, which costs about a tenth of ``cv2.resize``.
+    """
+    (luma_scale, luma_offset, corr_cb, corr_cr, corr_offset) = conversion[:5]
+    (cb_cb, cb_cr, cb_offset, cr_cb, cr_cr, cr_offset) = conversion[5:]
+    height, width = y.shape
+    correction = cv2.addWeighted(cb, corr_cb, cr, corr_cr, corr_offset)
+    correction = cv2.merge([correction, correction]).reshape(correction.shape[0], -1)
+    luma = np.empty((height, width), np.uint8)
+    cv2.addWeighted(y[0::2], luma_scale, correction[: (height + 1) // 2, :width], 0.5,
+                    luma_offset, dst=luma[0::2])  # fmt: skip
+    cv2.addWeighted(y[1::2], luma_scale, correction[: height // 2, :width], 0.5, luma_offset,
+                    dst=luma[1::2])  # fmt: skip
+    return (
+        luma,
+        cv2.addWeighted(cb, cb_cb, cr, cb_cr, cb_offset),
+        cv2.addWeighted(cb, cr_cb, cr, cr_cr, cr_offset),
     )
 
 
