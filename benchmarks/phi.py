@@ -22,7 +22,9 @@ Methods, same run, interleaved per video:
   text outside it or matching PHI patterns, in every frame), the residual check on 3 written
   frames (``residual_phi``).
 - ``medvid``: :func:`medvid.deid.video_text.scan_video_text` (detection at every written frame
-  and every 0.25 s, allow-list) and the residual check of :mod:`medvid.deid.residual`.
+  and every 0.25 s, allow-list) and the residual check of :mod:`medvid.deid.residual`
+  (:func:`~medvid.deid.residual.residual_check`: words it reads with no PHI pattern are masked in
+  every frame and read again; leaks are counted on the frames as the check leaves them).
 
 Written frames: the default sampling, every 10th frame. A *leak*: an injected text visible on a
 written frame whose redacted pixels, cropped around it and enlarged 2x, let tesseract or
@@ -63,12 +65,13 @@ from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 from medvid.deid import detect_field_of_view, phi_hits, redact_pixels, residual_phi  # noqa: E402
 from medvid.deid.residual import (  # noqa: E402
+    ResidualCheck,
     default_residual_engines,
-    residual_check_frames,
-    residual_text_findings,
+    residual_check,
 )
 from medvid.deid.video_text import scan_video_text  # noqa: E402
 from medvid.dicom import read_frame, read_instance  # noqa: E402
+from medvid.frames.encode import Redaction  # noqa: E402
 from medvid.ocr import OcrBox, RapidOcrEngine, TesseractEngine  # noqa: E402
 from medvid.ocr.detect import DetectionOcrEngine, TextDetector, TextRecognizer  # noqa: E402
 from medvid.ocr.metrics import substring_edit_distance  # noqa: E402
@@ -393,18 +396,30 @@ def today(path: Path, frame_count: int, fps: float, written: list[int], decoded,
     return apply, plan_s, check_s, not findings
 
 
+def checked(plan, written, decoded, engines) -> ResidualCheck:
+    """:func:`medvid.deid.residual_check` as ``video_frames`` runs it, on decoded frames: a
+    "write" only records the redaction, a "read" applies it to a decoded frame."""
+    current = [Redaction(**plan.redaction_kwargs())]
+
+    def write(redaction: Redaction) -> list[int]:
+        current[0] = redaction
+        return written
+
+    def read(number: int) -> np.ndarray:
+        return current[0].apply(decoded[number].copy(), number)
+
+    return residual_check(write, read, plan, engines, redaction=current[0])
+
+
 def new(path, written, decoded, detector, recognizer, engines):
     start = time.perf_counter()
     scan = scan_video_text(path, detector=detector, recognizer=recognizer, sampled_frames=written)
     plan_s = time.perf_counter() - start
     plan = scan.plan
     start = time.perf_counter()
-    picks = residual_check_frames(plan, written)
-    findings = residual_text_findings(
-        ((n, plan.apply(decoded[n].copy(), n)) for n in picks), engines
-    )
+    check = checked(plan, [n for n in written if n < len(decoded)], decoded, engines)
     check_s = time.perf_counter() - start
-    return plan.apply, plan_s, check_s, not findings, plan
+    return check.redaction.apply, plan_s, check_s, check.passed, plan, check
 
 
 # -- leaks -------------------------------------------------------------------------------------
@@ -465,12 +480,14 @@ def run_videos(args, work: Path, rng: random.Random) -> dict:
                     )
                     extra = {}
                 else:
-                    apply, plan_s, check_s, passed, plan = new(
+                    apply, plan_s, check_s, passed, plan, check = new(
                         path, written, decoded, detector, recognizer, engines
                     )
                     extra = {
                         "detection_points": plan.detection_points,
                         "recognitions": plan.recognitions,
+                        "masked_by_check": len(check.masked),
+                        "check_rounds": check.rounds,
                     }
                 leaks = 0
                 for item, ink in zip(items, inks, strict=True):
@@ -533,10 +550,7 @@ def false_alarms(args) -> list[dict]:
         )
         plan_s = time.perf_counter() - start
         start = time.perf_counter()
-        picks = [n for n in residual_check_frames(scan.plan, written) if n < len(decoded)]
-        findings = residual_text_findings(
-            ((n, scan.plan.apply(decoded[n].copy(), n)) for n in picks), engines
-        )
+        check = checked(scan.plan, written, decoded, engines)
         check_s = time.perf_counter() - start
         masked = np.zeros(decoded[0].shape[:2], bool)
         for x0, y0, x1, y1 in {b for n in written for b in scan.plan.boxes_for_frame(n)}:
@@ -550,8 +564,9 @@ def false_alarms(args) -> list[dict]:
                 "kept": scan.plan.kept_boxes,
                 "masked": sum(t.masked for t in scan.tracks),
                 "masked_inside_fov": len(masked_inside),
-                "residual_frames": len(picks),
-                "findings": findings,
+                "residual_frames": len(check.frames_read),
+                "findings": check.findings,
+                "masked_by_check": [list(box) for box in check.masked],
                 "masked_pixels_fraction": round(float(masked.mean()), 4),
                 "plan_s": round(plan_s, 2),
                 "check_s": round(check_s, 2),

@@ -22,8 +22,8 @@ Findings name the frame, engine, reason and position, never the text.
 When every hit of a reading is "readable text" only (no PHI pattern: the reader is unsure, e.g.
 tesseract reading "lee" into the specular highlights of an endoscopy frame at confidence 0.7),
 :func:`residual_check` masks the boxes read, grown by half their height, in *every* written
-frame, writes the frames again and reads the same frames again (at most ``repair_rounds``
-times, at most ``max_masked_fraction`` of the frame). When unsure whether text is PHI, mask it;
+frame, writes the frames again and reads the same frames and fresh random ones again (at most
+``repair_rounds`` times, at most ``max_masked_fraction`` of the frame). When unsure whether text is PHI, mask it;
 a PHI hit, or text still read after the rounds, fails the check (closed).
 """
 
@@ -245,7 +245,8 @@ class ResidualCheck:
         masked: boxes the check added, ``(x0, y0, x1, y1)`` pixels of the frame, masked in
             every written frame.
         repaired: the findings that were masked, round by round.
-        frames_read: the written frames read (the same in every round).
+        frames_read: the written frames read in the last round (those of the first round
+            plus ``random_frames`` fresh ones after each repair).
         rounds: readings done (1 without a repair).
     """
 
@@ -309,9 +310,11 @@ def residual_check(
     with ``phi``). When every hit is :attr:`ResidualHit.uncertain` and their boxes
     (:func:`repair_boxes`) cover at most ``max_masked_fraction`` of the frame, the boxes join
     ``redaction.boxes`` (masked in every frame: text the plan missed is not only where it was
-    read), the frames are written again and the same frames read again, at most
-    ``repair_rounds`` times. A PHI hit is never repaired: the plan missed PHI, and the check
-    fails closed with it.
+    read), the frames are written again and read again, the same ones plus ``random_frames``
+    fresh ones drawn with ``random.Random(seed + round)`` (text that moves or comes back
+    elsewhere), at most ``repair_rounds`` times. A PHI hit is never repaired: the plan missed
+    PHI, and the check fails closed with it. Without header or sheet values (``phi``) a name
+    matches no PHI pattern, so a name the plan missed is masked like any other word.
     """
     written = write(redaction)
     picks = residual_check_frames(
@@ -347,7 +350,11 @@ def residual_check(
         masked += boxes
         repaired += [hit.finding for hit in hits]
         redaction = dataclasses.replace(redaction, boxes=tuple(redaction.boxes) + tuple(boxes))
-        write(redaction)
+        written = write(redaction)
+        # the same frames again, and fresh ones: text the plan missed may move or come back
+        unread = sorted(set(written) - set(picks))
+        fresh = random.Random(seed + rounds).sample(unread, min(random_frames, len(unread)))
+        picks = sorted(set(picks) | set(fresh))
     return ResidualCheck(
         findings=[hit.finding for hit in hits],
         redaction=redaction,

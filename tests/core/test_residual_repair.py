@@ -112,6 +112,29 @@ def test_a_word_with_no_phi_pattern_is_masked_in_every_frame_and_read_again() ->
     assert check.redaction.boxes == (plan_box, (93, 93, 167, 121))
 
 
+def test_a_repair_reads_the_same_frames_and_fresh_ones() -> None:
+    read: list[int] = []
+
+    class Counting(_InkReader):
+        def read(self, image):
+            read.append(int(image[0, 0, 0]))  # the frame number, painted below
+            return super().read(image)
+
+    def draw(image: np.ndarray, number: int) -> None:
+        _ink(image, number)
+        image[0, 0] = number
+
+    video = _Video(draw, frame_count=200)  # 20 written frames; 3 random ones read at first
+    check = _check(video, [Counting("lee")])
+    assert check.passed and check.rounds == 2
+    first, second = read[:3], read[3:]
+    assert set(first) < set(second) and len(second) == 6  # the same three, three fresh ones
+    assert check.frames_read == tuple(sorted(second))
+    again = _Video(draw, frame_count=200)
+    read.clear()
+    assert _check(again, [Counting("lee")]).frames_read == check.frames_read  # seeded
+
+
 def test_phi_is_never_repaired_and_the_check_fails_closed() -> None:
     video = _Video(_ink)
     check = _check(video, [_InkReader("ID 5551234")])
