@@ -1,31 +1,36 @@
-"""Small plots for the Dagster UI's metadata, as PNG bytes (matplotlib, Agg backend)."""
+"""Small plots for the Dagster UI's metadata, as PNG bytes (matplotlib figures drawn by its
+Agg renderer, without pyplot's global state).
+
+matplotlib is imported on the first plot, not with this module: it is about 30 MiB resident,
+and most runs (intake, OCR, frames) draw nothing."""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+def _subplots(figsize: tuple[float, float], dpi: int = 80):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, dpi=dpi)
+    return fig, fig.subplots()
 
 
 def _png(fig) -> bytes:
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png")
-    plt.close(fig)
     return buffer.getvalue()
 
 
 def training_curve_png(history: Sequence[Mapping[str, float]]) -> bytes:
     """Train and validation loss (and validation accuracy) per epoch."""
     epochs = [int(h["epoch"]) for h in history]
-    fig, ax = plt.subplots(figsize=(5, 3), dpi=80)
+    fig, ax = _subplots((5, 3))
     ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train loss")
     ax.plot(epochs, [h["val_loss"] for h in history], "o-", label="validation loss")
     ax.set_xlabel("epoch")
@@ -47,7 +52,7 @@ def confusion_matrix_png(
     """A confusion matrix (rows true, columns predicted) with the counts written in."""
     counts = np.asarray(matrix, dtype=int)
     size = len(classes)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.8 * size, 1.0 + 0.8 * size), dpi=80)
+    fig, ax = _subplots((1.2 + 0.8 * size, 1.0 + 0.8 * size))
     ax.imshow(counts, cmap="Blues")
     ax.set_xticks(range(size), classes, rotation=45, ha="right", fontsize=7)
     ax.set_yticks(range(size), classes, fontsize=7)
@@ -62,7 +67,7 @@ def confusion_matrix_png(
 def label_distribution_png(counts: Mapping[str, Mapping[str, int]]) -> bytes:
     """Bars of positive frames per label (``{label: {split: count}}``) and split."""
     frame = pd.DataFrame(counts).fillna(0).T
-    fig, ax = plt.subplots(figsize=(6, 3), dpi=80)
+    fig, ax = _subplots((6, 3))
     frame.plot.bar(ax=ax)
     ax.set_ylabel("positive frames")
     ax.set_title("label distribution by split")
@@ -77,7 +82,7 @@ def labelling_cost_curve_png(
     :func:`medvid.predict.evaluate.evaluate_by_patient`'s ``results``), error bars the standard
     deviation over seeds, the majority-class baseline as a dashed line."""
     frame = pd.DataFrame(list(rows))
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=80)
+    fig, ax = _subplots((6, 3.5))
     if len(frame):
         for (backbone, method, selection), group in frame.groupby(
             ["backbone", "method", "selection"], sort=True
