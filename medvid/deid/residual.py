@@ -22,9 +22,10 @@ Findings name the frame, engine, reason and position, never the text.
 When every hit of a reading is "readable text" only (no PHI pattern: the reader is unsure, e.g.
 tesseract reading "lee" into the specular highlights of an endoscopy frame at confidence 0.7),
 :func:`residual_check` masks the boxes read, grown by half their height, in *every* written
-frame, writes the frames again and reads the same frames and fresh random ones again (at most
-``repair_rounds`` times, at most ``max_masked_fraction`` of the frame). When unsure whether text is PHI, mask it;
-a PHI hit, or text still read after the rounds, fails the check (closed).
+frame, writes the frames again and reads them again (around the masks, and fresh random frames
+whole; at most ``repair_rounds`` times, at most ``max_masked_fraction`` of the frame). When
+unsure whether text is PHI, mask it; a PHI hit, or text still read after the rounds, fails the
+check (closed).
 """
 
 from __future__ import annotations
@@ -245,8 +246,8 @@ class ResidualCheck:
         masked: boxes the check added, ``(x0, y0, x1, y1)`` pixels of the frame, masked in
             every written frame.
         repaired: the findings that were masked, round by round.
-        frames_read: the written frames read in the last round (those of the first round
-            plus ``random_frames`` fresh ones after each repair).
+        frames_read: the written frames read (those of the first round plus
+            ``random_frames`` fresh ones after each repair).
         rounds: readings done (1 without a repair).
     """
 
@@ -260,6 +261,12 @@ class ResidualCheck:
     @property
     def passed(self) -> bool:
         return not self.findings
+
+
+def _around(box: Box, width: int, height: int) -> Box:
+    """The region read again around a new mask: grown by twice its height, at least 32
+    pixels (the rest of a line, glyph edges), clipped to the frame."""
+    return grow(box, max(32, 2 * (box[3] - box[1])), width, height)
 
 
 def repair_boxes(
@@ -310,11 +317,13 @@ def residual_check(
     with ``phi``). When every hit is :attr:`ResidualHit.uncertain` and their boxes
     (:func:`repair_boxes`) cover at most ``max_masked_fraction`` of the frame, the boxes join
     ``redaction.boxes`` (masked in every frame: text the plan missed is not only where it was
-    read), the frames are written again and read again, the same ones plus ``random_frames``
-    fresh ones drawn with ``random.Random(seed + round)`` (text that moves or comes back
-    elsewhere), at most ``repair_rounds`` times. A PHI hit is never repaired: the plan missed
-    PHI, and the check fails closed with it. Without header or sheet values (``phi``) a name
-    matches no PHI pattern, so a name the plan missed is masked like any other word.
+    read), the frames are written again and read again: the frames read so far around each new
+    mask (grown by twice its height, at least 32 pixels: what else they held was read already)
+    and ``random_frames`` fresh ones whole, drawn with ``random.Random(seed + round)`` (text
+    that moves or comes back elsewhere), at most ``repair_rounds`` times. A PHI hit is never
+    repaired: the plan missed PHI, and the check fails closed with it. Without header or sheet
+    values (``phi``) a name matches no PHI pattern, so a name the plan missed is masked like
+    any other word.
     """
     written = write(redaction)
     picks = residual_check_frames(
@@ -327,21 +336,28 @@ def residual_check(
     masked: list[Box] = []
     repaired: list[str] = []
     rounds = 0
+    # what each round reads: frame number -> regions, None for the whole frame
+    pending: dict[int, list[Box] | None] = {number: None for number in picks}
     while True:
         rounds += 1
-        shape: tuple[int, ...] = ()
-
-        def frames():
-            nonlocal shape
-            for number in picks:  # one frame in memory at a time
-                image = read(number)
-                shape = image.shape
-                yield number, image
-
-        hits = residual_text_hits(frames(), engines, phi=phi)
+        hits: list[ResidualHit] = []
+        height = width = 0
+        for number, regions in sorted(pending.items()):
+            image = read(number)  # one frame in memory at a time
+            height, width = image.shape[:2]
+            if regions is None:
+                hits += residual_text_hits([(number, image)], engines, phi=phi)
+                continue
+            for x0, y0, x1, y1 in regions:
+                crop = np.ascontiguousarray(image[y0:y1, x0:x1])
+                hits += [
+                    dataclasses.replace(
+                        hit, box=dataclasses.replace(hit.box, x=hit.box.x + x0, y=hit.box.y + y0)
+                    )
+                    for hit in residual_text_hits([(number, crop)], engines, phi=phi)
+                ]
         if not hits or rounds > repair_rounds:
             break
-        height, width = shape[:2]
         boxes = repair_boxes(
             hits, width, height, max_masked_fraction=max_masked_fraction, masked=masked
         )
@@ -351,9 +367,13 @@ def residual_check(
         repaired += [hit.finding for hit in hits]
         redaction = dataclasses.replace(redaction, boxes=tuple(redaction.boxes) + tuple(boxes))
         written = write(redaction)
-        # the same frames again, and fresh ones: text the plan missed may move or come back
+        # Read again: around each new mask in the frames read so far (what the rest of their
+        # pixels held was read and masked already), and fresh frames whole (text the plan
+        # missed may move or come back elsewhere).
+        regions = [_around(box, width, height) for box in boxes]
         unread = sorted(set(written) - set(picks))
         fresh = random.Random(seed + rounds).sample(unread, min(random_frames, len(unread)))
+        pending = {number: regions for number in picks} | {number: None for number in fresh}
         picks = sorted(set(picks) | set(fresh))
     return ResidualCheck(
         findings=[hit.finding for hit in hits],

@@ -63,17 +63,20 @@ class _Video:
 
 
 class _InkReader:
-    """Reads ``text`` in ``box`` whenever any pixel there is not black (masked text is gone)."""
+    """Reads ``text`` around the ink (pixels of 250 or more) of the image given, a frame or a
+    crop of one; nothing where the ink is masked."""
 
     name = "ink"
 
-    def __init__(self, text: str, box=(100, 100, 60, 14), confidence: float = 0.8):
-        self.text, self.box, self.confidence = text, box, confidence
+    def __init__(self, text: str, confidence: float = 0.8):
+        self.text, self.confidence = text, confidence
 
     def read(self, image: np.ndarray) -> list[OcrBox]:
-        x, y, w, h = self.box
-        if image[y : y + h, x : x + w].max() == 0:
+        ys, xs = np.nonzero(image.max(axis=2) >= 250)
+        if not len(xs):
             return []
+        x, y = int(xs.min()), int(ys.min())
+        w, h = int(xs.max()) + 1 - x, int(ys.max()) + 1 - y
         return [OcrBox(x, y, w, h, self.text, self.confidence)]
 
 
@@ -112,27 +115,35 @@ def test_a_word_with_no_phi_pattern_is_masked_in_every_frame_and_read_again() ->
     assert check.redaction.boxes == (plan_box, (93, 93, 167, 121))
 
 
-def test_a_repair_reads_the_same_frames_and_fresh_ones() -> None:
-    read: list[int] = []
+def test_a_repair_reads_around_the_masks_and_fresh_frames_whole() -> None:
+    shapes: list[tuple[int, ...]] = []
 
-    class Counting(_InkReader):
+    class Recording(_InkReader):
         def read(self, image):
-            read.append(int(image[0, 0, 0]))  # the frame number, painted below
+            shapes.append(image.shape[:2])
             return super().read(image)
 
-    def draw(image: np.ndarray, number: int) -> None:
-        _ink(image, number)
-        image[0, 0] = number
+    class Counted(_Video):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.read_numbers: list[int] = []
 
-    video = _Video(draw, frame_count=200)  # 20 written frames; 3 random ones read at first
-    check = _check(video, [Counting("lee")])
+        def read(self, frame_number):
+            self.read_numbers.append(frame_number)
+            return super().read(frame_number)
+
+    video = Counted(_ink, frame_count=200)  # 20 written frames; 3 random ones read at first
+    check = _check(video, [Recording("lee")])
     assert check.passed and check.rounds == 2
-    first, second = read[:3], read[3:]
+    first, second = video.read_numbers[:3], video.read_numbers[3:]
     assert set(first) < set(second) and len(second) == 6  # the same three, three fresh ones
     assert check.frames_read == tuple(sorted(second))
-    again = _Video(draw, frame_count=200)
-    read.clear()
-    assert _check(again, [Counting("lee")]).frames_read == check.frames_read  # seeded
+    # the first three again around the mask (93..167 x 93..121, grown by 56 px), fresh whole
+    crop = (121 + 56 - (93 - 56), 167 + 56 - (93 - 56))
+    assert sorted(shapes[3:]) == sorted([crop] * 3 + [(HEIGHT, WIDTH)] * 3)
+    assert shapes[:3] == [(HEIGHT, WIDTH)] * 3
+    again = Counted(_ink, frame_count=200)
+    assert _check(again, [_InkReader("lee")]).frames_read == check.frames_read  # seeded
 
 
 def test_phi_is_never_repaired_and_the_check_fails_closed() -> None:
@@ -142,9 +153,7 @@ def test_phi_is_never_repaired_and_the_check_fails_closed() -> None:
     assert len(video.writes) == 1  # the frames were not written again
     assert all("id-like number" in f for f in check.findings)
     # a PHI hit beside an uncertain one: nothing is repaired either
-    check = _check(
-        _Video(_ink), [_InkReader("lee"), _InkReader("ID 5551234", box=(10, 10, 80, 14))]
-    )
+    check = _check(_Video(_ink), [_InkReader("lee"), _InkReader("ID 5551234")])
     assert not check.passed and check.masked == ()
 
 
@@ -174,7 +183,7 @@ def test_text_still_read_after_the_rounds_fails() -> None:
 
 
 def test_the_masked_area_is_bounded() -> None:
-    big = _InkReader("watermelon", box=(0, 0, 200, 60))  # grown by 30 px: 40% of 320x240
+    big = _InkReader("watermelon")  # 200x60 grown by 30 px: 40% of 320x240
     video = _Video(lambda image, n: image.__setitem__((slice(0, 60), slice(0, 200)), 255))
     check = _check(video, [big])
     assert not check.passed and check.masked == () and len(video.writes) == 1
