@@ -26,9 +26,9 @@ short input and of the same input looped 4x, 16x and 64x (packets remuxed, no re
 flat, and that of a synthetic 8K (7680x4320) H.264 clip shows how many full-frame copies are
 held. Outputs go to a temporary folder (under ``--work-dir``, default the system's temporary
 folder) that is removed at the end. Every tool writes one file per frame there, so the cost of
-creating a file in that folder is printed first: on the shared dev VM it is 0.74 ms of CPU under
-``/tmp`` against 0.02 ms under ``/var/tmp`` on the same ext4 disk, a fixed cost per frame that
-every tool pays and that narrows their ratios.
+creating a file in that folder is printed first: on the dev VM it varied from 0.06 to 0.74 ms
+of CPU under ``/tmp`` within an hour (0.02-0.35 ms under ``/var/tmp``, same ext4 disk), a fixed
+cost per frame that every tool pays and that narrows their ratios when it is high.
 """
 
 from __future__ import annotations

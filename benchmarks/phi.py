@@ -396,6 +396,10 @@ def today(path: Path, frame_count: int, fps: float, written: list[int], decoded,
     return apply, plan_s, check_s, not findings
 
 
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
 def checked(plan, written, decoded, engines) -> ResidualCheck:
     """:func:`medvid.deid.residual_check` as ``video_frames`` runs it, on decoded frames: a
     "write" only records the redaction, a "read" applies it to a decoded frame."""
@@ -487,6 +491,11 @@ def run_videos(args, work: Path, rng: random.Random) -> dict:
                         "detection_points": plan.detection_points,
                         "recognitions": plan.recognitions,
                         "masked_by_check": len(check.masked),
+                        # the check's masks that cover part of an injected item (text the plan
+                        # missed) rather than image texture
+                        "check_masks_on_items": sum(
+                            any(_overlap(box, item.bbox) for item in items) for box in check.masked
+                        ),
                         "check_rounds": check.rounds,
                     }
                 leaks = 0
