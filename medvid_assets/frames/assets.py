@@ -40,6 +40,10 @@ CHECKS = {
 }
 
 
+#: The finding a video carries while its frames are written and checked.
+PENDING = "frames being written: the residual check has not finished"
+
+
 class _FrameWriter:
     """Writes a video's sampled frames (:func:`medvid.frames.extract.extract_frames`) with a
     given redaction, as often as the residual check asks; keeps the last frame manifest."""
@@ -117,6 +121,9 @@ def video_frames(
     total = sum(c.frame_count for c in clips)
     frames_root = media_store.local_path(f"{keys.FRAMES}/.keep").parent
     writer = _FrameWriter(clips, member_id, frames_root, options, total)
+    # Frames about to be rewritten are not checked yet: an earlier run's pass must not vouch
+    # for them if this run dies before its check ends (a kill between a write and the repair).
+    write_deid_status(media_store, "video", member_id, passed=False, checked=0, findings=[PENDING])
     # the independent residual check reads written frames; what it cannot tell from PHI is
     # masked in every frame and the frames are written again (medvid.deid.residual_check)
     text = settings.load().text

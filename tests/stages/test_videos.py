@@ -114,3 +114,34 @@ def test_labels_sheet_marks_frames_in_ranges_and_export_passes_checks(medvid_hom
     # patients: pseudonyms, never the sheet's ids
     splits = (home / "exports" / "t" / "splits.csv").read_text()
     assert "P1," not in splits and ",P1" not in splits
+
+
+def test_frames_rewritten_by_a_run_that_dies_are_not_vouched_for(
+    medvid_home, videos_dir, monkeypatch
+):
+    # A first run passes the residual check; a second one writes the frames again and dies
+    # before its check ends (as a kill would): the first pass must not stand for them.
+    import medvid_assets.frames.assets as frames_assets
+    from medvid.deid.store import video_deidentified
+
+    drop(videos_dir, medvid_home.landing, MP4)
+    medvid_home.configure(f"text: {json.dumps(LIGHT_TEXT)}\n")
+    assert not medvid_home.run("intake", "batch").failed
+    [video_id] = medvid_home.videos()
+    assert video_deidentified(medvid_home.store, video_id)
+
+    def dies(write, *args, **kwargs):
+        write(kwargs["redaction"])
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(frames_assets, "residual_check", dies)
+    medvid_home.materialize(
+        "video_frames",
+        partition_key=medvid_home.batch_of(video_id),
+        tags={"medvid/redo": "true"},
+    )
+    assert not video_deidentified(medvid_home.store, video_id)
+    status = json.loads(
+        (medvid_home.path / "deid_status" / "video" / f"{video_id}.json").read_text()
+    )
+    assert status["findings"] == [frames_assets.PENDING]
