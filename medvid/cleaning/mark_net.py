@@ -308,7 +308,9 @@ def export_mark_net_onnx(model: MarkNet, path: str | Path, model_id: str | None 
     in 0..1, output ``probability`` ``(B, 2, H, W) float32`` (the sigmoid of the logits), batch
     and sides dynamic, opset :data:`ONNX_OPSET`, BatchNorm folded into the convolutions (eval
     mode, constant folding), ``model_id`` (default: the weights' fingerprint) in the graph's
-    metadata. torch's TorchScript-based exporter; the same weights give the same bytes.
+    metadata. torch's TorchScript-based exporter; the same weights give the same bytes on one
+    machine (BatchNorm folding rounds in float32 by the CPU's vector instructions, so another
+    host may differ in the last bit of a folded weight).
 
     Raises:
         ModuleNotFoundError: the ``onnx`` package (``dev`` extra) is not installed."""

@@ -209,29 +209,12 @@ def residual_text_hits(
 
 
 def residual_text_findings(
-    frames: Iterable[tuple[int, np.ndarray]],
-    engines: Sequence[OcrEngine],
-    *,
-    phi: PhiValues | None = None,
-    upscale: float = 1.0,
-    min_confidence: float = 0.5,
-    min_height_px: int = 6,
+    frames: Iterable[tuple[int, np.ndarray]], engines: Sequence[OcrEngine], **options
 ) -> list[str]:
-    """Read each ``(frame_number, (H, W, 3) uint8 RGB written frame)`` with every engine (the
-    engines of :func:`default_residual_engines` enlarge 2x themselves; ``upscale`` enlarges the
-    frame once more before any engine); one finding per hit (:func:`residual_hit`) read with
-    confidence ``min_confidence`` or more in a box at least ``min_height_px`` pixels tall (of
-    the frame; smaller boxes are speckle read as letters), e.g. ``"frame 57: tesseract:
-    id-like number at x=60 y=128 w=110 h=14"``. An empty list is the pass condition."""
-    hits = residual_text_hits(
-        frames,
-        engines,
-        phi=phi,
-        upscale=upscale,
-        min_confidence=min_confidence,
-        min_height_px=min_height_px,
-    )
-    return [hit.finding for hit in hits]
+    """:func:`residual_text_hits` (same arguments) as finding lines, e.g. ``"frame 57:
+    tesseract: id-like number at x=60 y=128 w=110 h=14"``. An empty list is the pass
+    condition."""
+    return [hit.finding for hit in residual_text_hits(frames, engines, **options)]
 
 
 @dataclass(frozen=True)

@@ -151,7 +151,22 @@ def test_a_stale_or_missing_twin_falls_back_to_torch_and_says_so(tmp_path, torch
 def test_export_gives_the_same_bytes_and_the_model_id_inside(tmp_path, torch_net) -> None:
     first = export_mark_net_onnx(torch_net.model, tmp_path / "a.onnx", torch_net.model_id)
     second = export_mark_net_onnx(torch_net.model, tmp_path / "b.onnx", torch_net.model_id)
-    assert first.read_bytes() == second.read_bytes() == onnx_twin_path(DEFAULT_WEIGHTS).read_bytes()
+    assert first.read_bytes() == second.read_bytes()  # on one machine, byte for byte
+    # The shipped twin: the same graph, and the same folded weights up to the last bits (the
+    # export folds BatchNorm into the convolutions in float32, whose rounding follows the
+    # CPU's vector instructions: a fresh clone on another host differed in the last bit).
+    import onnx
+    from onnx import numpy_helper
+
+    fresh, shipped = onnx.load(first), onnx.load(onnx_twin_path(DEFAULT_WEIGHTS))
+    assert [(n.op_type, list(n.input), list(n.output)) for n in fresh.graph.node] == [
+        (n.op_type, list(n.input), list(n.output)) for n in shipped.graph.node
+    ]
+    assert [i.name for i in fresh.graph.initializer] == [i.name for i in shipped.graph.initializer]
+    for a, b in zip(fresh.graph.initializer, shipped.graph.initializer, strict=True):
+        np.testing.assert_allclose(
+            numpy_helper.to_array(a), numpy_helper.to_array(b), rtol=1e-5, atol=1e-7
+        )
     import onnxruntime as ort
 
     meta = ort.InferenceSession(str(first), providers=["CPUExecutionProvider"]).get_modelmeta()

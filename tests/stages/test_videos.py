@@ -1,17 +1,25 @@
 """The per-video pipeline on real clips and broken copies of them."""
 
 import json
+from fractions import Fraction
 
+import cv2
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
 from medvid.catalog.keys import Tables, table_key
+from medvid.frames.encode import Redaction
 from medvid.ids import content_id, sha256_file
+from medvid.images import read_rgb
 from medvid.quarantine import quarantine_records
 from medvid.video.probe import probe_video
 from medvid_assets.export.assets import EXPORT_CHECKS
+from tests.core.conftest import write_h264
 from tests.stages.conftest import AVI, MP4, drop
 from tests.stages.label_pipeline import LIGHT_EXPORT, LIGHT_TEXT
+
+WHITE = (255, 255, 255)
 
 
 def test_avi_is_copied_normalized_and_sampled_with_redacted_frames(medvid_home, videos_dir):
@@ -145,3 +153,35 @@ def test_frames_rewritten_by_a_run_that_dies_are_not_vouched_for(
         (medvid_home.path / "deid_status" / "video" / f"{video_id}.json").read_text()
     )
     assert status["findings"] == [frames_assets.PENDING]
+
+
+def test_a_word_the_plan_left_is_masked_by_the_check_in_every_frame(medvid_home, monkeypatch):
+    # As with the specular highlight tesseract reads as "lee", or an injected surname the plan
+    # left (benchmarks/phi.py): the check reads a word with no PHI pattern, masks it in every
+    # frame, reads again, and the video passes with the mask recorded.
+    import medvid_assets.frames.assets as frames_assets
+    from medvid.deid.store import video_deidentified
+
+    def draw(index: int) -> np.ndarray:
+        image = np.full((480, 640, 3), 60, np.uint8)
+        cv2.circle(image, (320 + 4 * index, 200), 60, (170, 170, 170), -1)
+        cv2.putText(image, "WATERMELON", (240, 400), cv2.FONT_HERSHEY_SIMPLEX, 0.7, WHITE, 2)
+        return image
+
+    write_h264(medvid_home.landing / "melon.mp4", [draw(i) for i in range(30)], Fraction(10))
+    medvid_home.configure(f"text: {json.dumps(LIGHT_TEXT)}\nframes: {{strategy: all}}\n")
+    monkeypatch.setattr(frames_assets, "read_redaction", lambda store, video_id: Redaction())
+    assert not medvid_home.run("intake", "batch").failed
+    [video_id] = medvid_home.videos()
+    assert video_deidentified(medvid_home.store, video_id)
+    status = json.loads(
+        (medvid_home.path / "deid_status" / "video" / f"{video_id}.json").read_text()
+    )
+    assert status["masked_by_check"] and status["findings"] == []
+    ink = draw(0).min(axis=2) >= 250
+    manifest = pq.read_table(medvid_home.path / table_key(Tables.VIDEO_FRAMES, video_id))
+    paths = manifest.column("frame_relative_path").to_pylist()
+    assert len(paths) == 30
+    for path in paths:
+        written = read_rgb(medvid_home.path / "media" / "frames" / path)
+        assert written[ink].max() < 40  # the word's pixels are black in every written frame
