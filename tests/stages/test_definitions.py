@@ -44,12 +44,14 @@ def test_definitions_load_without_labelbox_settings(tmp_path: Path, monkeypatch)
 
 def test_loading_the_definitions_does_not_import_torch_or_matplotlib(tmp_path: Path) -> None:
     # torch and torchvision are ~0.8 GB resident: only the steps that train or predict load
-    # them; matplotlib (~30 MiB) only the steps that draw a plot
+    # them; matplotlib (~30 MiB) only the steps that draw a plot, scipy's sparse graphs
+    # (~17 MiB) only duplicate grouping
     code = (
         "import sys; from pathlib import Path;"
         "from medvid_assets.definitions import build_definitions;"
         f"build_definitions(Path({str(tmp_path)!r}));"
-        "print(sorted(m for m in ('torch', 'torchvision', 'matplotlib') if m in sys.modules))"
+        "print(sorted(m for m in ('torch', 'torchvision', 'matplotlib', 'scipy.sparse.csgraph')"
+        " if m in sys.modules))"
     )
     loaded = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
