@@ -175,6 +175,11 @@ class ResidualHit:
             f"x={b.x} y={b.y} w={b.w} h={b.h}"
         )
 
+    def moved(self, dx: int, dy: int) -> ResidualHit:
+        """The same hit with its box moved by ``(dx, dy)`` pixels (from a crop to its frame)."""
+        box = dataclasses.replace(self.box, x=self.box.x + dx, y=self.box.y + dy)
+        return dataclasses.replace(self, box=box)
+
     @property
     def uncertain(self) -> bool:
         """True when the only reason is :data:`READABLE_TEXT`: a word read with no PHI pattern,
@@ -228,7 +233,7 @@ class ResidualCheck:
             ``masked``).
         masked: boxes the check added, ``(x0, y0, x1, y1)`` pixels of the frame, masked in
             every written frame.
-        repaired: the findings that were masked, round by round.
+        repaired: the findings that were masked, round by round (logged by ``video_frames``).
         frames_read: the written frames read (those of the first round plus
             ``random_frames`` fresh ones after each repair).
         rounds: readings done (1 without a repair).
@@ -334,9 +339,7 @@ def residual_check(
             for x0, y0, x1, y1 in regions:
                 crop = np.ascontiguousarray(image[y0:y1, x0:x1])
                 hits += [
-                    dataclasses.replace(
-                        hit, box=dataclasses.replace(hit.box, x=hit.box.x + x0, y=hit.box.y + y0)
-                    )
+                    hit.moved(x0, y0)
                     for hit in residual_text_hits([(number, crop)], engines, phi=phi)
                 ]
         if not hits or rounds > repair_rounds:

@@ -3,6 +3,7 @@ images plus a Parquet frame manifest (one row per kept frame, dead and disturbed
 flagged), every video of a batch, with the residual checks that read written frames again."""
 
 import time
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -48,10 +49,10 @@ class _FrameWriter:
     """Writes a video's sampled frames (:func:`medvid.frames.extract.extract_frames`) with a
     given redaction, as often as the residual check asks; keeps the last frame manifest."""
 
-    def __init__(self, clips, member_id: str, frames_root, options: FrameSettings, total: int):
-        self._args = (clips, member_id, frames_root)
-        self._options = options
-        self._total = total
+    def __init__(self, clips, member_id: str, frames_root: Path, options: FrameSettings):
+        self.clips, self.member_id, self.frames_root = clips, member_id, frames_root
+        self.options = options
+        self.total = sum(c.frame_count for c in clips)
         self.table: pa.Table | None = None
         self.path_of: dict[int, str] = {}
         self.extract_s = 0.0
@@ -59,21 +60,20 @@ class _FrameWriter:
     def __call__(self, redaction: Redaction) -> list[int]:
         """Write every sampled frame with ``redaction``; the frame numbers written."""
         began = time.perf_counter()
-        clips, member_id, frames_root = self._args
-        options = self._options
+        options = self.options
         table = extract_frames(
-            clips,
-            member_id,
-            frames_root,
+            self.clips,
+            self.member_id,
+            self.frames_root,
             sampling=options.sampling(),
             quality=options.thresholds(),
             image_format=options.image_format,
             jpeg_quality=options.jpeg_quality,
-            total_frames=self._total,
+            total_frames=self.total,
             redaction=redaction,
         )
-        fps = float(clips[0].fps)
-        self.table = with_sampling_record(table, options.sampling(), self._total, fps)
+        fps = float(self.clips[0].fps)
+        self.table = with_sampling_record(table, options.sampling(), self.total, fps)
         numbers = table.column("frame_number").to_pylist()
         paths = table.column("frame_relative_path").to_pylist()
         self.path_of = {int(n): p for n, p in zip(numbers, paths, strict=True)}
@@ -82,7 +82,7 @@ class _FrameWriter:
 
     def read(self, frame_number: int) -> np.ndarray:
         """Written frame ``frame_number``, ``(H, W, 3) uint8 RGB``."""
-        return read_rgb(self._args[2] / self.path_of[frame_number])
+        return read_rgb(self.frames_root / self.path_of[frame_number])
 
 
 @dg.asset(
@@ -117,10 +117,8 @@ def video_frames(
     settings: SettingsResource,
 ):
     started = time.perf_counter()
-    clips = read_clips(media_store, member_id)
-    total = sum(c.frame_count for c in clips)
     frames_root = media_store.local_path(f"{keys.FRAMES}/.keep").parent
-    writer = _FrameWriter(clips, member_id, frames_root, options, total)
+    writer = _FrameWriter(read_clips(media_store, member_id), member_id, frames_root, options)
     # Frames about to be rewritten are not checked yet: an earlier run's pass must not vouch
     # for them if this run dies before its check ends (a kill between a write and the repair).
     write_deid_status(media_store, "video", member_id, passed=False, checked=0, findings=[PENDING])
@@ -143,9 +141,8 @@ def video_frames(
     if check.masked:
         # text the plan left and the check could not tell from PHI: masked, worth a look
         context.log.warning(
-            f"video_frames: the residual check masked {len(check.masked)} box(es) the redaction"
-            f" plan left, in every frame of video {member_id}: "
-            + "; ".join(f"x={x0}..{x1} y={y0}..{y1}" for x0, y0, x1, y1 in check.masked)
+            f"video_frames: the residual check masked {len(check.masked)} box(es) in every"
+            f" frame of video {member_id}, after reading: " + "; ".join(check.repaired)
         )
     manifest = writer.table.to_pandas()
     media_store.publish_prefix(keys.frames_prefix(member_id))
@@ -169,7 +166,7 @@ def video_frames(
     passed, _, _, description = sampling_consistency(media_store, member_id)
     return MemberResult(
         metadata={
-            "frames_decoded": total,
+            "frames_decoded": writer.total,
             "frames_kept": len(manifest),
             "dead": int(manifest["is_dead"].sum()) if len(manifest) else 0,
             "disturbed": int(manifest["is_disturbed"].sum()) if len(manifest) else 0,

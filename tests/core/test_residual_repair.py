@@ -233,3 +233,20 @@ def test_real_readers_mask_a_stray_word_and_fail_on_an_id(engines, text, passes)
     else:
         assert check.masked == () and len(video.writes) == 1
         assert not any("5551234" in f for f in check.findings)
+
+
+def test_what_is_read_around_a_mask_is_reported_in_frame_pixels() -> None:
+    class SeesInCrops(_InkReader):
+        """The ink in whole frames; in a crop, a word 5 pixels from the crop's corner."""
+
+        def read(self, image):
+            if image.shape[:2] == (HEIGHT, WIDTH):
+                return super().read(image)
+            return [OcrBox(5, 5, 30, 10, "lee", 0.9)]
+
+    check = _check(_Video(_ink), [SeesInCrops("lee")], repair_rounds=1)
+    assert not check.passed and check.rounds == 2
+    # mask (93, 93, 167, 121) read again from (93 - 56, 93 - 56): the word at x = y = 37 + 5
+    assert check.findings == [
+        f"frame {n}: ink: readable text at x=42 y=42 w=30 h=10" for n in (0, 10, 20)
+    ]
